@@ -1,0 +1,9 @@
+//! Inference with ONNX Runtime: loading the library, opening a model, checking it against the
+//! model contract, reading its card and running batches.
+
+pub mod model_card;
+mod runtime;
+mod segmenter;
+
+pub use model_card::ModelCard;
+pub use segmenter::{DeviceChoice, Provider, Segmenter, SegmenterOptions};

@@ -1,0 +1,78 @@
+//! Finding and loading ONNX Runtime's shared library (`ort`'s `load-dynamic`), once per process.
+//!
+//! Search order: `ORT_DYLIB_PATH`; beside the executable; `.deps/onnxruntime/` in any folder above
+//! the executable (a checkout's `target/release/segstream` finds the checkout's `.deps/`); the
+//! `.deps/` of the checkout the binary was built from.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::{Error, Result};
+
+/// File name of the library as `scripts/setup` leaves it.
+const LIBRARY: &str = "libonnxruntime.so";
+/// Where `scripts/setup` puts the library, relative to the checkout.
+const DEPS_DIR: &str = ".deps/onnxruntime";
+
+static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+
+/// The process-wide ONNX Runtime environment, loading the library on first use.
+///
+/// # Errors
+/// [`Error::Runtime`] when the library is not found or cannot be loaded; the message says what
+/// to run.
+pub fn environment() -> Result<&'static ort::environment::Environment> {
+    ENVIRONMENT
+        .get_or_init(load)
+        .as_ref()
+        .map_err(|reason| Error::Runtime(reason.clone()))
+}
+
+fn load() -> Result<ort::environment::Environment, String> {
+    let candidates = library_candidates();
+    let Some(path) = candidates.iter().find(|p| p.is_file()) else {
+        let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        return Err(format!(
+            "the shared library {LIBRARY} was not found (looked at: {}). Run `scripts/setup` in the \
+             segstream checkout, or set ORT_DYLIB_PATH to a libonnxruntime.so of version 1.31",
+            looked.join(", ")
+        ));
+    };
+    let builder = ort::init_from(path).map_err(|e| {
+        format!(
+            "cannot load {}: {e}. Run `scripts/setup` again",
+            path.display()
+        )
+    })?;
+    let environment = builder
+        .with_name("segstream")
+        .build()
+        .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", path.display()))?;
+    tracing::debug!(library = %path.display(), "ONNX Runtime loaded");
+    Ok(environment)
+}
+
+fn library_candidates() -> Vec<PathBuf> {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+        return vec![PathBuf::from(path)];
+    }
+    let mut candidates = Vec::new();
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    {
+        candidates.push(exe_dir.join(LIBRARY));
+        candidates.extend(
+            exe_dir
+                .ancestors()
+                .map(|dir| dir.join(DEPS_DIR).join(LIBRARY)),
+        );
+    }
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(DEPS_DIR)
+            .join(LIBRARY),
+    );
+    candidates.dedup();
+    candidates
+}

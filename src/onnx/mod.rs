@@ -1,0 +1,24 @@
+//! Writing ONNX models: the protobuf types compiled from the vendored `proto/onnx.proto`, and
+//! [`GraphBuilder`], which emits one node per call so that adding an op is one small function.
+//!
+//! Every graph has the model contract's signature: input `input` (N×3×H×W f32) and output
+//! `logits` (N×C×H×W f32), N always dynamic, H and W dynamic unless fixed by the caller.
+
+mod graph;
+
+pub use graph::{GraphBuilder, Weights, Window};
+
+/// Protobuf types of `onnx.proto` (package `onnx`).
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+}
+
+/// ONNX IR version written (IR 8 is read by every ONNX Runtime since 1.14).
+pub const IR_VERSION: i64 = 8;
+/// Default-domain opset written.
+pub const OPSET: i64 = 17;
+/// Name of the model input.
+pub const INPUT: &str = "input";
+/// Name of the model output.
+pub const OUTPUT: &str = "logits";

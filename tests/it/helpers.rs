@@ -1,0 +1,52 @@
+//! Shared test helpers: running the binary with a readable failure message, test inputs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Folder of committed test fixtures.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+/// The tiny untrained U-Net committed as a fixture (see tests/data/README.md).
+pub fn fixture_model() -> PathBuf {
+    fixtures().join("unet-d2b8-random.onnx")
+}
+
+/// Runs `segstream` with `args`; returns its output.
+pub fn segstream(args: &[&str]) -> Output {
+    segstream_with_env(args, &[])
+}
+
+/// Runs `segstream` with `args` and extra environment variables.
+pub fn segstream_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_segstream"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the segstream binary runs")
+}
+
+/// Describes a finished command for assertion messages.
+pub fn describe(args: &[&str], output: &Output) -> String {
+    format!(
+        "segstream {}\nstatus: {}\nstdout:\n{}\nstderr:\n{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Runs `segstream` and asserts it fails with exit code `code` and a stderr containing every
+/// one of `needles`.
+pub fn assert_fails(args: &[&str], env: &[(&str, &str)], code: i32, needles: &[&str]) {
+    let output = segstream_with_env(args, env);
+    let text = describe(args, &output);
+    assert_eq!(output.status.code(), Some(code), "{text}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for needle in needles {
+        assert!(stderr.contains(needle), "stderr lacks {needle:?}\n{text}");
+    }
+    assert!(!stderr.contains("panicked"), "{text}");
+}

@@ -1,0 +1,7 @@
+//! Integration tests: real ONNX Runtime, real models written by our exporter.
+
+mod cli;
+mod helpers;
+mod model_errors;
+#[cfg(feature = "train")]
+mod parity;

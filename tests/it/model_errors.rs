@@ -1,0 +1,139 @@
+//! Loading models: the fixture loads with its card; bad model files and unavailable runtimes are
+//! clear errors naming the file, with exit code 1 and no panic.
+
+use prost::Message;
+use segstream::onnx::proto::{
+    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
+    tensor_shape_proto::{Dimension, dimension::Value},
+    type_proto,
+};
+
+use crate::helpers::{assert_fails, describe, fixture_model, segstream};
+
+#[test]
+fn fixture_model_loads_with_its_card() {
+    let model = fixture_model();
+    let args = ["inspect", model.to_str().unwrap(), "--device", "cpu"];
+    let output = segstream(&args);
+    let text = describe(&args, &output);
+    assert!(output.status.success(), "{text}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("provider:     CPU"), "{text}");
+    assert!(
+        stdout.contains("architecture: unet(depth=2,base=8)"),
+        "{text}"
+    );
+    assert!(stdout.contains("input size:   64x64"), "{text}");
+    assert!(stdout.contains("class:        foreground"), "{text}");
+}
+
+#[test]
+fn missing_model_is_named() {
+    assert_fails(
+        &["inspect", "no/such/model.onnx"],
+        &[],
+        1,
+        &["no/such/model.onnx", "file not found"],
+    );
+}
+
+#[test]
+fn corrupt_model_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.onnx");
+    let mut bytes = std::fs::read(fixture_model()).unwrap();
+    bytes.truncate(bytes.len() / 3);
+    std::fs::write(&path, bytes).unwrap();
+    let path = path.to_str().unwrap();
+    assert_fails(
+        &["inspect", path, "--device", "cpu"],
+        &[],
+        1,
+        &[path, "cannot open it as a model"],
+    );
+}
+
+#[test]
+fn wrong_input_rank_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rank2.onnx");
+    std::fs::write(&path, identity_model(&[-1, 3])).unwrap();
+    let path = path.to_str().unwrap();
+    assert_fails(
+        &["inspect", path, "--device", "cpu"],
+        &[],
+        1,
+        &[path, "rank 2", "expected 4"],
+    );
+}
+
+#[test]
+fn cuda_without_cuda_is_an_error() {
+    let model = fixture_model();
+    assert_fails(
+        &["inspect", model.to_str().unwrap(), "--device", "cuda"],
+        &[],
+        1,
+        &["CUDA execution provider cannot be used"],
+    );
+}
+
+#[test]
+fn missing_runtime_library_says_what_to_run() {
+    let model = fixture_model();
+    assert_fails(
+        &["inspect", model.to_str().unwrap()],
+        &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")],
+        1,
+        &["scripts/setup", "/nonexistent/libonnxruntime.so"],
+    );
+}
+
+/// A model whose single input and output have the given shape (-1 = dynamic): `Identity`.
+fn identity_model(dims: &[i64]) -> Vec<u8> {
+    let info = |name: &str| ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(1),
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            value: Some(if d < 0 {
+                                Value::DimParam("n".into())
+                            } else {
+                                Value::DimValue(d)
+                            }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(17),
+        }],
+        graph: Some(GraphProto {
+            name: Some("identity".into()),
+            node: vec![NodeProto {
+                op_type: Some("Identity".into()),
+                input: vec!["input".into()],
+                output: vec!["logits".into()],
+                ..Default::default()
+            }],
+            input: vec![info("input")],
+            output: vec![info("logits")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
