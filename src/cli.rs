@@ -18,8 +18,8 @@ pub struct Cli {
 /// segstream's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Segment a video file into an overlay, a cut-out or a mask video (not implemented yet).
-    Segment(Planned),
+    /// Segment a video file into an overlay, a cut-out or a mask video.
+    Segment(SegmentArgs),
     /// Segment a live feed (camera, RTSP, UDP) with bounded latency (not implemented yet).
     Camera(Planned),
     /// Train a U-Net on image/mask pairs and export it as ONNX (not implemented yet).
@@ -52,6 +52,73 @@ pub struct RuntimeArgs {
     /// ONNX Runtime intra-op threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+}
+
+/// What `segment` draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// The frame with each class tinted in its colour.
+    Overlay,
+    /// The object kept, the background transparent or replaced (`--background`).
+    Cutout,
+    /// The mask itself: white = object (binary models), grey level = class id (multi-class).
+    Mask,
+}
+
+/// `segstream segment`.
+#[derive(Debug, Args)]
+pub struct SegmentArgs {
+    /// Input video (any file GStreamer can read); omit with --source-pipeline.
+    #[arg(required_unless_present = "source_pipeline")]
+    pub input: Option<PathBuf>,
+    /// Output: .mp4, .mkv (H.264), .webm (VP8), .mov (keeps alpha) or a folder (PNG frames, alpha).
+    #[arg(short, long, required_unless_present = "sink_pipeline")]
+    pub output: Option<PathBuf>,
+    /// What to draw.
+    #[arg(long, value_enum, default_value_t = ModeArg::Overlay)]
+    pub mode: ModeArg,
+    /// Cut-out background: transparent, #rrggbb, blur, or an image file.
+    #[arg(long, default_value = "transparent")]
+    pub background: String,
+    /// The ONNX model (default: the shipped model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// Probability above which a pixel is the object (binary models).
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    /// Overlay colour weight, 0..1.
+    #[arg(long, default_value_t = 0.5)]
+    pub opacity: f32,
+    /// Classes that count as foreground / are drawn (names or indices, comma-separated).
+    /// Default: all for overlays, all but class 0 for cut-outs.
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Vec<String>,
+    /// Frames per inference call.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Longest a frame waits for its batch to fill, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub max_wait_ms: u64,
+    /// Pre- and post-processing workers each (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Print per-stage statistics at the end.
+    #[arg(long)]
+    pub stats: bool,
+    /// Write the statistics as JSON to this file.
+    #[arg(long)]
+    pub stats_json: Option<PathBuf>,
+    /// Leave the input's audio out of the output.
+    #[arg(long)]
+    pub no_audio: bool,
+    /// Custom source (gst-launch syntax) ending in `appsink name=frames`.
+    #[arg(long)]
+    pub source_pipeline: Option<String>,
+    /// Custom sink (gst-launch syntax) starting with `appsrc name=out`.
+    #[arg(long)]
+    pub sink_pipeline: Option<String>,
 }
 
 /// `segstream inspect`.

@@ -2,6 +2,8 @@
 //! them through a U-Net run by ONNX Runtime, and the composited result is encoded again.
 //!
 //! Modules follow the path of a frame and of a model:
+//! - [`video`]: the GStreamer edges (appsink source, appsrc sink, `pipelines/` templates);
+//! - [`imaging`]: pre-processing, post-processing, composition;
 //! - [`infer`]: ONNX Runtime sessions, execution providers, the model card;
 //! - [`onnx`]: writing ONNX graphs;
 //! - `train` (feature `train`): the U-Nets in burn, export, parity.
@@ -9,9 +11,13 @@
 pub mod cli;
 pub mod commands;
 mod error;
+pub mod imaging;
 pub mod infer;
 pub mod onnx;
+pub mod paths;
+pub mod stream;
 #[cfg(feature = "train")]
 pub mod train;
+pub mod video;
 
 pub use error::{Error, Result};

@@ -21,7 +21,13 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            // Options that cannot work are usage errors, like clap's own.
+            match error.downcast_ref::<segstream::Error>() {
+                Some(segstream::Error::Config(_)) => {
+                    ExitCode::from(segstream::commands::EXIT_USAGE)
+                }
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 #[cfg(feature = "train")]
 mod init_model;
 mod inspect;
+mod segment;
 
 use crate::cli::Command;
 
@@ -19,7 +20,7 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
         Command::Inspect(args) => inspect::run(&args).map(|()| 0),
         #[cfg(feature = "train")]
         Command::InitModel(args) => init_model::run(&args).map(|()| 0),
-        Command::Segment(_) => Ok(planned("segment")),
+        Command::Segment(args) => segment::run(&args),
         Command::Camera(_) => Ok(planned("camera")),
         Command::Train(_) => Ok(planned("train")),
         Command::Eval(_) => Ok(planned("eval")),

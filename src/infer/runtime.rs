@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crate::paths::checkout_candidates;
 use crate::{Error, Result};
 
 /// File name of the library as `scripts/setup` leaves it.
@@ -56,23 +57,11 @@ fn library_candidates() -> Vec<PathBuf> {
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
         return vec![PathBuf::from(path)];
     }
-    let mut candidates = Vec::new();
-    if let Some(exe_dir) = std::env::current_exe()
+    let beside_exe = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf))
-    {
-        candidates.push(exe_dir.join(LIBRARY));
-        candidates.extend(
-            exe_dir
-                .ancestors()
-                .map(|dir| dir.join(DEPS_DIR).join(LIBRARY)),
-        );
-    }
-    candidates.push(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(DEPS_DIR)
-            .join(LIBRARY),
-    );
-    candidates.dedup();
-    candidates
+        .and_then(|exe| exe.parent().map(|dir| dir.join(LIBRARY)));
+    beside_exe
+        .into_iter()
+        .chain(checkout_candidates(&Path::new(DEPS_DIR).join(LIBRARY)))
+        .collect()
 }

@@ -85,7 +85,7 @@ impl Segmenter {
             DeviceChoice::Auto => match open_session(path, Provider::Cuda, options.threads) {
                 Ok(session) => (session, Provider::Cuda),
                 Err(Error::Runtime(reason)) => {
-                    tracing::info!("CUDA is not available ({reason}); using the CPU");
+                    tracing::debug!("CUDA is not available ({reason}); using the CPU");
                     (
                         open_session(path, Provider::Cpu, options.threads)?,
                         Provider::Cpu,

@@ -1,0 +1,285 @@
+//! Composition: a frame and its mask become the output picture — a colour overlay, a cut-out
+//! (transparent or over another background) or the mask itself.
+
+use std::path::{Path, PathBuf};
+
+use super::postprocess::Mask;
+use super::resize::Scaler;
+use crate::{Error, Result};
+
+/// Factor by which the frame is shrunk (and grown back) to make the blurred background.
+const BLUR_FACTOR: usize = 24;
+
+/// What to draw.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// Frame with each shown label tinted in its colour at `opacity` (0..1).
+    Overlay {
+        /// Weight of the class colour.
+        opacity: f32,
+    },
+    /// Foreground kept; background replaced.
+    Cutout {
+        /// What replaces the background.
+        background: Background,
+    },
+    /// The mask as a picture: white = object (binary models) or grey level = class id.
+    Mask,
+}
+
+/// What replaces the background of a cut-out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Background {
+    /// Alpha 0 (needs an output that keeps alpha: `.mov` or PNG frames).
+    Transparent,
+    /// A solid colour.
+    Color([u8; 3]),
+    /// An image, stretched to the frame.
+    Image(PathBuf),
+    /// The frame itself, heavily blurred.
+    Blur,
+}
+
+impl Background {
+    /// Parses `--background`: `#rrggbb`, `blur`, `transparent`, or an image path.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a malformed colour or a path that does not exist.
+    pub fn parse(text: &str) -> Result<Self> {
+        if let Some(hex) = text.strip_prefix('#') {
+            let channel = |i: usize| {
+                hex.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            };
+            return match (hex.len(), channel(0), channel(2), channel(4)) {
+                (6, Some(r), Some(g), Some(b)) => Ok(Background::Color([r, g, b])),
+                _ => Err(Error::Config(format!(
+                    "--background {text}: a colour is written #rrggbb"
+                ))),
+            };
+        }
+        match text {
+            "blur" => Ok(Background::Blur),
+            "transparent" => Ok(Background::Transparent),
+            path if Path::new(path).is_file() => Ok(Background::Image(PathBuf::from(path))),
+            other => Err(Error::Config(format!(
+                "--background {other}: not a colour (#rrggbb), 'blur', 'transparent' or an existing image"
+            ))),
+        }
+    }
+}
+
+/// How one mask label is drawn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LabelStyle {
+    /// Overlay colour, `None` to leave the pixel as it is.
+    pub color: Option<[u8; 3]>,
+    /// Whether the label is kept in a cut-out.
+    pub foreground: bool,
+    /// Grey level in mask mode.
+    pub mask_value: u8,
+}
+
+/// Composes output pictures; one per worker.
+pub struct Compositor {
+    mode: Mode,
+    styles: Vec<LabelStyle>,
+    scaler: Scaler,
+    background: Option<(usize, usize, Vec<u8>)>,
+    background_image: Option<image::RgbaImage>,
+}
+
+impl Compositor {
+    /// A compositor drawing `mode` with one style per label.
+    ///
+    /// # Errors
+    /// [`Error::Input`] when a background image cannot be read.
+    pub fn new(mode: Mode, styles: Vec<LabelStyle>) -> Result<Self> {
+        let background_image = match &mode {
+            Mode::Cutout {
+                background: Background::Image(path),
+            } => Some(
+                image::open(path)
+                    .map_err(|e| Error::Input {
+                        path: path.clone(),
+                        reason: format!("cannot read the background image: {e}"),
+                    })?
+                    .to_rgba8(),
+            ),
+            _ => None,
+        };
+        Ok(Compositor {
+            mode,
+            styles,
+            scaler: Scaler::default(),
+            background: None,
+            background_image,
+        })
+    }
+
+    /// The output picture (packed RGBA) for `pixels` (packed RGBA) and its `mask`.
+    pub fn run(&mut self, pixels: &[u8], mask: &Mask) -> Vec<u8> {
+        let mut out = pixels.to_vec();
+        let styles = &self.styles;
+        let labelled = out.chunks_exact_mut(4).zip(&mask.labels);
+        match &self.mode {
+            Mode::Overlay { opacity } => {
+                let keep = 1.0 - opacity;
+                for (px, &label) in labelled {
+                    if let Some(color) = styles[usize::from(label)].color {
+                        for c in 0..3 {
+                            px[c] = (f32::from(px[c]) * keep + f32::from(color[c]) * opacity)
+                                .round() as u8;
+                        }
+                    }
+                }
+            }
+            Mode::Mask => {
+                for (px, &label) in labelled {
+                    let v = styles[usize::from(label)].mask_value;
+                    px.copy_from_slice(&[v, v, v, 255]);
+                }
+            }
+            Mode::Cutout {
+                background: Background::Transparent,
+            } => {
+                for (px, &label) in labelled {
+                    px[3] = if styles[usize::from(label)].foreground {
+                        255
+                    } else {
+                        0
+                    };
+                }
+            }
+            Mode::Cutout { background } => {
+                let background = background.clone();
+                self.prepare_background(&background, pixels, mask.width, mask.height);
+                let fill = self
+                    .background
+                    .as_ref()
+                    .map_or(&[][..], |(_, _, fill)| fill.as_slice());
+                for ((px, &label), bg) in out
+                    .chunks_exact_mut(4)
+                    .zip(&mask.labels)
+                    .zip(fill.chunks_exact(4))
+                {
+                    if !self.styles[usize::from(label)].foreground {
+                        px.copy_from_slice(bg);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Makes `self.background` the replacement background at frame size: recomputed for each
+    /// frame when blurred, kept while the size stays the same otherwise.
+    fn prepare_background(
+        &mut self,
+        background: &Background,
+        pixels: &[u8],
+        width: usize,
+        height: usize,
+    ) {
+        let cached = matches!(&self.background, Some((w, h, _)) if *w == width && *h == height);
+        let fill = match (background, &self.background_image) {
+            (Background::Blur, _) => {
+                let small = [width.div_ceil(BLUR_FACTOR), height.div_ceil(BLUR_FACTOR)];
+                let shrunk = self.scaler.rgba(pixels, [width, height], small);
+                self.scaler.rgba(&shrunk, small, [width, height])
+            }
+            _ if cached => return,
+            (Background::Image(_), Some(image)) => {
+                let from = [image.width() as usize, image.height() as usize];
+                self.scaler.rgba(image.as_raw(), from, [width, height])
+            }
+            (Background::Color([r, g, b]), _) => [*r, *g, *b, 255].repeat(width * height),
+            _ => vec![0; width * height * 4],
+        };
+        self.background = Some((width, height, fill));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn styles() -> Vec<LabelStyle> {
+        vec![
+            LabelStyle {
+                color: None,
+                foreground: false,
+                mask_value: 0,
+            },
+            LabelStyle {
+                color: Some([255, 0, 0]),
+                foreground: true,
+                mask_value: 255,
+            },
+        ]
+    }
+
+    fn mask() -> Mask {
+        Mask {
+            width: 2,
+            height: 1,
+            labels: vec![0, 1],
+        }
+    }
+
+    const PIXELS: [u8; 8] = [100, 100, 100, 255, 100, 100, 100, 255];
+
+    #[test]
+    fn overlay_tints_only_labelled_pixels() {
+        let out = Compositor::new(Mode::Overlay { opacity: 0.5 }, styles())
+            .unwrap()
+            .run(&PIXELS, &mask());
+        assert_eq!(out, vec![100, 100, 100, 255, 178, 50, 50, 255]);
+    }
+
+    #[test]
+    fn transparent_cutout_clears_the_background_alpha() {
+        let mode = Mode::Cutout {
+            background: Background::Transparent,
+        };
+        let out = Compositor::new(mode, styles())
+            .unwrap()
+            .run(&PIXELS, &mask());
+        assert_eq!(out, vec![100, 100, 100, 0, 100, 100, 100, 255]);
+    }
+
+    #[test]
+    fn colour_cutout_replaces_the_background() {
+        let mode = Mode::Cutout {
+            background: Background::parse("#00ff00").unwrap(),
+        };
+        let out = Compositor::new(mode, styles())
+            .unwrap()
+            .run(&PIXELS, &mask());
+        assert_eq!(out, vec![0, 255, 0, 255, 100, 100, 100, 255]);
+    }
+
+    #[test]
+    fn mask_mode_draws_the_labels() {
+        let out = Compositor::new(Mode::Mask, styles())
+            .unwrap()
+            .run(&PIXELS, &mask());
+        assert_eq!(out, vec![0, 0, 0, 255, 255, 255, 255, 255]);
+    }
+
+    #[test]
+    fn bad_background_is_a_clear_error() {
+        assert!(
+            Background::parse("#12")
+                .unwrap_err()
+                .to_string()
+                .contains("#rrggbb")
+        );
+        assert!(
+            Background::parse("no/such.png")
+                .unwrap_err()
+                .to_string()
+                .contains("no/such.png")
+        );
+    }
+}

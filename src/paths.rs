@@ -1,0 +1,18 @@
+//! Finding files that ship with the checkout (ONNX Runtime's library, the default model) from
+//! wherever the binary runs.
+
+use std::path::{Path, PathBuf};
+
+/// Places where `relative` (a path inside the checkout) may be: below every folder above the
+/// executable (so `target/release/segstream` finds its checkout), then below the checkout the
+/// binary was built from.
+pub fn checkout_candidates(relative: &Path) -> Vec<PathBuf> {
+    let mut candidates: Vec<PathBuf> = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .map(|dir| dir.ancestors().map(|a| a.join(relative)).collect())
+        .unwrap_or_default();
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(relative));
+    candidates.dedup();
+    candidates
+}

@@ -1,0 +1,42 @@
+//! [`Frame`]: one decoded picture as it travels through the engine.
+
+use gstreamer as gst;
+use gstreamer_video as gst_video;
+
+/// A tightly packed RGBA picture with its position in the stream.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Arrival order at the appsink, from 0; the only ordering key downstream.
+    pub seq: u64,
+    /// Presentation timestamp from the source.
+    pub pts: Option<gst::ClockTime>,
+    /// Duration from the source.
+    pub duration: Option<gst::ClockTime>,
+    /// Geometry and frame rate (format RGBA, stride = 4 × width).
+    pub info: gst_video::VideoInfo,
+    /// Row-major RGBA bytes, `4 × width × height` of them.
+    pub pixels: Vec<u8>,
+}
+
+impl Frame {
+    /// Width in pixels.
+    pub fn width(&self) -> usize {
+        self.info.width() as usize
+    }
+
+    /// Height in pixels.
+    pub fn height(&self) -> usize {
+        self.info.height() as usize
+    }
+
+    /// The same frame (sequence, timestamps, geometry) with other pixels.
+    pub fn with_pixels(&self, pixels: Vec<u8>) -> Frame {
+        Frame {
+            seq: self.seq,
+            pts: self.pts,
+            duration: self.duration,
+            info: self.info.clone(),
+            pixels,
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The GStreamer edges: the source pipeline delivering [`Frame`]s through an appsink, the sink
+//! pipeline taking them through an appsrc, and the templates in `pipelines/`.
+
+mod bus;
+mod frame;
+mod sink;
+mod source;
+pub mod templates;
+
+pub use frame::Frame;
+pub use sink::FrameSink;
+pub use source::{FrameSource, InputInfo, Pulled, init, probe_file};
+pub use templates::OutputKind;

@@ -1,0 +1,290 @@
+//! The GStreamer source edge: a pipeline ending in `appsink name=frames`, pulled into [`Frame`]s.
+//!
+//! ```text
+//! filesrc ! decodebin ! videoconvert ! appsink(RGBA, max-buffers) --pull--> Frame{seq, pts, ...}
+//! ```
+
+use std::path::Path;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_pbutils as gst_pbutils;
+use gstreamer_video as gst_video;
+
+use super::bus;
+use super::frame::Frame;
+use super::templates::{APPSINK, FILE_SOURCE, FILE_SOURCE_TEMPLATE, strip_comments};
+use crate::{Error, Result};
+
+/// Frames the appsink holds before it blocks the decoder (back-pressure, bounded memory).
+const APPSINK_MAX_BUFFERS: u32 = 4;
+/// How long probing a file may take.
+const PROBE_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(15);
+
+/// What probing an input file found.
+#[derive(Debug, Clone)]
+pub struct InputInfo {
+    /// Length of the file, when the container says.
+    pub duration: Option<gst::ClockTime>,
+    /// Frames per second of the video stream (0 when unknown or variable).
+    pub fps: f64,
+    /// Whether the file has an audio stream.
+    pub has_audio: bool,
+}
+
+impl InputInfo {
+    /// Expected number of frames, from duration × frame rate.
+    pub fn expected_frames(&self) -> Option<u64> {
+        let seconds = self.duration?.nseconds() as f64 / 1e9;
+        (self.fps > 0.0).then(|| (seconds * self.fps).round() as u64)
+    }
+}
+
+/// Initialises GStreamer once.
+///
+/// # Errors
+/// [`Error::Pipeline`] when GStreamer's libraries cannot be initialised.
+pub fn init() -> Result<()> {
+    gst::init().map_err(|e| Error::Pipeline(format!("cannot initialise GStreamer: {e}")))
+}
+
+/// Checks that `path` is a readable video and finds its duration, frame rate and audio.
+///
+/// # Errors
+/// [`Error::Input`] naming the file when it is missing, empty, not a media file, has no video
+/// stream or needs a decoder that is not installed.
+pub fn probe_file(path: &Path) -> Result<InputInfo> {
+    let input_error = |reason: String| Error::Input {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let metadata =
+        std::fs::metadata(path).map_err(|e| input_error(format!("cannot read it: {e}")))?;
+    if !metadata.is_file() {
+        return Err(input_error("not a file".into()));
+    }
+    if metadata.len() == 0 {
+        return Err(input_error("the file is empty".into()));
+    }
+    init()?;
+    let absolute = std::path::absolute(path).map_err(|e| input_error(e.to_string()))?;
+    let uri =
+        gst::glib::filename_to_uri(&absolute, None).map_err(|e| input_error(e.to_string()))?;
+    let discoverer =
+        gst_pbutils::Discoverer::new(PROBE_TIMEOUT).map_err(|e| input_error(e.to_string()))?;
+    let info = discoverer
+        .discover_uri(&uri)
+        .map_err(|e| input_error(format!("GStreamer cannot read it as video: {e}")))?;
+    if info.result() == gst_pbutils::DiscovererResult::MissingPlugins {
+        let missing = info.missing_elements_installer_details().join(", ");
+        return Err(input_error(format!(
+            "unsupported codec: no GStreamer decoder installed ({missing})"
+        )));
+    }
+    let Some(video) = info.video_streams().into_iter().next() else {
+        return Err(input_error("no video stream in the file".into()));
+    };
+    let rate = video.framerate();
+    let fps = if rate.denom() > 0 {
+        f64::from(rate.numer()) / f64::from(rate.denom())
+    } else {
+        0.0
+    };
+    Ok(InputInfo {
+        duration: info.duration(),
+        fps,
+        has_audio: !info.audio_streams().is_empty(),
+    })
+}
+
+/// What [`FrameSource::pull`] got.
+#[derive(Debug)]
+pub enum Pulled {
+    /// The next frame.
+    Frame(Frame),
+    /// Nothing within the timeout (the source is still running).
+    Timeout,
+    /// The source reached its end.
+    End,
+}
+
+/// A running source pipeline delivering RGBA frames.
+pub struct FrameSource {
+    pipeline: gst::Pipeline,
+    appsink: gst_app::AppSink,
+    next_seq: u64,
+    /// Where the next frame should start, for filling in missing timestamps.
+    expected_pts: gst::ClockTime,
+    /// Frames whose timestamp was missing or out of order.
+    repaired_timestamps: u64,
+}
+
+impl FrameSource {
+    /// The file source of `pipelines/sources/file.gst` reading `path`.
+    ///
+    /// # Errors
+    /// [`Error::Pipeline`] when the pipeline cannot be built.
+    pub fn file(path: &Path) -> Result<Self> {
+        let source = Self::from_description(&strip_comments(FILE_SOURCE_TEMPLATE))?;
+        let element = source.pipeline.by_name(FILE_SOURCE).ok_or_else(|| {
+            Error::Pipeline(format!("the file source template lacks '{FILE_SOURCE}'"))
+        })?;
+        element.set_property("location", path);
+        Ok(source)
+    }
+
+    /// A source from a gst-launch description that contains `appsink name=frames`.
+    ///
+    /// # Errors
+    /// [`Error::Pipeline`] when the description does not parse or lacks the appsink.
+    pub fn from_description(description: &str) -> Result<Self> {
+        init()?;
+        let element = gst::parse::launch(description)
+            .map_err(|e| Error::Pipeline(format!("source pipeline '{description}': {e}")))?;
+        let pipeline = element.downcast::<gst::Pipeline>().map_err(|_| {
+            Error::Pipeline(format!(
+                "source pipeline '{description}' is a single element, not a pipeline"
+            ))
+        })?;
+        let appsink = pipeline
+            .by_name(APPSINK)
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| {
+                Error::Pipeline(format!(
+                    "source pipeline '{description}' has no `appsink name={APPSINK}`"
+                ))
+            })?;
+        appsink.set_caps(Some(
+            &gst_video::VideoCapsBuilder::new()
+                .format(gst_video::VideoFormat::Rgba)
+                .build(),
+        ));
+        appsink.set_max_buffers(APPSINK_MAX_BUFFERS);
+        appsink.set_drop(false);
+        appsink.set_sync(false);
+        Ok(FrameSource {
+            pipeline,
+            appsink,
+            next_seq: 0,
+            expected_pts: gst::ClockTime::ZERO,
+            repaired_timestamps: 0,
+        })
+    }
+
+    /// Starts decoding.
+    ///
+    /// # Errors
+    /// [`Error::Pipeline`] with GStreamer's reason when the pipeline will not play.
+    pub fn start(&self) -> Result<()> {
+        bus::set_state(&self.pipeline, gst::State::Playing)
+    }
+
+    /// Waits up to `timeout` for the next frame.
+    ///
+    /// # Errors
+    /// [`Error::Pipeline`] when the pipeline posted an error (decoder failure, unreadable file).
+    pub fn pull(&mut self, timeout: gst::ClockTime) -> Result<Pulled> {
+        match self.appsink.try_pull_sample(timeout) {
+            Some(sample) => {
+                let mut frame = frame_from_sample(&sample, self.next_seq)?;
+                self.next_seq += 1;
+                self.fill_timestamps(&mut frame);
+                Ok(Pulled::Frame(frame))
+            }
+            None => match bus::pending_error(&self.pipeline) {
+                Some(error) => Err(error),
+                None if self.appsink.is_eos() => Ok(Pulled::End),
+                None => Ok(Pulled::Timeout),
+            },
+        }
+    }
+
+    /// Damaged files can yield frames without timestamps, or with timestamps that repeat or go
+    /// backwards (e.g. `Megamind_bugy.avi`), which muxers refuse. Such a frame is moved to where
+    /// the previous one ended; a missing duration becomes one frame interval.
+    fn fill_timestamps(&mut self, frame: &mut Frame) {
+        let fps = frame.info.fps();
+        let interval = (fps.numer() > 0)
+            .then(|| gst::ClockTime::SECOND.mul_div_floor(fps.denom() as u64, fps.numer() as u64))
+            .flatten();
+        let tolerance = interval.map_or(gst::ClockTime::ZERO, |i| i / 2);
+        let pts = match frame.pts {
+            Some(pts) if pts + tolerance >= self.expected_pts => pts,
+            _ => {
+                self.repaired_timestamps += 1;
+                if self.repaired_timestamps == 1 {
+                    tracing::warn!(
+                        frame = frame.seq,
+                        "the input has broken timestamps; repairing them"
+                    );
+                }
+                self.expected_pts
+            }
+        };
+        frame.pts = Some(pts);
+        if frame.duration.is_none() {
+            frame.duration = interval;
+        }
+        self.expected_pts = pts + frame.duration.unwrap_or_default();
+    }
+
+    /// Frames delivered so far.
+    pub fn frames_pulled(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Stops the pipeline.
+    pub fn stop(&self) {
+        // Going to Null cannot fail in a way the caller could act on.
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+impl Drop for FrameSource {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Copies a sample into a packed RGBA [`Frame`], honouring the row stride.
+fn frame_from_sample(sample: &gst::Sample, seq: u64) -> Result<Frame> {
+    let caps = sample
+        .caps()
+        .ok_or_else(|| Error::Pipeline("appsink sample without caps".into()))?;
+    let info = gst_video::VideoInfo::from_caps(caps)
+        .map_err(|e| Error::Pipeline(format!("appsink caps {caps}: {e}")))?;
+    let buffer = sample
+        .buffer()
+        .ok_or_else(|| Error::Pipeline("appsink sample without buffer".into()))?;
+    let mapped = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+        .map_err(|e| Error::Pipeline(format!("cannot map a frame: {e}")))?;
+    let (width, height) = (info.width() as usize, info.height() as usize);
+    let row = width * 4;
+    let stride = info.stride()[0] as usize;
+    let data = mapped
+        .plane_data(0)
+        .map_err(|e| Error::Pipeline(format!("cannot read a frame: {e}")))?;
+    let pixels = if stride == row {
+        data[..row * height].to_vec()
+    } else {
+        data.chunks(stride)
+            .take(height)
+            .flat_map(|r| &r[..row])
+            .copied()
+            .collect()
+    };
+    let packed =
+        gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgba, info.width(), info.height())
+            .fps(info.fps())
+            .par(info.par())
+            .build()
+            .map_err(|e| Error::Pipeline(format!("frame geometry: {e}")))?;
+    Ok(Frame {
+        seq,
+        pts: buffer.pts(),
+        duration: buffer.duration(),
+        info: packed,
+        pixels,
+    })
+}

@@ -1,0 +1,156 @@
+//! The gst-launch descriptions in `pipelines/`, embedded in the binary, and the choice of sink by
+//! output path. Lines starting with `#` are comments. User paths never enter a description: they
+//! are set as properties of the named elements after parsing.
+
+use std::path::Path;
+
+use crate::{Error, Result};
+
+/// Name of the appsink every source description must contain.
+pub const APPSINK: &str = "frames";
+/// Name of the appsrc every sink description must contain.
+pub const APPSRC: &str = "out";
+/// Element whose `location` is the input file.
+pub const FILE_SOURCE: &str = "source";
+/// Element whose `location` is the output file (or PNG pattern).
+pub const FILE_SINK: &str = "file";
+/// Element whose `location` is the file the audio is read from.
+pub const AUDIO_SOURCE: &str = "audio_source";
+
+/// Source for files.
+pub const FILE_SOURCE_TEMPLATE: &str = include_str!("../../pipelines/sources/file.gst");
+const AUDIO_TEMPLATE: &str = include_str!("../../pipelines/sinks/audio.gst");
+
+/// The kind of output, chosen by the output path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// `.mp4`: H.264 + AAC.
+    Mp4,
+    /// `.mkv`: H.264 + AAC.
+    Mkv,
+    /// `.webm`: VP8 + Opus.
+    Webm,
+    /// `.mov`: QuickTime Animation (keeps alpha) + AAC.
+    Mov,
+    /// A folder: one PNG per frame (keeps alpha), no audio.
+    PngFolder,
+}
+
+impl OutputKind {
+    /// Chooses the output kind from the path: a known extension, or a folder (an existing
+    /// directory, a path ending in `/`, or one without extension).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an unknown extension.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        if path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/') {
+            return Ok(OutputKind::PngFolder);
+        }
+        let extension = path.extension().map(|e| e.to_string_lossy().to_lowercase());
+        match extension.as_deref() {
+            Some("mp4") => Ok(OutputKind::Mp4),
+            Some("mkv") => Ok(OutputKind::Mkv),
+            Some("webm") => Ok(OutputKind::Webm),
+            Some("mov") => Ok(OutputKind::Mov),
+            None => Ok(OutputKind::PngFolder),
+            Some(other) => Err(Error::Config(format!(
+                "{}: unknown output extension '.{other}'; use .mp4, .mkv, .webm, .mov or a folder (PNG frames)",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Whether this output keeps the alpha channel of cut-outs.
+    pub fn keeps_alpha(self) -> bool {
+        matches!(self, OutputKind::Mov | OutputKind::PngFolder)
+    }
+
+    /// The sink description, with an audio branch when `with_audio` and the container has one.
+    pub fn description(self, with_audio: bool) -> String {
+        let video = match self {
+            OutputKind::Mp4 => include_str!("../../pipelines/sinks/mp4.gst"),
+            OutputKind::Mkv => include_str!("../../pipelines/sinks/mkv.gst"),
+            OutputKind::Webm => include_str!("../../pipelines/sinks/webm.gst"),
+            OutputKind::Mov => include_str!("../../pipelines/sinks/mov.gst"),
+            OutputKind::PngFolder => include_str!("../../pipelines/sinks/png.gst"),
+        };
+        let encoder = match self {
+            OutputKind::Mp4 | OutputKind::Mkv | OutputKind::Mov => Some("avenc_aac ! aacparse"),
+            OutputKind::Webm => Some("opusenc"),
+            OutputKind::PngFolder => None,
+        };
+        let mut description = strip_comments(video);
+        if let (true, Some(encoder)) = (with_audio, encoder) {
+            description.push(' ');
+            description.push_str(&strip_comments(AUDIO_TEMPLATE).replace("{encoder}", encoder));
+        }
+        description
+    }
+
+    /// Whether this output can carry the input's audio.
+    pub fn has_audio(self) -> bool {
+        self != OutputKind::PngFolder
+    }
+}
+
+/// Drops `#` comment lines and joins the rest into one launch line.
+pub fn strip_comments(template: &str) -> String {
+    template
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_kind_follows_the_extension() {
+        assert_eq!(
+            OutputKind::from_path(Path::new("a/b.MP4")).unwrap(),
+            OutputKind::Mp4
+        );
+        assert_eq!(
+            OutputKind::from_path(Path::new("cut.mov")).unwrap(),
+            OutputKind::Mov
+        );
+        assert_eq!(
+            OutputKind::from_path(Path::new("frames/")).unwrap(),
+            OutputKind::PngFolder
+        );
+        assert_eq!(
+            OutputKind::from_path(Path::new("frames")).unwrap(),
+            OutputKind::PngFolder
+        );
+        let err = OutputKind::from_path(Path::new("x.avi"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(".avi") && err.contains(".mp4"), "{err}");
+    }
+
+    #[test]
+    fn descriptions_parse_as_one_line_with_named_elements() {
+        for kind in [
+            OutputKind::Mp4,
+            OutputKind::Mkv,
+            OutputKind::Webm,
+            OutputKind::Mov,
+            OutputKind::PngFolder,
+        ] {
+            let description = kind.description(true);
+            assert!(
+                !description.contains('#') && !description.contains('\n'),
+                "{description}"
+            );
+            assert!(description.contains("appsrc name=out"), "{description}");
+            assert_eq!(
+                description.contains("audio_source"),
+                kind.has_audio(),
+                "{description}"
+            );
+        }
+    }
+}
