@@ -17,6 +17,7 @@ pub struct Cli {
 
 /// segstream's commands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per process")]
 pub enum Command {
     /// Segment a video file into an overlay, a cut-out or a mask video.
     Segment(SegmentArgs),

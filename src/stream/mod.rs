@@ -246,7 +246,7 @@ fn read_source(
         match source.pull(SOURCE_POLL)? {
             Pulled::Frame(frame) => {
                 stats.record(started, 1, frames_tx.len());
-                if frames_tx.send(frame).is_err() {
+                if frames_tx.send(*frame).is_err() {
                     break; // downstream stopped; its error is reported by its stage
                 }
             }

@@ -10,7 +10,7 @@ pub fn pending_error(pipeline: &gst::Pipeline) -> Option<Error> {
     let bus = pipeline.bus()?;
     while let Some(message) = bus.pop_filtered(&[gst::MessageType::Error]) {
         if let gst::MessageView::Error(error) = message.view() {
-            return Some(error_from(&error));
+            return Some(error_from(error));
         }
     }
     None
@@ -24,7 +24,7 @@ pub fn wait_for_eos(pipeline: &gst::Pipeline) -> Result<(), Error> {
     for message in bus.iter_timed(gst::ClockTime::NONE) {
         match message.view() {
             gst::MessageView::Eos(_) => return Ok(()),
-            gst::MessageView::Error(error) => return Err(error_from(&error)),
+            gst::MessageView::Error(error) => return Err(error_from(error)),
             _ => {}
         }
     }

@@ -101,8 +101,8 @@ pub fn probe_file(path: &Path) -> Result<InputInfo> {
 /// What [`FrameSource::pull`] got.
 #[derive(Debug)]
 pub enum Pulled {
-    /// The next frame.
-    Frame(Frame),
+    /// The next frame (boxed: a frame's header is large beside the other variants).
+    Frame(Box<Frame>),
     /// Nothing within the timeout (the source is still running).
     Timeout,
     /// The source reached its end.
@@ -190,7 +190,7 @@ impl FrameSource {
                 let mut frame = frame_from_sample(&sample, self.next_seq)?;
                 self.next_seq += 1;
                 self.fill_timestamps(&mut frame);
-                Ok(Pulled::Frame(frame))
+                Ok(Pulled::Frame(Box::new(frame)))
             }
             None => match bus::pending_error(&self.pipeline) {
                 Some(error) => Err(error),

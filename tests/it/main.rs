@@ -2,6 +2,8 @@
 
 mod cli;
 mod helpers;
+mod media;
 mod model_errors;
 #[cfg(feature = "train")]
 mod parity;
+mod segment;

@@ -1,15 +1,8 @@
 //! Loading models: the fixture loads with its card; bad model files and unavailable runtimes are
 //! clear errors naming the file, with exit code 1 and no panic.
 
-use prost::Message;
-use segstream::onnx::proto::{
-    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
-    ValueInfoProto,
-    tensor_shape_proto::{Dimension, dimension::Value},
-    type_proto,
-};
-
 use crate::helpers::{assert_fails, describe, fixture_model, segstream};
+use crate::media::identity_model;
 
 #[test]
 fn fixture_model_loads_with_its_card() {
@@ -88,52 +81,4 @@ fn missing_runtime_library_says_what_to_run() {
         1,
         &["scripts/setup", "/nonexistent/libonnxruntime.so"],
     );
-}
-
-/// A model whose single input and output have the given shape (-1 = dynamic): `Identity`.
-fn identity_model(dims: &[i64]) -> Vec<u8> {
-    let info = |name: &str| ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(1),
-                shape: Some(TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| Dimension {
-                            value: Some(if d < 0 {
-                                Value::DimParam("n".into())
-                            } else {
-                                Value::DimValue(d)
-                            }),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    ModelProto {
-        ir_version: Some(8),
-        opset_import: vec![OperatorSetIdProto {
-            domain: Some(String::new()),
-            version: Some(17),
-        }],
-        graph: Some(GraphProto {
-            name: Some("identity".into()),
-            node: vec![NodeProto {
-                op_type: Some("Identity".into()),
-                input: vec!["input".into()],
-                output: vec!["logits".into()],
-                ..Default::default()
-            }],
-            input: vec![info("input")],
-            output: vec![info("logits")],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-    .encode_to_vec()
 }
