@@ -85,14 +85,7 @@ impl GraphBuilder {
         bias: Option<&Weights>,
         window: Window,
     ) -> String {
-        let mut inputs = vec![x.to_string(), self.constant(weight)];
-        inputs.extend(bias.map(|b| self.constant(b)));
-        let kernel = [weight.dims[2], weight.dims[3]];
-        self.node(
-            "Conv",
-            inputs,
-            window_attributes(Window { kernel, ..window }),
-        )
+        self.weighted("Conv", x, weight, bias, window)
     }
 
     /// `ConvTranspose` without output padding; `weight` is in×out×kh×kw.
@@ -103,14 +96,22 @@ impl GraphBuilder {
         bias: Option<&Weights>,
         window: Window,
     ) -> String {
+        self.weighted("ConvTranspose", x, weight, bias, window)
+    }
+
+    /// A convolution-like op: input, weight and optional bias; kernel size from the weight.
+    fn weighted(
+        &mut self,
+        op: &str,
+        x: &str,
+        weight: &Weights,
+        bias: Option<&Weights>,
+        window: Window,
+    ) -> String {
         let mut inputs = vec![x.to_string(), self.constant(weight)];
         inputs.extend(bias.map(|b| self.constant(b)));
         let kernel = [weight.dims[2], weight.dims[3]];
-        self.node(
-            "ConvTranspose",
-            inputs,
-            window_attributes(Window { kernel, ..window }),
-        )
+        self.node(op, inputs, window_attributes(Window { kernel, ..window }))
     }
 
     /// `MaxPool`.

@@ -13,7 +13,7 @@ use gstreamer_app as gst_app;
 
 use super::bus;
 use super::frame::Frame;
-use super::templates::{APPSRC, AUDIO_SOURCE, FILE_SINK, OutputKind};
+use super::templates::{APPSRC, AUDIO_SOURCE, FILE_SINK, OutputKind, launch};
 use crate::{Error, Result};
 
 /// Frames of raw video the appsrc queues before `push` waits (bounded memory).
@@ -57,22 +57,7 @@ impl FrameSink {
     /// # Errors
     /// [`Error::Pipeline`] when the description does not parse or lacks the appsrc.
     pub fn from_description(description: &str) -> Result<Self> {
-        super::source::init()?;
-        let element = gst::parse::launch(description)
-            .map_err(|e| Error::Pipeline(format!("sink pipeline '{description}': {e}")))?;
-        let pipeline = element.downcast::<gst::Pipeline>().map_err(|_| {
-            Error::Pipeline(format!(
-                "sink pipeline '{description}' is a single element, not a pipeline"
-            ))
-        })?;
-        let appsrc = pipeline
-            .by_name(APPSRC)
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .ok_or_else(|| {
-                Error::Pipeline(format!(
-                    "sink pipeline '{description}' has no `appsrc name={APPSRC}`"
-                ))
-            })?;
+        let (pipeline, appsrc) = launch::<gst_app::AppSrc>(description, "sink", "appsrc", APPSRC)?;
         appsrc.set_format(gst::Format::Time);
         // Not blocking: `push` waits itself, watching the bus, so that a pipeline that stopped
         // on an error cannot leave it blocked forever.

@@ -14,7 +14,7 @@ use gstreamer_video as gst_video;
 
 use super::bus;
 use super::frame::Frame;
-use super::templates::{APPSINK, FILE_SOURCE, FILE_SOURCE_TEMPLATE, strip_comments};
+use super::templates::{APPSINK, FILE_SOURCE, FILE_SOURCE_TEMPLATE, launch, strip_comments};
 use crate::{Error, Result};
 
 /// Frames the appsink holds before it blocks the decoder (back-pressure, bounded memory).
@@ -139,22 +139,8 @@ impl FrameSource {
     /// # Errors
     /// [`Error::Pipeline`] when the description does not parse or lacks the appsink.
     pub fn from_description(description: &str) -> Result<Self> {
-        init()?;
-        let element = gst::parse::launch(description)
-            .map_err(|e| Error::Pipeline(format!("source pipeline '{description}': {e}")))?;
-        let pipeline = element.downcast::<gst::Pipeline>().map_err(|_| {
-            Error::Pipeline(format!(
-                "source pipeline '{description}' is a single element, not a pipeline"
-            ))
-        })?;
-        let appsink = pipeline
-            .by_name(APPSINK)
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .ok_or_else(|| {
-                Error::Pipeline(format!(
-                    "source pipeline '{description}' has no `appsink name={APPSINK}`"
-                ))
-            })?;
+        let (pipeline, appsink) =
+            launch::<gst_app::AppSink>(description, "source", "appsink", APPSINK)?;
         appsink.set_caps(Some(
             &gst_video::VideoCapsBuilder::new()
                 .format(gst_video::VideoFormat::Rgba)

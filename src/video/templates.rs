@@ -4,6 +4,9 @@
 
 use std::path::Path;
 
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
 use crate::{Error, Result};
 
 /// Name of the appsink every source description must contain.
@@ -91,6 +94,37 @@ impl OutputKind {
     pub fn has_audio(self) -> bool {
         self != OutputKind::PngFolder
     }
+}
+
+/// Parses `description` (the `role` pipeline, e.g. "source") and finds its app element `name`
+/// of type `T` (GStreamer factory `factory`, named in the error).
+///
+/// # Errors
+/// [`Error::Pipeline`] when the description does not parse, is a single element, or lacks the
+/// app element.
+pub fn launch<T: IsA<gst::Element>>(
+    description: &str,
+    role: &str,
+    factory: &str,
+    name: &str,
+) -> Result<(gst::Pipeline, T)> {
+    super::source::init()?;
+    let element = gst::parse::launch(description)
+        .map_err(|e| Error::Pipeline(format!("{role} pipeline '{description}': {e}")))?;
+    let pipeline = element.downcast::<gst::Pipeline>().map_err(|_| {
+        Error::Pipeline(format!(
+            "{role} pipeline '{description}' is a single element, not a pipeline"
+        ))
+    })?;
+    let app = pipeline
+        .by_name(name)
+        .and_then(|e| e.downcast::<T>().ok())
+        .ok_or_else(|| {
+            Error::Pipeline(format!(
+                "{role} pipeline '{description}' has no `{factory} name={name}`"
+            ))
+        })?;
+    Ok((pipeline, app))
 }
 
 /// Drops `#` comment lines and joins the rest into one launch line.

@@ -1,9 +1,10 @@
 //! `segstream segment` end to end: real clips, real GStreamer, real ONNX Runtime.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use segstream::video::probe_file;
+use segstream::video::{Frame, probe_file};
 
 use crate::helpers::{assert_fails, describe, fixture_model, segstream};
 use crate::media::{clip, decode, identity_model, is_red, opencv_clip, png_frames, red_detector};
@@ -16,11 +17,11 @@ fn run_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-#[test]
-fn segment_keeps_frames_timestamps_size_and_audio() {
-    let input = clip("solidWhiteRight.mp4");
+/// Segments `input` with the fixture model into `name` in a new temporary folder; returns the
+/// folder (keep it alive), the output path and stderr.
+fn segment_with_fixture(input: &Path, name: &str) -> (tempfile::TempDir, PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
-    let output = dir.path().join("out.mp4");
+    let output = dir.path().join(name);
     let model = fixture_model();
     let stderr = run_ok(&[
         "segment",
@@ -30,6 +31,13 @@ fn segment_keeps_frames_timestamps_size_and_audio() {
         "--model",
         model.to_str().unwrap(),
     ]);
+    (dir, output, stderr)
+}
+
+#[test]
+fn segment_keeps_frames_timestamps_size_and_audio() {
+    let input = clip("solidWhiteRight.mp4");
+    let (_dir, output, stderr) = segment_with_fixture(&input, "out.mp4");
     assert!(stderr.contains("wrote 221 frames"), "{stderr}");
 
     let mut frames_in = Vec::new();
@@ -52,26 +60,33 @@ fn segment_keeps_frames_timestamps_size_and_audio() {
     assert!(gap <= 40_000_000, "duration {d_out} vs input {d_in}");
 }
 
-#[test]
-fn cutout_alpha_matches_the_expected_mask() {
-    let input = clip("asl_again.mkv");
+/// Runs the red detector (at the clip's own size) over `clip_name` into PNG frames with
+/// `extra` options; returns the decoded input frames and the output pictures.
+fn red_detector_pngs(clip_name: &str, extra: &[&str]) -> (Vec<Frame>, Vec<image::RgbaImage>) {
+    let input = clip(clip_name);
     let dir = tempfile::tempdir().unwrap();
     let model = red_detector(dir.path(), [480, 640]);
     let frames_dir = dir.path().join("frames");
-    run_ok(&[
+    let mut args = vec![
         "segment",
         input.to_str().unwrap(),
         "-o",
         frames_dir.to_str().unwrap(),
         "--model",
         model.to_str().unwrap(),
-        "--mode",
-        "cutout",
-    ]);
+    ];
+    args.extend(extra);
+    run_ok(&args);
     let outputs = png_frames(&frames_dir);
     let mut inputs = Vec::new();
     decode(&input, |f| inputs.push(f));
     assert_eq!(outputs.len(), inputs.len());
+    (inputs, outputs)
+}
+
+#[test]
+fn cutout_alpha_matches_the_expected_mask() {
+    let (inputs, outputs) = red_detector_pngs("asl_again.mkv", &["--mode", "cutout"]);
     let (mut both, mut either, mut rgb_changed) = (0u64, 0u64, 0u64);
     for (frame, png) in inputs.iter().zip(&outputs) {
         for (pixel, out) in frame.pixels.chunks_exact(4).zip(png.pixels()) {
@@ -93,24 +108,7 @@ fn cutout_alpha_matches_the_expected_mask() {
 
 #[test]
 fn overlay_tints_exactly_the_expected_pixels() {
-    let input = clip("asl_book.mkv");
-    let dir = tempfile::tempdir().unwrap();
-    let model = red_detector(dir.path(), [480, 640]);
-    let frames_dir = dir.path().join("frames");
-    run_ok(&[
-        "segment",
-        input.to_str().unwrap(),
-        "-o",
-        frames_dir.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--opacity",
-        "0.5",
-    ]);
-    let outputs = png_frames(&frames_dir);
-    let mut inputs = Vec::new();
-    decode(&input, |f| inputs.push(f));
-    assert_eq!(outputs.len(), inputs.len());
+    let (inputs, outputs) = red_detector_pngs("asl_book.mkv", &["--opacity", "0.5"]);
     // The default colour of a one-class model is the palette's first, #e6194b.
     let color = [230.0f32, 25.0, 75.0];
     let mut wrong = 0u64;
@@ -172,17 +170,7 @@ fn batch_sizes_give_identical_outputs() {
 #[test]
 fn damaged_file_is_decoded_with_repaired_timestamps() {
     let input = opencv_clip("Megamind_bugy.avi");
-    let dir = tempfile::tempdir().unwrap();
-    let output = dir.path().join("out.mkv");
-    let model = fixture_model();
-    let stderr = run_ok(&[
-        "segment",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-    ]);
+    let (_dir, output, stderr) = segment_with_fixture(&input, "out.mkv");
     assert!(stderr.contains("broken timestamps"), "{stderr}");
     assert!(stderr.contains("wrote 270 frames"), "{stderr}");
     let mut count = 0;
