@@ -153,6 +153,9 @@ fn open_session(path: &Path, provider: Provider, threads: usize) -> Result<Sessi
     let mut builder = Session::builder(environment)
         .map_err(|e| Error::Runtime(e.to_string()))?
         .with_intra_threads(threads)
+        .map_err(runtime_error)?
+        // Spinning threads would take the cores that decoding and encoding need meanwhile.
+        .with_intra_op_spinning(false)
         .map_err(runtime_error)?;
     if provider == Provider::Cuda {
         builder = builder
