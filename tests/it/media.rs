@@ -41,25 +41,76 @@ pub fn decode(path: &Path, mut visit: impl FnMut(Frame)) {
 /// Logit gain of the red detector: sharp enough that the mask is a threshold on red.
 const RED_GAIN: f32 = 200.0;
 
-/// A binary model whose logit is `RED_GAIN · (red − 0.5)` (red in 0..1): the mask is exactly
-/// "red ≥ 128". One 1×1 convolution; identity normalisation; input size `[h, w]`.
-pub fn red_detector(dir: &Path, size: [usize; 2]) -> PathBuf {
+/// Writes `dir/name`: one 1×1 convolution (`weight` is C×3) from RGB in 0..1 (identity
+/// normalisation) to the logits of `classes`, with input size `[h, w]` in the card.
+fn pointwise_model(
+    dir: &Path,
+    name: &str,
+    classes: &[&str],
+    weight: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    size: [usize; 2],
+) -> PathBuf {
     let mut graph = GraphBuilder::new();
     let window = Window {
         kernel: [1, 1],
         stride: [1, 1],
         pads: [0; 4],
     };
-    let weight = Weights::new(vec![1, 3, 1, 1], vec![RED_GAIN, 0.0, 0.0]);
-    let bias = Weights::new(vec![1], vec![-RED_GAIN * 0.5]);
-    let logits = graph.conv(INPUT, &weight, Some(&bias), window);
-    let mut card = ModelCard::with_defaults(1, size);
+    let weight = Weights::new(vec![classes.len(), 3, 1, 1], weight);
+    let bias = bias.map(|b| Weights::new(vec![classes.len()], b));
+    let logits = graph.conv(INPUT, &weight, bias.as_ref(), window);
+    let mut card = ModelCard::with_defaults(classes.len(), size);
+    card.classes = classes.iter().map(|c| c.to_string()).collect();
     card.mean = [0.0; 3];
     card.std = [1.0; 3];
-    card.architecture = "red-detector".into();
-    let path = dir.join("red.onnx");
-    std::fs::write(&path, graph.finish(&logits, 1, None, card.to_metadata())).unwrap();
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        graph.finish(&logits, classes.len(), None, card.to_metadata()),
+    )
+    .unwrap();
     path
+}
+
+/// A binary model whose logit is `RED_GAIN · (red − 0.5)`: the mask is exactly "red ≥ 128".
+pub fn red_detector(dir: &Path, size: [usize; 2]) -> PathBuf {
+    pointwise_model(
+        dir,
+        "red.onnx",
+        &["red"],
+        vec![RED_GAIN, 0.0, 0.0],
+        Some(vec![-RED_GAIN * 0.5]),
+        size,
+    )
+}
+
+/// A 3-class model whose logits are the pixel's red, green and blue (times 10): the class is
+/// the dominant channel.
+pub fn channel_classifier(dir: &Path, size: [usize; 2]) -> PathBuf {
+    let mut identity = vec![0.0; 9];
+    for c in 0..3 {
+        identity[c * 4] = 10.0;
+    }
+    pointwise_model(
+        dir,
+        "channels.onnx",
+        &["red", "green", "blue"],
+        identity,
+        None,
+        size,
+    )
+}
+
+/// The channel classifier's class for an RGBA pixel: the first largest of R, G, B.
+pub fn dominant_channel(pixel: &[u8]) -> u8 {
+    (0..3u8).fold(0, |best, c| {
+        if pixel[usize::from(c)] > pixel[usize::from(best)] {
+            c
+        } else {
+            best
+        }
+    })
 }
 
 /// Whether the red detector calls this RGBA pixel an object.

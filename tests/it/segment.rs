@@ -7,7 +7,10 @@ use std::time::Duration;
 use segstream::video::{Frame, probe_file};
 
 use crate::helpers::{assert_fails, describe, fixture_model, segstream};
-use crate::media::{clip, decode, identity_model, is_red, opencv_clip, png_frames, red_detector};
+use crate::media::{
+    channel_classifier, clip, decode, dominant_channel, identity_model, is_red, opencv_clip,
+    png_frames, red_detector,
+};
 
 fn run_ok(args: &[&str]) -> String {
     let output = segstream(args);
@@ -60,12 +63,16 @@ fn segment_keeps_frames_timestamps_size_and_audio() {
     assert!(gap <= 40_000_000, "duration {d_out} vs input {d_in}");
 }
 
-/// Runs the red detector (at the clip's own size) over `clip_name` into PNG frames with
-/// `extra` options; returns the decoded input frames and the output pictures.
-fn red_detector_pngs(clip_name: &str, extra: &[&str]) -> (Vec<Frame>, Vec<image::RgbaImage>) {
+/// Runs the test model `make_model` builds (at the clip's own size, 640×480) over `clip_name`
+/// into PNG frames with `extra` options; returns the decoded input frames and the output pictures.
+fn model_pngs(
+    clip_name: &str,
+    make_model: fn(&Path, [usize; 2]) -> PathBuf,
+    extra: &[&str],
+) -> (Vec<Frame>, Vec<image::RgbaImage>) {
     let input = clip(clip_name);
     let dir = tempfile::tempdir().unwrap();
-    let model = red_detector(dir.path(), [480, 640]);
+    let model = make_model(dir.path(), [480, 640]);
     let frames_dir = dir.path().join("frames");
     let mut args = vec![
         "segment",
@@ -86,7 +93,7 @@ fn red_detector_pngs(clip_name: &str, extra: &[&str]) -> (Vec<Frame>, Vec<image:
 
 #[test]
 fn cutout_alpha_matches_the_expected_mask() {
-    let (inputs, outputs) = red_detector_pngs("asl_again.mkv", &["--mode", "cutout"]);
+    let (inputs, outputs) = model_pngs("asl_again.mkv", red_detector, &["--mode", "cutout"]);
     let (mut both, mut either, mut rgb_changed) = (0u64, 0u64, 0u64);
     for (frame, png) in inputs.iter().zip(&outputs) {
         for (pixel, out) in frame.pixels.chunks_exact(4).zip(png.pixels()) {
@@ -108,7 +115,7 @@ fn cutout_alpha_matches_the_expected_mask() {
 
 #[test]
 fn overlay_tints_exactly_the_expected_pixels() {
-    let (inputs, outputs) = red_detector_pngs("asl_book.mkv", &["--opacity", "0.5"]);
+    let (inputs, outputs) = model_pngs("asl_book.mkv", red_detector, &["--opacity", "0.5"]);
     // The default colour of a one-class model is the palette's first, #e6194b.
     let color = [230.0f32, 25.0, 75.0];
     let mut wrong = 0u64;
@@ -128,6 +135,29 @@ fn overlay_tints_exactly_the_expected_pixels() {
     }
     let agreement = 1.0 - wrong as f64 / total as f64;
     assert!(agreement >= 0.99, "overlay agreement {agreement:.4}");
+}
+
+#[test]
+fn multi_class_mask_holds_the_class_ids() {
+    let (inputs, outputs) = model_pngs("asl_walk.mkv", channel_classifier, &["--mode", "mask"]);
+    let mut counts = [0u64; 3];
+    let mut wrong = 0u64;
+    for (frame, png) in inputs.iter().zip(&outputs) {
+        for (pixel, out) in frame.pixels.chunks_exact(4).zip(png.pixels()) {
+            let expected = dominant_channel(pixel);
+            counts[usize::from(expected)] += 1;
+            wrong += u64::from(out[0] != expected);
+        }
+    }
+    let total: u64 = counts.iter().sum();
+    assert!(
+        counts.iter().all(|&c| c > 0),
+        "every class occurs: {counts:?}"
+    );
+    assert!(
+        (wrong as f64) / (total as f64) < 0.01,
+        "{wrong} of {total} pixels with the wrong class id"
+    );
 }
 
 #[test]
