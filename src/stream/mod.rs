@@ -179,17 +179,17 @@ pub fn run(job: Job) -> Result<Report> {
     let sink = join("sink", sink);
 
     let source_end = source_end?;
+    let frames_read = source_end.stats.frames;
+    let (preprocess, batcher, infer, postprocess) = (preprocess?, batcher?, infer?, postprocess?);
+    let (sink_stats, frames_written) = sink?;
     let stages = vec![
         source_end.stats,
-        preprocess?,
-        batcher?,
-        infer?,
-        postprocess?,
+        preprocess,
+        batcher,
+        infer,
+        postprocess,
+        sink_stats,
     ];
-    let (sink_stats, frames_written) = sink?;
-    let frames_read = stages[0].frames;
-    let mut stages = stages;
-    stages.push(sink_stats);
     Ok(Report {
         frames_read,
         frames_written,

@@ -215,11 +215,6 @@ impl FrameSource {
         self.expected_pts = pts + frame.duration.unwrap_or_default();
     }
 
-    /// Frames delivered so far.
-    pub fn frames_pulled(&self) -> u64 {
-        self.next_seq
-    }
-
     /// Stops the pipeline.
     pub fn stop(&self) {
         // Going to Null cannot fail in a way the caller could act on.
