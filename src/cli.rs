@@ -23,8 +23,9 @@ pub enum Command {
     Segment(SegmentArgs),
     /// Segment a live feed (camera, RTSP, UDP) with bounded latency (not implemented yet).
     Camera(Planned),
-    /// Train a U-Net on image/mask pairs and export it as ONNX (not implemented yet).
-    Train(Planned),
+    /// Train a U-Net on image/mask pairs and export it as ONNX.
+    #[cfg(feature = "train")]
+    Train(TrainArgs),
     /// Score a model's masks against a labelled dataset (not implemented yet).
     Eval(Planned),
     /// Measure decode, inference and end-to-end speed (not implemented yet).
@@ -156,6 +157,89 @@ pub struct InitModelArgs {
     /// Random seed for the weights.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// `segstream train`.
+#[cfg(feature = "train")]
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Dataset folder: images/ + masks/, Carvana's train/ + train_masks/, or CamVid's layout.
+    #[arg(long, required_unless_present = "resume")]
+    pub data: Option<PathBuf>,
+    /// Run folder for config, metrics, curves, checkpoints and model.onnx (default: runs/NAME).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Continue the run in this folder from its last checkpoint (its config.json is used).
+    #[arg(long, conflicts_with_all = ["data", "lr_find"])]
+    pub resume: Option<PathBuf>,
+    /// Dataset layout: generic, carvana or camvid (default: detected).
+    #[arg(long)]
+    pub layout: Option<String>,
+    /// Classes: camvid, a count (1 = binary), or names (one name = binary with that object).
+    /// Default: camvid for the CamVid layout, else binary.
+    #[arg(long)]
+    pub classes: Option<String>,
+    /// Mask value excluded from loss and metrics.
+    #[arg(long)]
+    pub ignore_index: Option<u8>,
+    /// Architecture: unet (classic) or resnet34 (ResNet34 encoder).
+    #[arg(long, default_value = "unet", value_parser = ["unet", "resnet34"])]
+    pub arch: String,
+    /// Classic U-Net: number of poolings.
+    #[arg(long, default_value_t = 4)]
+    pub depth: usize,
+    /// Classic U-Net: channels at full resolution.
+    #[arg(long, default_value_t = 16)]
+    pub base: usize,
+    /// Training sizes, one per stage (progressive resizing): 128 or HEIGHTxWIDTH, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "128", value_parser = parse_size)]
+    pub size: Vec<[usize; 2]>,
+    /// Epochs per stage, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    pub epochs: Vec<usize>,
+    /// Images per step.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Peak learning rate of the one-cycle schedule.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// AdamW weight decay (0 = Adam).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Add a soft Dice term to the cross-entropy.
+    #[arg(long)]
+    pub dice: bool,
+    /// Share of images held out for validation when the layout has no validation folder.
+    #[arg(long, default_value_t = 0.2)]
+    pub valid_frac: f64,
+    /// Regex whose first capture group names an image's group (all of a group on one side of
+    /// the split). Default for Carvana: the car id before `_NN`.
+    #[arg(long)]
+    pub group_by: Option<String>,
+    /// Seed for weights, split, shuffling and augmentation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Data-loading threads.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Turn augmentation (flip, ±4° rotation, ±5% lighting) off.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Use at most this many training images (and a quarter as many for validation).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Resized-image cache folder (default: ~/.cache/segstream/resized).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Do not cache resized images.
+    #[arg(long, conflicts_with = "cache")]
+    pub no_cache: bool,
+    /// Stop after this many epochs in total, leaving a checkpoint for --resume.
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+    /// Run the learning-rate range test instead of training: plot and suggested --lr.
+    #[arg(long)]
+    pub lr_find: bool,
 }
 
 /// Parses `HEIGHTxWIDTH` (or a single number for a square).

@@ -1,8 +1,6 @@
 //! `segstream segment`: a video file in, a segmented video out.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,12 +14,11 @@ use crate::paths::checkout_candidates;
 use crate::stream::{self, EngineConfig, Job, Report};
 use crate::video::{self, FrameSink, FrameSource, OutputKind};
 
+use super::{EXIT_INTERRUPTED, interrupt_flag};
+
 /// The model `segment` uses without `--model`, relative to the checkout.
 /// Until a trained model ships in `models/`, this is the untrained test fixture.
 const DEFAULT_MODEL: &str = "tests/data/unet-d2b8-random.onnx";
-
-/// Exit code after Ctrl-C (128 + SIGINT), once the output is finalised.
-const EXIT_INTERRUPTED: u8 = 130;
 
 pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
     validate(args)?;
@@ -66,15 +63,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
     };
     source.start().context("starting the input")?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(i32::from(EXIT_INTERRUPTED));
-        }
-        eprintln!("\nstopping: finishing the frames already read (Ctrl-C again to abort)");
-    })
-    .context("installing the Ctrl-C handler")?;
+    let stop = interrupt_flag("stopping: finishing the frames already read")?;
 
     let progress = progress_bar(input_info.as_ref().and_then(|i| i.expected_frames()));
     let job = Job {

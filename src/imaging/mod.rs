@@ -1,11 +1,14 @@
 //! Pixel work around the model: pre-processing (resize + normalise), post-processing (logits
-//! to a label mask at frame size) and composition (overlay, cut-out, mask).
+//! to a label mask at frame size), composition (overlay, cut-out, mask) and contact sheets.
 
 pub mod compose;
 pub mod postprocess;
 pub mod preprocess;
-mod resize;
+pub mod resize;
+pub mod sheet;
 
 pub use compose::{Background, Compositor, LabelStyle, Mode};
 pub use postprocess::{Mask, Postprocessor};
 pub use preprocess::Preprocessor;
+pub use resize::Scaler;
+pub use sheet::{LabelColors, SheetRow};

@@ -1,4 +1,5 @@
-//! Bilinear resizing with `fast_image_resize`: RGBA frames and single-channel f32 maps.
+//! Resizing with `fast_image_resize`: RGBA frames, RGB images and single-channel f32 maps
+//! bilinear; label maps nearest-neighbour (a label is never averaged with its neighbour).
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -7,6 +8,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 pub struct Scaler {
     resizer: Resizer,
     options: ResizeOptions,
+    nearest: ResizeOptions,
 }
 
 impl Default for Scaler {
@@ -17,6 +19,7 @@ impl Default for Scaler {
             options: ResizeOptions::new()
                 .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
                 .use_alpha(false),
+            nearest: ResizeOptions::new().resize_alg(ResizeAlg::Nearest),
         }
     }
 }
@@ -25,7 +28,22 @@ impl Scaler {
     /// Resizes packed RGBA `pixels` of `from` (width, height) to `to`.
     pub fn rgba(&mut self, pixels: &[u8], from: [usize; 2], to: [usize; 2]) -> Vec<u8> {
         let mut out = vec![0u8; to[0] * to[1] * 4];
-        self.resize(pixels, from, &mut out, to, PixelType::U8x4);
+        self.resize(pixels, from, &mut out, to, PixelType::U8x4, false);
+        out
+    }
+
+    /// Resizes packed RGB `pixels` of `from` (width, height) to `to`.
+    pub fn rgb(&mut self, pixels: &[u8], from: [usize; 2], to: [usize; 2]) -> Vec<u8> {
+        let mut out = vec![0u8; to[0] * to[1] * 3];
+        self.resize(pixels, from, &mut out, to, PixelType::U8x3, false);
+        out
+    }
+
+    /// Resizes a label map (one byte per pixel) of `from` (width, height) to `to`,
+    /// nearest-neighbour.
+    pub fn labels(&mut self, labels: &[u8], from: [usize; 2], to: [usize; 2]) -> Vec<u8> {
+        let mut out = vec![0u8; to[0] * to[1]];
+        self.resize(labels, from, &mut out, to, PixelType::U8, true);
         out
     }
 
@@ -37,6 +55,7 @@ impl Scaler {
             bytemuck::cast_slice_mut(out),
             to,
             PixelType::F32,
+            false,
         );
     }
 
@@ -47,6 +66,7 @@ impl Scaler {
         dst: &mut [u8],
         to: [usize; 2],
         pixel: PixelType,
+        nearest: bool,
     ) {
         if from == to {
             dst.copy_from_slice(src);
@@ -57,8 +77,13 @@ impl Scaler {
             .expect("source buffer matches its size");
         let mut dst = Image::from_slice_u8(to[0] as u32, to[1] as u32, dst, pixel)
             .expect("target buffer matches its size");
+        let options = if nearest {
+            &self.nearest
+        } else {
+            &self.options
+        };
         self.resizer
-            .resize(&src, &mut dst, &self.options)
+            .resize(&src, &mut dst, options)
             .expect("same pixel type on both sides");
     }
 }

@@ -1,6 +1,17 @@
-//! Training side: the U-Net variants in burn, their ONNX export and the parity check between
-//! the two.
+//! Training side: the U-Net variants in burn, the training loop with its data pipeline,
+//! augmentation, losses and schedules, checkpoints and reports, the ONNX export and the parity
+//! check between the two.
 
+pub mod augment;
+pub mod checkpoint;
+pub mod config;
 pub mod export;
+pub mod learner;
+pub mod loader;
+pub mod loss;
+pub mod lr_find;
 pub mod model;
 pub mod parity;
+mod plot;
+pub mod report;
+pub mod schedule;

@@ -31,6 +31,16 @@ impl Default for Architecture {
     }
 }
 
+impl Architecture {
+    /// Input height and width must be multiples of this.
+    pub fn size_multiple(&self) -> usize {
+        match *self {
+            Architecture::UNet { depth, .. } => 1 << depth,
+            Architecture::ResNet34 => 32,
+        }
+    }
+}
+
 impl std::fmt::Display for Architecture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

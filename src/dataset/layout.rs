@@ -1,0 +1,233 @@
+//! Finding image/mask pairs on disk in the layouts people actually have:
+//!
+//! - generic: `images/NAME.ext` + `masks/NAME.ext` (matched by file stem);
+//! - Carvana: `train/ID_NN.jpg` + `train_masks/ID_NN_mask.gif`;
+//! - CamVid: `train/` + `trainannot/` and `val/` + `valannot/` (same file names).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::{Error, Result};
+
+/// Extensions read as images or masks.
+const EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "gif"];
+
+/// How a dataset folder is organised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// `images/` + `masks/`, matched by stem.
+    Generic,
+    /// `train/` + `train_masks/` with a `_mask` suffix.
+    Carvana,
+    /// `train/` + `trainannot/`, `val/` + `valannot/`.
+    CamVid,
+}
+
+impl FromStr for Layout {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "generic" => Ok(Layout::Generic),
+            "carvana" => Ok(Layout::Carvana),
+            "camvid" => Ok(Layout::CamVid),
+            _ => Err(Error::Config(format!(
+                "unknown layout '{text}': use generic, carvana or camvid"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Layout::Generic => "generic",
+            Layout::Carvana => "carvana",
+            Layout::CamVid => "camvid",
+        })
+    }
+}
+
+impl Layout {
+    /// The layout whose folders exist under `root`.
+    ///
+    /// # Errors
+    /// When none matches.
+    pub fn detect(root: &Path) -> Result<Self> {
+        let has = |name: &str| root.join(name).is_dir();
+        if has("images") && has("masks") {
+            Ok(Layout::Generic)
+        } else if has("train") && has("train_masks") {
+            Ok(Layout::Carvana)
+        } else if has("train") && has("trainannot") {
+            Ok(Layout::CamVid)
+        } else {
+            Err(dataset_error(
+                root,
+                "no known layout: expected images/ + masks/ (generic), train/ + train_masks/ \
+                 (Carvana) or train/ + trainannot/ (CamVid)",
+            ))
+        }
+    }
+}
+
+/// One training example on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    /// The image file.
+    pub image: PathBuf,
+    /// Its mask file.
+    pub mask: PathBuf,
+}
+
+impl Pair {
+    /// The image's file stem, the pair's name in reports.
+    pub fn name(&self) -> String {
+        stem(&self.image)
+    }
+}
+
+/// The pairs of a dataset folder.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// The folder.
+    pub root: PathBuf,
+    /// Its layout.
+    pub layout: Layout,
+    /// Training pairs (all pairs when the layout has no validation folder).
+    pub train: Vec<Pair>,
+    /// Pairs of the layout's own validation folder, if it has one.
+    pub valid: Option<Vec<Pair>>,
+}
+
+impl Dataset {
+    /// Reads the pairs under `root`, detecting the layout unless one is given.
+    ///
+    /// # Errors
+    /// A missing folder, an image without a mask, or a folder with no images.
+    pub fn open(root: &Path, layout: Option<Layout>) -> Result<Self> {
+        if !root.is_dir() {
+            return Err(dataset_error(root, "not a folder"));
+        }
+        let layout = match layout {
+            Some(layout) => layout,
+            None => Layout::detect(root)?,
+        };
+        let (train, valid) = match layout {
+            Layout::Generic => (pairs(root, "images", "masks", "")?, None),
+            Layout::Carvana => (pairs(root, "train", "train_masks", "_mask")?, None),
+            Layout::CamVid => (
+                pairs(root, "train", "trainannot", "")?,
+                root.join("val")
+                    .is_dir()
+                    .then(|| pairs(root, "val", "valannot", ""))
+                    .transpose()?,
+            ),
+        };
+        Ok(Dataset {
+            root: root.to_path_buf(),
+            layout,
+            train,
+            valid,
+        })
+    }
+
+    /// The split a user names for evaluation: `train`, `val`/`valid`, or `all`.
+    ///
+    /// # Errors
+    /// An unknown name, or `val` on a layout without a validation folder.
+    pub fn split(&self, name: &str) -> Result<Vec<Pair>> {
+        match name {
+            "train" => Ok(self.train.clone()),
+            "val" | "valid" => self.valid.clone().ok_or_else(|| {
+                dataset_error(
+                    &self.root,
+                    "this layout has no validation folder; use --split all or train",
+                )
+            }),
+            "all" => Ok(self
+                .train
+                .iter()
+                .chain(self.valid.iter().flatten())
+                .cloned()
+                .collect()),
+            _ => Err(Error::Config(format!(
+                "unknown split '{name}': use train, val or all"
+            ))),
+        }
+    }
+}
+
+/// Pairs of `root/images_dir` with `root/masks_dir/<stem><suffix>.<ext>`, sorted by name.
+fn pairs(root: &Path, images_dir: &str, masks_dir: &str, suffix: &str) -> Result<Vec<Pair>> {
+    let images = image_files(&root.join(images_dir))?;
+    let mask_dir = root.join(masks_dir);
+    let masks: HashMap<String, PathBuf> = image_files(&mask_dir)?
+        .into_iter()
+        .map(|path| {
+            let name = stem(&path);
+            let key = name.strip_suffix(suffix).unwrap_or(&name).to_string();
+            (key, path)
+        })
+        .collect();
+    if images.is_empty() {
+        return Err(dataset_error(
+            &root.join(images_dir),
+            format!("no images ({}) in this folder", EXTENSIONS.join(", ")),
+        ));
+    }
+    images
+        .into_iter()
+        .map(|image| {
+            let name = stem(&image);
+            match masks.get(&name) {
+                Some(mask) => Ok(Pair {
+                    image,
+                    mask: mask.clone(),
+                }),
+                None => Err(dataset_error(
+                    &image,
+                    format!(
+                        "no mask for this image: expected {}/{name}{suffix}.<{}>",
+                        mask_dir.display(),
+                        EXTENSIONS.join("|")
+                    ),
+                )),
+            }
+        })
+        .collect()
+}
+
+/// Image files directly in `dir`, sorted.
+fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let known = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+        if known && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+pub(crate) fn dataset_error(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Dataset {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}

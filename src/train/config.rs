@@ -1,0 +1,186 @@
+//! A training run's settings (saved as the run folder's `config.json`, read back by `--resume`)
+//! and the data they select: classes, pairs and the validation split.
+
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use super::augment::Augmentation;
+use super::loss::LossKind;
+use super::model::Architecture;
+use crate::dataset::{CARVANA_GROUP, ClassSet, Dataset, Layout, Pair, grouped_split};
+use crate::{Error, Result};
+
+/// Everything that defines a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Dataset folder.
+    pub data: PathBuf,
+    /// Its layout (`None` = detected).
+    pub layout: Option<Layout>,
+    /// `--classes` as given (`None` = CamVid's table for the CamVid layout, else binary).
+    pub classes: Option<String>,
+    /// Mask value to ignore (overrides the class table's).
+    pub ignore_index: Option<u8>,
+    /// Network.
+    pub architecture: Architecture,
+    /// Training sizes (height, width), one per stage.
+    pub sizes: Vec<[usize; 2]>,
+    /// Epochs per stage.
+    pub epochs: Vec<usize>,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Peak learning rate of each stage's one-cycle schedule.
+    pub lr: f64,
+    /// Decoupled weight decay (AdamW); 0 = plain Adam.
+    pub weight_decay: f64,
+    /// Loss.
+    pub loss: LossKind,
+    /// Share of images held out when the layout has no validation folder.
+    pub valid_frac: f64,
+    /// Regex whose first capture names an image's group (default: Carvana's car id).
+    pub group_by: Option<String>,
+    /// Seed of weights, split, shuffles and augmentation.
+    pub seed: u64,
+    /// Data-loading threads.
+    pub workers: usize,
+    /// Augmentation (`None` = off).
+    pub augment: Option<Augmentation>,
+    /// Use at most this many training pairs (and a quarter as many validation pairs).
+    pub limit: Option<usize>,
+    /// Resized-image cache folder (`None` = no cache).
+    pub cache: Option<PathBuf>,
+}
+
+impl TrainConfig {
+    /// Checks the settings against each other.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the option at fault.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |m: String| Err(Error::Config(m));
+        if self.sizes.is_empty() || self.sizes.len() != self.epochs.len() {
+            return fail(format!(
+                "--size has {} value(s) but --epochs has {}: give one epoch count per size",
+                self.sizes.len(),
+                self.epochs.len()
+            ));
+        }
+        let multiple = self.architecture.size_multiple();
+        if let Some([h, w]) = self
+            .sizes
+            .iter()
+            .find(|[h, w]| h % multiple != 0 || w % multiple != 0)
+        {
+            return fail(format!(
+                "--size {h}x{w}: {} needs multiples of {multiple}",
+                self.architecture
+            ));
+        }
+        if self.batch_size == 0 || self.epochs.contains(&0) {
+            return fail("--batch and every --epochs value must be at least 1".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return fail(format!("--lr {} must be positive", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.valid_frac) {
+            return fail(format!("--valid-frac {} must be in 0..1", self.valid_frac));
+        }
+        self.group_regex().map(|_| ())
+    }
+
+    fn group_regex(&self) -> Result<Option<Regex>> {
+        self.group_by
+            .as_deref()
+            .map(|p| Regex::new(p).map_err(|e| Error::Config(format!("--group-by: {e}"))))
+            .transpose()
+    }
+
+    /// Opens the dataset and resolves classes and the train/validation split.
+    ///
+    /// # Errors
+    /// Dataset errors (see [`Dataset::open`]), bad `--classes`, or too few images to split.
+    pub fn prepare(&self) -> Result<PreparedData> {
+        let dataset = Dataset::open(&self.data, self.layout)?;
+        let mut classes = match (&self.classes, dataset.layout) {
+            (Some(spec), _) => ClassSet::parse(spec)?,
+            (None, Layout::CamVid) => ClassSet::camvid(),
+            (None, _) => ClassSet::parse("1")?,
+        };
+        if self.ignore_index.is_some() {
+            classes.ignore = self.ignore_index;
+        }
+        let (mut train, mut valid) = match dataset.valid.clone() {
+            Some(valid) => (dataset.train.clone(), valid),
+            None => {
+                let default_group = (dataset.layout == Layout::Carvana).then_some(CARVANA_GROUP);
+                let regex = match self.group_regex()? {
+                    Some(re) => Some(re),
+                    None => default_group.map(|p| Regex::new(p).expect("a valid built-in regex")),
+                };
+                grouped_split(
+                    dataset.train.clone(),
+                    self.valid_frac,
+                    regex.as_ref(),
+                    self.seed,
+                )
+            }
+        };
+        if let Some(limit) = self.limit {
+            train.truncate(limit);
+            valid.truncate(limit.div_ceil(4));
+        }
+        if train.is_empty() || valid.is_empty() {
+            return Err(Error::Dataset {
+                path: self.data.clone(),
+                reason: format!(
+                    "{} training and {} validation images: both need at least one \
+                     (raise --valid-frac or add images)",
+                    train.len(),
+                    valid.len()
+                ),
+            });
+        }
+        Ok(PreparedData {
+            layout: dataset.layout,
+            classes,
+            train,
+            valid,
+        })
+    }
+}
+
+/// The data a configuration selects.
+#[derive(Debug, Clone)]
+pub struct PreparedData {
+    /// The dataset's layout.
+    pub layout: Layout,
+    /// Classes and ignored value.
+    pub classes: ClassSet,
+    /// Training pairs.
+    pub train: Vec<Pair>,
+    /// Validation pairs.
+    pub valid: Vec<Pair>,
+}
+
+/// Reads a run folder's `config.json`.
+///
+/// # Errors
+/// A missing or malformed file.
+pub fn read_config(run: &Path) -> Result<TrainConfig> {
+    let path = run.join("config.json");
+    let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_slice(&text)
+        .map_err(|e| Error::Config(format!("{}: not a training config: {e}", path.display())))
+}
+
+/// Writes `config` as `run/config.json`.
+///
+/// # Errors
+/// A file that cannot be written.
+pub fn write_config(run: &Path, config: &TrainConfig) -> Result<()> {
+    let path = run.join("config.json");
+    let json = serde_json::to_vec_pretty(config).expect("the config serialises");
+    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))
+}

@@ -1,0 +1,514 @@
+//! The training loop: stages of progressive resizing, epochs of one-cycle Adam steps on batches
+//! the loader prepares in parallel, validation after every epoch, checkpoints, and at the end
+//! the export of the best epoch's weights as ONNX with the parity check.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::Array4;
+
+use super::checkpoint::{Best, Checkpoints, Position, TrainingState, load_model};
+use super::config::{PreparedData, TrainConfig, write_config};
+use super::export::export_to_file;
+use super::loader::{Batch, EpochPlan, Normalizer, derive_seed};
+use super::loss::{LossKind, Targets};
+use super::model::SegmentationModel;
+use super::parity::max_logit_difference;
+use super::report::{EpochRecord, draw_curves, write_csv};
+use super::schedule::OneCycle;
+use crate::dataset::{Resized, Sample, load_resized};
+use crate::imaging::{LabelColors, SheetRow};
+use crate::infer::ModelCard;
+use crate::metrics::Confusion;
+use crate::{Error, Result};
+
+/// Validation images shown on the contact sheet.
+const SHEET_IMAGES: usize = 8;
+/// Validation images fed to the parity check.
+const PARITY_IMAGES: usize = 2;
+
+/// How a training session ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// All stages ran; the model is exported.
+    Finished(Finished),
+    /// Stopped early (Ctrl-C or `--stop-after`); the checkpoint holds this position.
+    Stopped(Position),
+}
+
+/// The result of a finished run.
+#[derive(Debug)]
+pub struct Finished {
+    /// The exported ONNX file.
+    pub model: PathBuf,
+    /// The epoch whose weights were exported.
+    pub best: EpochRecord,
+    /// Largest |Δ| between burn's and ONNX Runtime's logits on validation images.
+    pub parity: f32,
+    /// Training wall time over all sessions, in seconds.
+    pub seconds: f64,
+    /// Every epoch's figures.
+    pub history: Vec<EpochRecord>,
+}
+
+/// When to stop a session early.
+pub struct StopRules<'a> {
+    /// Set by Ctrl-C: save and stop after the current step.
+    pub interrupt: &'a AtomicBool,
+    /// Stop after this many epochs in total (the run can be resumed).
+    pub after_epochs: Option<usize>,
+}
+
+/// A training run in its folder.
+pub struct Learner {
+    pub(super) config: TrainConfig,
+    pub(super) data: PreparedData,
+    pub(super) run: PathBuf,
+    pub(super) card: ModelCard,
+    command: String,
+    pub(super) device: Device,
+    checkpoints: Checkpoints,
+}
+
+impl Learner {
+    /// Prepares a run of `config` in folder `run` (created if needed); `command` is recorded
+    /// in the model card.
+    ///
+    /// # Errors
+    /// Invalid settings or dataset errors.
+    pub fn new(config: TrainConfig, run: &Path, command: String) -> Result<Self> {
+        config.validate()?;
+        let data = config.prepare()?;
+        std::fs::create_dir_all(run).map_err(|e| Error::io(run, e))?;
+        let size = *config.sizes.last().expect("validated: at least one size");
+        let mut card = ModelCard::with_defaults(data.classes.names.len(), size);
+        card.classes = data.classes.names.clone();
+        card.colors = data.classes.colors.clone();
+        card.architecture = config.architecture.to_string();
+        let device = Device::flex().autodiff();
+        device.seed(config.seed);
+        Ok(Learner {
+            checkpoints: Checkpoints::new(run),
+            config,
+            data,
+            run: run.to_path_buf(),
+            card,
+            command,
+            device,
+        })
+    }
+
+    /// The data the run uses.
+    pub fn data(&self) -> &PreparedData {
+        &self.data
+    }
+
+    /// Trains from the start (or from the run's checkpoint when `resume`), until done or
+    /// stopped.
+    ///
+    /// # Errors
+    /// Dataset, checkpoint, export or parity failures.
+    pub fn train(&self, resume: bool, stop: &StopRules<'_>) -> Result<Outcome> {
+        let mut model = self.new_model();
+        let mut optimizer = self.optimizer();
+        let mut state = TrainingState {
+            position: Position::default(),
+            best: None,
+            history: Vec::new(),
+            seconds: 0.0,
+        };
+        if resume {
+            (optimizer, state) = self.checkpoints.load(&mut model, optimizer)?;
+            println!(
+                "resuming at stage {} epoch {} batch {} ({} epochs done)",
+                state.position.stage + 1,
+                state.position.epoch + 1,
+                state.position.batch,
+                state.history.len()
+            );
+        } else {
+            write_config(&self.run, &self.config)?;
+        }
+        let total_epochs: usize = self.config.epochs.iter().sum();
+        let normalizer = Normalizer::new(&self.card);
+        for stage in state.position.stage..self.config.sizes.len() {
+            let size = self.config.sizes[stage];
+            let train_set = Arc::new(self.load(&self.data.train, size, "training")?.samples);
+            let valid_set = Arc::new(self.load(&self.data.valid, size, "validation")?.samples);
+            let epochs = self.config.epochs[stage];
+            let plan_of = |epoch: usize| {
+                let seed = derive_seed(&[self.config.seed, stage as u64, epoch as u64]);
+                EpochPlan::training(
+                    train_set.len(),
+                    self.config.batch_size,
+                    seed,
+                    self.config.augment,
+                )
+            };
+            let steps_per_epoch = plan_of(0).batches.len();
+            let cycle = OneCycle {
+                max_lr: self.config.lr,
+                total_steps: epochs * steps_per_epoch,
+            };
+            let first_epoch = if stage == state.position.stage {
+                state.position.epoch
+            } else {
+                0
+            };
+            for epoch in first_epoch..epochs {
+                let skip = if (stage, epoch) == (state.position.stage, state.position.epoch) {
+                    state.position.batch
+                } else {
+                    0
+                };
+                let started = Instant::now();
+                let bar = progress_bar(steps_per_epoch, state.history.len() + 1, total_epochs);
+                bar.set_position(skip as u64);
+                let (mut loss_sum, mut steps, mut images) = (0.0, 0usize, 0usize);
+                let mut lr = cycle.lr(epoch * steps_per_epoch + skip);
+                let batches = plan_of(epoch).start(
+                    Arc::clone(&train_set),
+                    size,
+                    normalizer,
+                    self.config.workers,
+                    skip,
+                );
+                for (i, batch) in batches.enumerate() {
+                    lr = cycle.lr(epoch * steps_per_epoch + skip + i);
+                    let loss;
+                    (model, loss) = train_step(
+                        model,
+                        &mut optimizer,
+                        &batch,
+                        lr,
+                        self.config.loss,
+                        &self.device,
+                    );
+                    loss_sum += f64::from(loss);
+                    steps += 1;
+                    images += batch.len;
+                    bar.inc(1);
+                    bar.set_message(format!(
+                        "loss {:.4}  {:.1} img/s",
+                        loss_sum / steps as f64,
+                        images as f64 / started.elapsed().as_secs_f64()
+                    ));
+                    if stop.interrupt.load(Ordering::Relaxed) {
+                        bar.abandon();
+                        state.position = Position {
+                            stage,
+                            epoch,
+                            batch: skip + i + 1,
+                        };
+                        state.seconds += started.elapsed().as_secs_f64();
+                        self.checkpoints.save(&model, &optimizer, &state)?;
+                        return Ok(Outcome::Stopped(state.position));
+                    }
+                }
+                let train_seconds = started.elapsed().as_secs_f64();
+                bar.finish_and_clear();
+                let valid_model = model.valid();
+                let validation = validate(
+                    &valid_model,
+                    &valid_set,
+                    size,
+                    normalizer,
+                    &self.config,
+                    self.card.num_classes(),
+                );
+                let record = EpochRecord {
+                    epoch: state.history.len() + 1,
+                    stage,
+                    size,
+                    train_loss: loss_sum / steps.max(1) as f64,
+                    valid_loss: validation.loss,
+                    scores: validation.confusion.scores(self.card.num_classes()),
+                    lr,
+                    images_per_s: images as f64 / train_seconds,
+                    seconds: started.elapsed().as_secs_f64(),
+                };
+                println!("{}", record.summary(total_epochs));
+                state.seconds += record.seconds;
+                if state
+                    .best
+                    .is_none_or(|b| record.scores.headline() > b.score)
+                {
+                    state.best = Some(Best {
+                        score: record.scores.headline(),
+                        epoch: record.epoch,
+                    });
+                    self.checkpoints.save_best(&model)?;
+                    self.write_sheet(&valid_set, &validation.predicted, size)?;
+                }
+                state.history.push(record);
+                state.position = if epoch + 1 < epochs {
+                    Position {
+                        stage,
+                        epoch: epoch + 1,
+                        batch: 0,
+                    }
+                } else {
+                    Position {
+                        stage: stage + 1,
+                        epoch: 0,
+                        batch: 0,
+                    }
+                };
+                self.checkpoints.save(&model, &optimizer, &state)?;
+                self.write_reports(&state.history);
+                if stop.after_epochs.is_some_and(|n| state.history.len() >= n)
+                    && state.history.len() < total_epochs
+                {
+                    return Ok(Outcome::Stopped(state.position));
+                }
+            }
+        }
+        self.finish(&state).map(Outcome::Finished)
+    }
+
+    pub(super) fn new_model(&self) -> SegmentationModel {
+        SegmentationModel::new(
+            &self.config.architecture,
+            self.card.num_classes(),
+            &self.device,
+        )
+    }
+
+    pub(super) fn optimizer(&self) -> ModuleOptimizer {
+        if self.config.weight_decay > 0.0 {
+            AdamWConfig::new()
+                .with_weight_decay(self.config.weight_decay as f32)
+                .init()
+        } else {
+            AdamConfig::new().init()
+        }
+    }
+
+    pub(super) fn load(
+        &self,
+        pairs: &[crate::dataset::Pair],
+        size: [usize; 2],
+        what: &str,
+    ) -> Result<Resized> {
+        let started = Instant::now();
+        let resized = load_resized(
+            pairs,
+            size,
+            &self.data.classes,
+            self.config.cache.as_deref(),
+            self.config.workers.max(1),
+        )?;
+        println!(
+            "{what}: {} images at {}x{} ({} from the cache, {} masks resized to their image) in {:.1} s",
+            resized.samples.len(),
+            size[0],
+            size[1],
+            resized.from_cache,
+            resized.masks_resized,
+            started.elapsed().as_secs_f64()
+        );
+        Ok(resized)
+    }
+
+    /// The validation contact sheet: the first images with predicted and true masks.
+    fn write_sheet(
+        &self,
+        samples: &[Sample],
+        predicted: &[Vec<u8>],
+        [h, w]: [usize; 2],
+    ) -> Result<()> {
+        let rows: Vec<SheetRow<'_>> = samples
+            .iter()
+            .zip(predicted)
+            .map(|(s, p)| SheetRow {
+                size: [w, h],
+                rgb: &s.rgb,
+                predicted: p,
+                truth: &s.labels,
+            })
+            .collect();
+        let path = self.run.join("valid_samples.png");
+        LabelColors::new(&self.card.colors)
+            .sheet(&rows)
+            .save(&path)
+            .map_err(|e| Error::Config(format!("writing {}: {e}", path.display())))
+    }
+
+    /// CSV and curves; a plot that cannot be drawn is a warning, not a failed run.
+    fn write_reports(&self, history: &[EpochRecord]) {
+        if let Err(e) = write_csv(&self.run.join("metrics.csv"), history, &self.card.classes) {
+            tracing::warn!("metrics.csv: {e}");
+        }
+        if let Err(e) = draw_curves(&self.run.join("curves.png"), history) {
+            tracing::warn!("curves.png not drawn: {e}");
+        }
+    }
+
+    /// Exports the best epoch's weights and checks parity.
+    fn finish(&self, state: &TrainingState) -> Result<Finished> {
+        let best = state
+            .best
+            .and_then(|b| state.history.iter().find(|r| r.epoch == b.epoch))
+            .ok_or_else(|| Error::Config("no epoch was completed".into()))?
+            .clone();
+        let mut model = SegmentationModel::new(
+            &self.config.architecture,
+            self.card.num_classes(),
+            &Device::flex(),
+        );
+        load_model(&mut model, &self.checkpoints.best_model_file())?;
+        let mut card = self.card.clone();
+        card.training = serde_json::json!({
+            "command": self.command,
+            "data": self.config.data.display().to_string(),
+            "layout": self.data.layout,
+            "train_images": self.data.train.len(),
+            "valid_images": self.data.valid.len(),
+            "sizes": self.config.sizes,
+            "epochs": self.config.epochs,
+            "batch_size": self.config.batch_size,
+            "lr": self.config.lr,
+            "loss": if self.config.loss.dice { "ce+dice" } else { "ce" },
+            "seed": self.config.seed,
+            "best_epoch": best.epoch,
+            "validation": best.scores,
+            "seconds": state.seconds.round(),
+        });
+        let path = self.run.join("model.onnx");
+        export_to_file(&model, &card, &path)?;
+        let size = *self
+            .config
+            .sizes
+            .last()
+            .expect("validated: at least one size");
+        let valid = load_resized(
+            &self.data.valid[..PARITY_IMAGES.min(self.data.valid.len())],
+            size,
+            &self.data.classes,
+            self.config.cache.as_deref(),
+            1,
+        )?;
+        let mut input = Vec::new();
+        let normalizer = Normalizer::new(&card);
+        for sample in &valid.samples {
+            normalizer.extend(&sample.rgb, &mut input);
+        }
+        let input = Array4::from_shape_vec((valid.samples.len(), 3, size[0], size[1]), input)
+            .expect("normalised planes fill the batch");
+        let parity = max_logit_difference(&model, &path, input.view())?;
+        Ok(Finished {
+            model: path,
+            best,
+            parity,
+            seconds: state.seconds,
+            history: state.history.clone(),
+        })
+    }
+}
+
+/// One optimisation step on `batch`; returns the updated model and the batch loss.
+pub fn train_step(
+    model: SegmentationModel,
+    optimizer: &mut ModuleOptimizer,
+    batch: &Batch,
+    lr: f64,
+    loss_kind: LossKind,
+    device: &Device,
+) -> (SegmentationModel, f32) {
+    let images = images_tensor(batch, device);
+    let targets = Targets::new(batch, device);
+    let loss = loss_kind.compute(model.forward(images), &targets);
+    let value = loss.clone().into_scalar::<f32>();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    (optimizer.step(lr, model, grads), value)
+}
+
+fn images_tensor(batch: &Batch, device: &Device) -> Tensor<4> {
+    let [h, w] = batch.size;
+    Tensor::from_data(
+        TensorData::new(batch.images.clone(), [batch.len, 3, h, w]),
+        device,
+    )
+}
+
+/// Validation loss, confusion matrix and the predicted labels of the first images.
+struct Validation {
+    loss: f64,
+    confusion: Confusion,
+    predicted: Vec<Vec<u8>>,
+}
+
+fn validate(
+    model: &SegmentationModel,
+    samples: &Arc<Vec<Sample>>,
+    size: [usize; 2],
+    normalizer: Normalizer,
+    config: &TrainConfig,
+    classes: usize,
+) -> Validation {
+    let device = Device::flex();
+    let mut confusion = Confusion::new(classes.max(2));
+    let mut predicted = Vec::new();
+    let (mut loss_sum, mut batches) = (0.0, 0usize);
+    let plan = EpochPlan::validation(samples.len(), config.batch_size);
+    for batch in plan.start(Arc::clone(samples), size, normalizer, config.workers, 0) {
+        let logits = model.forward(images_tensor(&batch, &device));
+        let loss = config
+            .loss
+            .compute(logits.clone(), &Targets::new(&batch, &device));
+        loss_sum += f64::from(loss.into_scalar::<f32>());
+        batches += 1;
+        let values = logits
+            .into_data_as::<f32>()
+            .try_to_vec::<f32>()
+            .expect("into_data_as::<f32> yields f32 data");
+        let pixels = size[0] * size[1];
+        for (image, truth) in values
+            .chunks_exact(classes * pixels)
+            .zip(batch.labels.chunks_exact(pixels))
+        {
+            let labels = labels_from_logits(image, classes, pixels);
+            confusion.add(truth, &labels);
+            if predicted.len() < SHEET_IMAGES {
+                predicted.push(labels);
+            }
+        }
+    }
+    Validation {
+        loss: loss_sum / batches.max(1) as f64,
+        confusion,
+        predicted,
+    }
+}
+
+/// Arg-max over channels (C×pixels logits), or logit > 0 for one channel.
+fn labels_from_logits(logits: &[f32], classes: usize, pixels: usize) -> Vec<u8> {
+    if classes == 1 {
+        return logits.iter().map(|&v| u8::from(v > 0.0)).collect();
+    }
+    (0..pixels)
+        .map(|p| {
+            (0..classes)
+                .max_by(|&a, &b| logits[a * pixels + p].total_cmp(&logits[b * pixels + p]))
+                .unwrap_or(0) as u8
+        })
+        .collect()
+}
+
+fn progress_bar(steps: usize, epoch: usize, total: usize) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps as u64).with_prefix(format!("epoch {epoch}/{total}"));
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} {msg}")
+            .expect("a valid template"),
+    );
+    bar
+}

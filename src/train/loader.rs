@@ -1,0 +1,206 @@
+//! Batches for training and validation, prepared by worker threads while the model trains:
+//! augmentation, normalisation and the label tensor happen off the training thread.
+//!
+//! Every random choice comes from the seed, the stage, the epoch and the sample's position, so
+//! an epoch's batches are the same however many workers there are and whether the run was
+//! resumed.
+
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, bounded};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use super::augment::Augmentation;
+use crate::dataset::Sample;
+use crate::infer::ModelCard;
+
+/// Images (normalised, N×3×H×W) and their labels (N×H×W) for one step.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Number of images.
+    pub len: usize,
+    /// Height and width.
+    pub size: [usize; 2],
+    /// Normalised pixels, N×3×H×W.
+    pub images: Vec<f32>,
+    /// Class labels, N×H×W.
+    pub labels: Vec<u8>,
+}
+
+/// Turns RGB bytes into the model's normalised planes.
+#[derive(Debug, Clone, Copy)]
+pub struct Normalizer {
+    scale: [f32; 3],
+    offset: [f32; 3],
+}
+
+impl Normalizer {
+    /// The normalisation of `card` (its mean and std).
+    pub fn new(card: &ModelCard) -> Self {
+        Normalizer {
+            scale: std::array::from_fn(|c| 1.0 / (255.0 * card.std[c])),
+            offset: std::array::from_fn(|c| -card.mean[c] / card.std[c]),
+        }
+    }
+
+    /// Appends the 3 planes of packed RGB `rgb` to `out`.
+    pub fn extend(&self, rgb: &[u8], out: &mut Vec<f32>) {
+        for c in 0..3 {
+            out.extend(
+                rgb.chunks_exact(3)
+                    .map(|px| f32::from(px[c]) * self.scale[c] + self.offset[c]),
+            );
+        }
+    }
+}
+
+/// Mixes the seed with where we are (SplitMix64 finaliser), so each draw has its own stream.
+pub fn derive_seed(parts: &[u64]) -> u64 {
+    parts.iter().fold(0x9E37_79B9_7F4A_7C15, |acc, &p| {
+        let mut z = acc ^ p.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
+}
+
+/// What one pass over a set of samples looks like.
+#[derive(Debug, Clone)]
+pub struct EpochPlan {
+    /// Sample indices in the order they are used, already cut into whole batches.
+    pub batches: Vec<Vec<usize>>,
+    /// Augmentation and the seed its draws derive from (`None` for validation).
+    pub augment: Option<(Augmentation, u64)>,
+}
+
+impl EpochPlan {
+    /// A training epoch: a shuffle of `count` samples from `seed`, cut into batches of
+    /// `batch_size` (the last partial batch is dropped unless it is the only one), augmented
+    /// with draws from the same seed.
+    pub fn training(
+        count: usize,
+        batch_size: usize,
+        seed: u64,
+        augment: Option<Augmentation>,
+    ) -> Self {
+        let mut order: Vec<usize> = (0..count).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(seed));
+        let mut batches: Vec<Vec<usize>> = order
+            .chunks(batch_size.max(1))
+            .map(<[usize]>::to_vec)
+            .collect();
+        if batches.len() > 1 && batches.last().is_some_and(|b| b.len() < batch_size) {
+            batches.pop();
+        }
+        EpochPlan {
+            batches,
+            augment: augment.map(|a| (a, seed)),
+        }
+    }
+
+    /// Validation: every sample in order, no augmentation.
+    pub fn validation(count: usize, batch_size: usize) -> Self {
+        let order: Vec<usize> = (0..count).collect();
+        EpochPlan {
+            batches: order
+                .chunks(batch_size.max(1))
+                .map(<[usize]>::to_vec)
+                .collect(),
+            augment: None,
+        }
+    }
+
+    /// Starts `workers` threads preparing the batches from `skip` on; the iterator yields
+    /// them in order. Dropping it stops the workers.
+    pub fn start(
+        self,
+        samples: Arc<Vec<Sample>>,
+        size: [usize; 2],
+        normalizer: Normalizer,
+        workers: usize,
+        skip: usize,
+    ) -> Batches {
+        let workers = workers.max(1);
+        let plan = Arc::new(self);
+        let receivers = (0..workers)
+            .map(|worker| {
+                let (tx, rx) = bounded(2);
+                let plan = Arc::clone(&plan);
+                let samples = Arc::clone(&samples);
+                std::thread::Builder::new()
+                    .name(format!("loader-{worker}"))
+                    .spawn(move || {
+                        for index in (skip + worker..plan.batches.len()).step_by(workers) {
+                            let batch = plan.prepare(index, &samples, size, normalizer);
+                            if tx.send(batch).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                    .expect("the OS can start a loader thread");
+                rx
+            })
+            .collect();
+        Batches {
+            receivers,
+            next: 0,
+            remaining: plan.batches.len().saturating_sub(skip),
+        }
+    }
+
+    fn prepare(
+        &self,
+        index: usize,
+        samples: &[Sample],
+        size: [usize; 2],
+        normalizer: Normalizer,
+    ) -> Batch {
+        let members = &self.batches[index];
+        let pixels = size[0] * size[1];
+        let mut images = Vec::with_capacity(members.len() * 3 * pixels);
+        let mut labels = Vec::with_capacity(members.len() * pixels);
+        for (slot, &i) in members.iter().enumerate() {
+            let sample = match self.augment {
+                Some((augment, seed)) => {
+                    let mut rng =
+                        StdRng::seed_from_u64(derive_seed(&[seed, index as u64, slot as u64]));
+                    augment.draw(&mut rng).apply(&samples[i], size)
+                }
+                None => samples[i].clone(),
+            };
+            normalizer.extend(&sample.rgb, &mut images);
+            labels.extend_from_slice(&sample.labels);
+        }
+        Batch {
+            len: members.len(),
+            size,
+            images,
+            labels,
+        }
+    }
+}
+
+/// The batches of a started plan, in order.
+pub struct Batches {
+    receivers: Vec<Receiver<Batch>>,
+    next: usize,
+    remaining: usize,
+}
+
+impl Iterator for Batches {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let batch = self.receivers[self.next % self.receivers.len()]
+            .recv()
+            .ok()?;
+        self.next += 1;
+        self.remaining -= 1;
+        Some(batch)
+    }
+}

@@ -1,0 +1,253 @@
+//! Datasets as training and evaluation read them: layouts, the grouped split, augmentation that
+//! keeps masks aligned, and a clear error for each kind of broken dataset.
+
+use std::path::{Path, PathBuf};
+
+use image::{GrayImage, Luma, Rgb, RgbImage};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use segstream::dataset::{ClassSet, Dataset, Layout, Pair, Sample, grouped_split, load_resized};
+use segstream::train::augment::{Augmentation, Transform};
+
+/// Writes an RGB image and a mask (values from `mask_value`) of the given sizes.
+fn write_pair(
+    image: &Path,
+    mask: &Path,
+    image_size: [u32; 2],
+    mask_size: [u32; 2],
+    mask_value: u8,
+) {
+    for path in [image, mask] {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    }
+    RgbImage::from_pixel(image_size[0], image_size[1], Rgb([90, 120, 150]))
+        .save(image)
+        .unwrap();
+    GrayImage::from_fn(mask_size[0], mask_size[1], |x, _| {
+        Luma([if x < mask_size[0] / 2 { 0 } else { mask_value }])
+    })
+    .save(mask)
+    .unwrap();
+}
+
+fn human_seg() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/human_seg")
+}
+
+#[test]
+fn layouts_are_detected_and_paired() {
+    let people = Dataset::open(&human_seg(), None).unwrap();
+    assert_eq!(people.layout, Layout::Generic);
+    assert_eq!(people.train.len(), 235);
+    assert!(people.valid.is_none());
+    let camvid_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/camvid");
+    let camvid = Dataset::open(&camvid_root, None).unwrap();
+    assert_eq!(camvid.layout, Layout::CamVid);
+    assert_eq!(
+        (camvid.train.len(), camvid.valid.as_ref().unwrap().len()),
+        (367, 101)
+    );
+    assert!(
+        camvid
+            .train
+            .iter()
+            .all(|p| p.image.file_name() == p.mask.file_name())
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    for id in ["aaa_01", "aaa_02", "bbb_01"] {
+        write_pair(
+            &dir.path().join(format!("train/{id}.jpg")),
+            &dir.path().join(format!("train_masks/{id}_mask.png")),
+            [8, 6],
+            [8, 6],
+            255,
+        );
+    }
+    let carvana = Dataset::open(dir.path(), None).unwrap();
+    assert_eq!(carvana.layout, Layout::Carvana);
+    assert_eq!(
+        carvana.train[0].mask.file_name().unwrap(),
+        "aaa_01_mask.png"
+    );
+}
+
+#[test]
+fn grouped_split_keeps_each_car_on_one_side() {
+    let pairs: Vec<Pair> = (0..40)
+        .flat_map(|car| {
+            (1..=16).map(move |view| Pair {
+                image: PathBuf::from(format!("train/car{car:03}_{view:02}.jpg")),
+                mask: PathBuf::from(format!("train_masks/car{car:03}_{view:02}_mask.gif")),
+            })
+        })
+        .collect();
+    let regex = regex::Regex::new(segstream::dataset::CARVANA_GROUP).unwrap();
+    let (train, valid) = grouped_split(pairs.clone(), 0.2, Some(&regex), 3);
+    assert_eq!(train.len() + valid.len(), 640);
+    assert_eq!(valid.len(), 128, "8 whole cars of 16 views");
+    let car = |p: &Pair| p.name()[..6].to_string();
+    let train_cars: std::collections::HashSet<String> = train.iter().map(car).collect();
+    assert!(valid.iter().all(|p| !train_cars.contains(&car(p))));
+    let again = grouped_split(pairs.clone(), 0.2, Some(&regex), 3);
+    assert_eq!(again.1, valid, "the same seed gives the same split");
+    assert_ne!(grouped_split(pairs, 0.2, Some(&regex), 4).1, valid);
+}
+
+/// A 32×48 pattern whose labels are readable from the image: label 1 where the red channel is
+/// 255, label 0 where it is 0 (a checkerboard of 4-pixel squares plus an asymmetric bar).
+fn pattern() -> Sample {
+    let [h, w] = [32, 48];
+    let label =
+        |y: usize, x: usize| u8::from((y / 4 + x / 4).is_multiple_of(2) || (x < 10 && y < 6));
+    let labels: Vec<u8> = (0..h * w).map(|i| label(i / w, i % w)).collect();
+    let rgb = labels.iter().flat_map(|&l| [l * 255, 40, 200]).collect();
+    Sample {
+        name: "pattern".into(),
+        rgb,
+        labels,
+    }
+}
+
+#[test]
+fn flips_and_rotations_move_the_mask_with_the_image() {
+    let sample = pattern();
+    let size = [32, 48];
+    for (flip, rotate_deg) in [(true, 0.0), (false, 4.0), (true, -3.5)] {
+        let transform = Transform {
+            flip,
+            rotate_deg,
+            brightness: 0.0,
+            contrast: 1.0,
+        };
+        let out = transform.apply(&sample, size);
+        assert_ne!(
+            out.labels, sample.labels,
+            "the transform changes the layout"
+        );
+        // Wherever the image pixel is clearly one side (not blended at an edge), the label
+        // must agree with it.
+        let (mut checked, mut wrong) = (0, 0);
+        for (px, &label) in out.rgb.chunks_exact(3).zip(&out.labels) {
+            if px[0] > 230 || px[0] < 25 {
+                checked += 1;
+                wrong += usize::from((px[0] > 230) != (label == 1));
+            }
+        }
+        assert!(checked > 32 * 48 / 2, "{checked} clear pixels");
+        assert!(
+            wrong * 100 <= checked,
+            "flip {flip} rot {rotate_deg}: {wrong}/{checked} misaligned"
+        );
+    }
+}
+
+#[test]
+fn lighting_changes_the_image_never_the_mask() {
+    let sample = pattern();
+    let augmentation = Augmentation {
+        flip: 0.0,
+        max_rotate_deg: 0.0,
+        lighting: 0.05,
+    };
+    let mut rng = StdRng::seed_from_u64(1);
+    let transform = augmentation.draw(&mut rng);
+    assert!(transform.brightness != 0.0 || transform.contrast != 1.0);
+    let out = transform.apply(&sample, [32, 48]);
+    assert_eq!(out.labels, sample.labels);
+    assert_ne!(out.rgb, sample.rgb);
+}
+
+#[test]
+fn smaller_masks_of_the_same_aspect_ratio_are_resized_and_counted() {
+    let pairs = Dataset::open(&human_seg(), None).unwrap().train[..12].to_vec();
+    let classes = ClassSet::parse("person").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let first = load_resized(&pairs, [64, 48], &classes, Some(cache.path()), 2).unwrap();
+    assert_eq!(first.samples.len(), 12);
+    assert_eq!(first.from_cache, 0);
+    assert!(first.masks_resized > 0, "human_seg has smaller masks");
+    let again = load_resized(&pairs, [64, 48], &classes, Some(cache.path()), 2).unwrap();
+    assert_eq!(again.from_cache, 12);
+    assert_eq!(again.masks_resized, first.masks_resized);
+    for (a, b) in first.samples.iter().zip(&again.samples) {
+        assert_eq!((&a.rgb, &a.labels), (&b.rgb, &b.labels));
+        assert_eq!(a.labels.len(), 64 * 48);
+        assert!(a.labels.iter().all(|&l| l <= 1));
+    }
+}
+
+/// Loads the generic dataset under `root` with `classes`; returns the error text.
+fn load_error(root: &Path, classes: &str) -> String {
+    let result = Dataset::open(root, None).and_then(|d| {
+        load_resized(&d.train, [16, 16], &ClassSet::parse(classes)?, None, 1).map(|_| ())
+    });
+    result.expect_err("the dataset is broken").to_string()
+}
+
+#[test]
+fn broken_datasets_are_clear_errors_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (images, masks) = (root.join("images"), root.join("masks"));
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::create_dir_all(&masks).unwrap();
+    let empty = load_error(root, "1");
+    assert!(
+        empty.contains("no images") && empty.contains("images"),
+        "{empty}"
+    );
+
+    write_pair(
+        &images.join("a.png"),
+        &masks.join("a.png"),
+        [16, 12],
+        [8, 6],
+        255,
+    );
+    write_pair(
+        &images.join("b.png"),
+        &root.join("elsewhere/b.png"),
+        [16, 12],
+        [16, 12],
+        255,
+    );
+    let missing = load_error(root, "1");
+    assert!(
+        missing.contains("b.png") && missing.contains("no mask"),
+        "{missing}"
+    );
+
+    write_pair(
+        &images.join("b.png"),
+        &masks.join("b.png"),
+        [16, 12],
+        [12, 12],
+        255,
+    );
+    let aspect = load_error(root, "1");
+    assert!(
+        aspect.contains("masks/b.png") && aspect.contains("aspect ratio"),
+        "{aspect}"
+    );
+
+    write_pair(
+        &images.join("a.png"),
+        &masks.join("a.png"),
+        [16, 12],
+        [16, 12],
+        2,
+    );
+    write_pair(
+        &images.join("b.png"),
+        &masks.join("b.png"),
+        [16, 12],
+        [16, 12],
+        7,
+    );
+    let value = load_error(root, "3");
+    assert!(
+        value.contains("masks/b.png") && value.contains("value 7"),
+        "{value}"
+    );
+}

@@ -1,0 +1,171 @@
+//! Training on real images: a short run learns, exports a model that passes parity and runs in
+//! `segment`; stopping and resuming gives the same numbers as an uninterrupted run.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use segstream::train::augment::Augmentation;
+use segstream::train::config::TrainConfig;
+use segstream::train::learner::{Finished, Learner, Outcome, StopRules};
+use segstream::train::loss::LossKind;
+use segstream::train::model::Architecture;
+
+use crate::helpers::{describe, segstream};
+use crate::media::{clip, decode};
+
+/// A small, fast configuration on the first `limit` human_seg images.
+fn config(limit: usize, size: usize, epochs: usize) -> TrainConfig {
+    TrainConfig {
+        data: Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/human_seg"),
+        layout: None,
+        classes: Some("person".into()),
+        ignore_index: None,
+        architecture: Architecture::UNet { depth: 3, base: 8 },
+        sizes: vec![[size, size]],
+        epochs: vec![epochs],
+        batch_size: 4,
+        lr: 3e-3,
+        weight_decay: 0.0,
+        loss: LossKind { dice: true },
+        valid_frac: 0.2,
+        group_by: None,
+        seed: 11,
+        workers: 2,
+        augment: Some(Augmentation::default()),
+        limit: Some(limit),
+        cache: None,
+    }
+}
+
+fn train(config: TrainConfig, run: &Path, resume: bool, stop_after: Option<usize>) -> Outcome {
+    let never = AtomicBool::new(false);
+    let stop = StopRules {
+        interrupt: &never,
+        after_epochs: stop_after,
+    };
+    Learner::new(config, run, "test".into())
+        .unwrap()
+        .train(resume, &stop)
+        .unwrap()
+}
+
+fn finished(outcome: Outcome) -> Finished {
+    match outcome {
+        Outcome::Finished(done) => done,
+        Outcome::Stopped(at) => panic!("stopped early at {at:?}"),
+    }
+}
+
+#[test]
+fn a_short_run_learns_exports_and_segments() {
+    let run = tempfile::tempdir().unwrap();
+    let done = finished(train(config(48, 64, 6), run.path(), false, None));
+    let first = &done.history[0];
+    let last = done.history.last().unwrap();
+    println!("first {first:?}\nlast {last:?}\nparity {:.2e}", done.parity);
+    assert!(last.valid_loss < first.valid_loss, "validation loss fell");
+    let dice = done.best.scores.dice.unwrap();
+    // An all-background prediction has Dice 0 on images that all contain a person.
+    assert!(dice > 0.5, "dice {dice}");
+    assert!(done.parity <= 1e-4, "parity {}", done.parity);
+    for file in [
+        "config.json",
+        "metrics.csv",
+        "curves.png",
+        "valid_samples.png",
+        "model.onnx",
+    ] {
+        assert!(run.path().join(file).is_file(), "{file} written");
+    }
+    let csv = std::fs::read_to_string(run.path().join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 7, "header + 6 epochs:\n{csv}");
+
+    let out = run.path().join("cutout.mkv");
+    let model = done.model.to_str().unwrap();
+    let input = clip("one-by-one-person-detection.mp4");
+    let args = [
+        "segment",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--model",
+        model,
+        "--mode",
+        "cutout",
+        "--background",
+        "#00ff00",
+    ];
+    let output = segstream(&args);
+    assert!(output.status.success(), "{}", describe(&args, &output));
+    let mut frames = 0;
+    decode(&out, |_| frames += 1);
+    assert!(frames > 0);
+}
+
+#[test]
+fn resuming_after_an_epoch_matches_an_uninterrupted_run() {
+    let whole = tempfile::tempdir().unwrap();
+    let split = tempfile::tempdir().unwrap();
+    let config = config(16, 32, 2);
+    let uninterrupted = finished(train(config.clone(), whole.path(), false, None));
+    match train(config, split.path(), false, Some(1)) {
+        Outcome::Stopped(at) => assert_eq!((at.stage, at.epoch, at.batch), (0, 1, 0)),
+        Outcome::Finished(_) => panic!("--stop-after 1 stops after the first epoch"),
+    }
+    let resumed = finished(train(
+        segstream::train::config::read_config(split.path()).unwrap(),
+        split.path(),
+        true,
+        None,
+    ));
+    let (a, b) = (&uninterrupted.history[1], &resumed.history[1]);
+    println!("uninterrupted {a:?}\nresumed {b:?}");
+    let close = |x: f64, y: f64| (x - y).abs() <= 1e-5;
+    assert!(
+        close(a.train_loss, b.train_loss),
+        "train loss {} vs {}",
+        a.train_loss,
+        b.train_loss
+    );
+    assert!(
+        close(a.valid_loss, b.valid_loss),
+        "valid loss {} vs {}",
+        a.valid_loss,
+        b.valid_loss
+    );
+    assert!(close(a.scores.pixel_accuracy, b.scores.pixel_accuracy));
+    assert!(close(a.scores.dice.unwrap(), b.scores.dice.unwrap()));
+}
+
+#[test]
+fn train_cli_rejects_bad_options_and_data() {
+    let run = tempfile::tempdir().unwrap();
+    let out = run.path().to_str().unwrap();
+    let data: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/human_seg");
+    let data = data.to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec![
+                "train", "--data", data, "-o", out, "--size", "128,256", "--epochs", "3",
+            ],
+            "one epoch count per size",
+        ),
+        (
+            vec!["train", "--data", data, "-o", out, "--size", "100"],
+            "multiples of 16",
+        ),
+        (
+            vec!["train", "--data", "/nonexistent/data", "-o", out],
+            "not a folder",
+        ),
+        (vec!["train", "--resume", "/nonexistent/run"], "config.json"),
+    ] {
+        let output = segstream(&args);
+        let text = describe(&args, &output);
+        assert_ne!(output.status.code(), Some(0), "{text}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(needle),
+            "{text}"
+        );
+    }
+}
