@@ -26,8 +26,8 @@ pub enum Command {
     /// Train a U-Net on image/mask pairs and export it as ONNX.
     #[cfg(feature = "train")]
     Train(TrainArgs),
-    /// Score a model's masks against a labelled dataset (not implemented yet).
-    Eval(Planned),
+    /// Score a model's masks against a labelled dataset.
+    Eval(EvalArgs),
     /// Measure decode, inference and end-to-end speed (not implemented yet).
     Bench(Planned),
     /// Show a model's card (classes, colours, normalisation, input size) and check it loads.
@@ -121,6 +121,53 @@ pub struct SegmentArgs {
     /// Custom sink (gst-launch syntax) starting with `appsrc name=out`.
     #[arg(long)]
     pub sink_pipeline: Option<String>,
+}
+
+/// `segstream eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The ONNX model.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Dataset folder in any layout `train` reads.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Which images: val (the layout's validation folder, else train's grouped split), train
+    /// or all.
+    #[arg(long, default_value = "val", value_parser = ["val", "train", "all"])]
+    pub split: String,
+    /// Dataset layout: generic, carvana or camvid (default: detected).
+    #[arg(long)]
+    pub layout: Option<String>,
+    /// Mask value excluded from the scores (default: 11 for the CamVid layout).
+    #[arg(long)]
+    pub ignore_index: Option<u8>,
+    /// Validation share of train's split, for layouts without a validation folder.
+    #[arg(long, default_value_t = 0.2)]
+    pub valid_frac: f64,
+    /// Grouping regex of train's split.
+    #[arg(long)]
+    pub group_by: Option<String>,
+    /// Seed of train's split.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Use at most this many images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Score at the model's input size instead of each image's original resolution.
+    #[arg(long)]
+    pub at_model_size: bool,
+    /// Probability above which a pixel is the object (binary models).
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// Report folder: metrics.json, per_image.csv, worst_best.png.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Print the metrics as one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `segstream inspect`.
@@ -234,6 +281,16 @@ pub struct TrainArgs {
     /// Do not cache resized images.
     #[arg(long, conflicts_with = "cache")]
     pub no_cache: bool,
+    /// ResNet34 U-Net: torchvision resnet34 weights (.pth state dict or .safetensors) for the
+    /// encoder.
+    #[arg(long)]
+    pub encoder_weights: Option<PathBuf>,
+    /// ResNet34 U-Net: train only the decoder during the first stage.
+    #[arg(long)]
+    pub freeze_encoder: bool,
+    /// With --encoder-weights: the encoder's learning rate as a share of --lr once unfrozen.
+    #[arg(long, default_value_t = 0.1)]
+    pub encoder_lr_ratio: f64,
     /// Stop after this many epochs in total, leaving a checkpoint for --resume.
     #[arg(long)]
     pub stop_after: Option<usize>,

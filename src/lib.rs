@@ -6,13 +6,14 @@
 //! - [`imaging`]: pre-processing, post-processing, composition;
 //! - [`infer`]: ONNX Runtime sessions, execution providers, the model card;
 //! - [`onnx`]: writing ONNX graphs;
-//! - [`dataset`] and [`metrics`]: labelled images for training and evaluation, and their scores;
+//! - [`dataset`], [`metrics`] and [`eval`]: labelled images, their scores, model evaluation;
 //! - `train` (feature `train`): the U-Nets in burn, export, parity.
 
 pub mod cli;
 pub mod commands;
 pub mod dataset;
 mod error;
+pub mod eval;
 pub mod imaging;
 pub mod infer;
 pub mod metrics;

@@ -1,6 +1,7 @@
 //! The commands behind the CLI: each turns validated arguments into library calls and prints
 //! what the user asked for.
 
+mod eval;
 #[cfg(feature = "train")]
 mod init_model;
 mod inspect;
@@ -31,7 +32,7 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
         Command::Camera(_) => Ok(planned("camera")),
         #[cfg(feature = "train")]
         Command::Train(args) => train::run(&args),
-        Command::Eval(_) => Ok(planned("eval")),
+        Command::Eval(args) => eval::run(&args).map(|()| 0),
         Command::Bench(_) => Ok(planned("bench")),
     }
 }

@@ -138,6 +138,9 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         } else {
             args.cache.clone().or_else(default_cache_dir)
         },
+        encoder_weights: args.encoder_weights.clone(),
+        freeze_encoder: args.freeze_encoder,
+        encoder_lr_ratio: args.encoder_lr_ratio,
     })
 }
 

@@ -9,6 +9,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use regex::Regex;
+
+use super::split::{CARVANA_GROUP, grouped_split};
 use crate::{Error, Result};
 
 /// Extensions read as images or masks.
@@ -135,29 +138,25 @@ impl Dataset {
         })
     }
 
-    /// The split a user names for evaluation: `train`, `val`/`valid`, or `all`.
-    ///
-    /// # Errors
-    /// An unknown name, or `val` on a layout without a validation folder.
-    pub fn split(&self, name: &str) -> Result<Vec<Pair>> {
-        match name {
-            "train" => Ok(self.train.clone()),
-            "val" | "valid" => self.valid.clone().ok_or_else(|| {
-                dataset_error(
-                    &self.root,
-                    "this layout has no validation folder; use --split all or train",
-                )
-            }),
-            "all" => Ok(self
-                .train
-                .iter()
-                .chain(self.valid.iter().flatten())
-                .cloned()
-                .collect()),
-            _ => Err(Error::Config(format!(
-                "unknown split '{name}': use train, val or all"
-            ))),
+    /// (train, valid): the layout's own validation folder, or else a grouped split of
+    /// `valid_frac` of the images (groups from `group_by`, Carvana's car id by default).
+    pub fn train_valid(
+        &self,
+        valid_frac: f64,
+        group_by: Option<&Regex>,
+        seed: u64,
+    ) -> (Vec<Pair>, Vec<Pair>) {
+        if let Some(valid) = &self.valid {
+            return (self.train.clone(), valid.clone());
         }
+        let carvana = (self.layout == Layout::Carvana)
+            .then(|| Regex::new(CARVANA_GROUP).expect("a valid built-in regex"));
+        grouped_split(
+            self.train.clone(),
+            valid_frac,
+            group_by.or(carvana.as_ref()),
+            seed,
+        )
     }
 }
 

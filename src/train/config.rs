@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::augment::Augmentation;
 use super::loss::LossKind;
 use super::model::Architecture;
-use crate::dataset::{CARVANA_GROUP, ClassSet, Dataset, Layout, Pair, grouped_split};
+use crate::dataset::{ClassSet, Dataset, Layout, Pair};
 use crate::{Error, Result};
 
 /// Everything that defines a training run.
@@ -51,6 +51,12 @@ pub struct TrainConfig {
     pub limit: Option<usize>,
     /// Resized-image cache folder (`None` = no cache).
     pub cache: Option<PathBuf>,
+    /// ResNet34 U-Net: torchvision ResNet34 weights for the encoder.
+    pub encoder_weights: Option<PathBuf>,
+    /// ResNet34 U-Net: train only the decoder in the first stage.
+    pub freeze_encoder: bool,
+    /// ResNet34 U-Net with pretrained weights: encoder LR = this × `lr` once unfrozen.
+    pub encoder_lr_ratio: f64,
 }
 
 impl TrainConfig {
@@ -87,6 +93,10 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.valid_frac) {
             return fail(format!("--valid-frac {} must be in 0..1", self.valid_frac));
         }
+        let resnet = self.architecture == Architecture::ResNet34;
+        if !resnet && (self.freeze_encoder || self.encoder_weights.is_some()) {
+            return fail("--freeze-encoder and --encoder-weights need --arch resnet34".into());
+        }
         self.group_regex().map(|_| ())
     }
 
@@ -111,22 +121,8 @@ impl TrainConfig {
         if self.ignore_index.is_some() {
             classes.ignore = self.ignore_index;
         }
-        let (mut train, mut valid) = match dataset.valid.clone() {
-            Some(valid) => (dataset.train.clone(), valid),
-            None => {
-                let default_group = (dataset.layout == Layout::Carvana).then_some(CARVANA_GROUP);
-                let regex = match self.group_regex()? {
-                    Some(re) => Some(re),
-                    None => default_group.map(|p| Regex::new(p).expect("a valid built-in regex")),
-                };
-                grouped_split(
-                    dataset.train.clone(),
-                    self.valid_frac,
-                    regex.as_ref(),
-                    self.seed,
-                )
-            }
-        };
+        let (mut train, mut valid) =
+            dataset.train_valid(self.valid_frac, self.group_regex()?.as_ref(), self.seed);
         if let Some(limit) = self.limit {
             train.truncate(limit);
             valid.truncate(limit.div_ceil(4));

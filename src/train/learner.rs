@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use burn::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
+use burn::module::ParamGroup;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -15,6 +17,7 @@ use ndarray::Array4;
 
 use super::checkpoint::{Best, Checkpoints, Position, TrainingState, load_model};
 use super::config::{PreparedData, TrainConfig, write_config};
+use super::encoder_weights::load_resnet34_weights;
 use super::export::export_to_file;
 use super::loader::{Batch, EpochPlan, Normalizer, derive_seed};
 use super::loss::{LossKind, Targets};
@@ -115,7 +118,7 @@ impl Learner {
     /// # Errors
     /// Dataset, checkpoint, export or parity failures.
     pub fn train(&self, resume: bool, stop: &StopRules<'_>) -> Result<Outcome> {
-        let mut model = self.new_model();
+        let mut model = self.new_model()?;
         let mut optimizer = self.optimizer();
         let mut state = TrainingState {
             position: Position::default(),
@@ -156,6 +159,8 @@ impl Learner {
                 max_lr: self.config.lr,
                 total_steps: epochs * steps_per_epoch,
             };
+            let frozen = self.config.freeze_encoder && stage == 0;
+            model = model.set_require_grad_group(encoder_group(), !frozen);
             let first_epoch = if stage == state.position.stage {
                 state.position.epoch
             } else {
@@ -186,7 +191,7 @@ impl Learner {
                         model,
                         &mut optimizer,
                         &batch,
-                        lr,
+                        self.lr_policy(lr, frozen),
                         self.config.loss,
                         &self.device,
                     );
@@ -272,12 +277,31 @@ impl Learner {
         self.finish(&state).map(Outcome::Finished)
     }
 
-    pub(super) fn new_model(&self) -> SegmentationModel {
-        SegmentationModel::new(
+    /// A fresh model, its encoder loaded from `--encoder-weights` when given.
+    pub(super) fn new_model(&self) -> Result<SegmentationModel> {
+        let mut model = SegmentationModel::new(
             &self.config.architecture,
             self.card.num_classes(),
             &self.device,
-        )
+        );
+        if let (Some(path), SegmentationModel::ResNet34(unet)) =
+            (&self.config.encoder_weights, &mut model)
+        {
+            let loaded = load_resnet34_weights(&mut unet.encoder, path)?;
+            println!("encoder: {loaded} tensors from {}", path.display());
+        }
+        Ok(model)
+    }
+
+    /// The step's learning rates: a pretrained, unfrozen encoder learns at
+    /// `encoder_lr_ratio × lr` (the seed's differential learning rates).
+    pub(super) fn lr_policy(&self, lr: f64, frozen: bool) -> ModuleLearningRate {
+        if self.config.encoder_weights.is_none() || frozen {
+            return lr.into();
+        }
+        ModuleLrScheduler::new(lr)
+            .with_group(encoder_group(), lr * self.config.encoder_lr_ratio)
+            .step()
     }
 
     pub(super) fn optimizer(&self) -> ModuleOptimizer {
@@ -412,12 +436,17 @@ impl Learner {
     }
 }
 
+/// The ResNet34 U-Net's encoder parameters (the classic U-Net has none by this name).
+fn encoder_group() -> ParamGroup {
+    ParamGroup::from_predicate("encoder")
+}
+
 /// One optimisation step on `batch`; returns the updated model and the batch loss.
 pub fn train_step(
     model: SegmentationModel,
     optimizer: &mut ModuleOptimizer,
     batch: &Batch,
-    lr: f64,
+    lr: ModuleLearningRate,
     loss_kind: LossKind,
     device: &Device,
 ) -> (SegmentationModel, f32) {

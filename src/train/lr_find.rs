@@ -43,7 +43,7 @@ pub fn lr_find(learner: &Learner) -> Result<LrFind> {
     let samples = Arc::new(learner.load(&learner.data.train, size, "training")?.samples);
     let normalizer = Normalizer::new(&learner.card);
     let schedule = range_test_rates(1e-7, 1.0, STEPS);
-    let mut model = learner.new_model();
+    let mut model = learner.new_model()?;
     let mut optimizer = learner.optimizer();
     let (mut rates, mut losses) = (Vec::new(), Vec::new());
     let (mut average, mut best) = (0.0, f64::INFINITY);
@@ -58,7 +58,7 @@ pub fn lr_find(learner: &Learner) -> Result<LrFind> {
                 model,
                 &mut optimizer,
                 &batch,
-                lr,
+                learner.lr_policy(lr, false),
                 config.loss,
                 &learner.device,
             );

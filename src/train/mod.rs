@@ -5,6 +5,7 @@
 pub mod augment;
 pub mod checkpoint;
 pub mod config;
+pub mod encoder_weights;
 pub mod export;
 pub mod learner;
 pub mod loader;

@@ -3,6 +3,9 @@
 mod cli;
 #[cfg(feature = "train")]
 mod dataset;
+#[cfg(feature = "train")]
+mod encoder_weights;
+mod eval;
 mod helpers;
 mod media;
 mod model_errors;

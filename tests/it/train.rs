@@ -34,6 +34,9 @@ fn config(limit: usize, size: usize, epochs: usize) -> TrainConfig {
         augment: Some(Augmentation::default()),
         limit: Some(limit),
         cache: None,
+        encoder_weights: None,
+        freeze_encoder: false,
+        encoder_lr_ratio: 0.1,
     }
 }
 

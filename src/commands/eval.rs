@@ -1,0 +1,231 @@
+//! `segstream eval`: scores, their distribution over images, and a report folder.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use regex::Regex;
+use serde_json::{Value, json};
+
+use crate::Error;
+use crate::cli::EvalArgs;
+use crate::dataset::{ClassSet, Dataset, Layout, read_pair};
+use crate::eval::{EvalOptions, Evaluation, Evaluator, ImageScore, distribution};
+use crate::imaging::{LabelColors, Scaler, SheetRow};
+use crate::infer::{Segmenter, SegmenterOptions};
+
+/// Images listed as the worst (and shown as the best) in reports.
+const EXTREMES: usize = 5;
+/// Width of each image on the report's contact sheet.
+const SHEET_WIDTH: usize = 320;
+
+pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    let dataset = Dataset::open(
+        &args.data,
+        args.layout
+            .as_deref()
+            .map(str::parse::<Layout>)
+            .transpose()?,
+    )?;
+    let group_by = args
+        .group_by
+        .as_deref()
+        .map(Regex::new)
+        .transpose()
+        .map_err(|e| Error::Config(format!("--group-by: {e}")))?;
+    let (train, valid) = dataset.train_valid(args.valid_frac, group_by.as_ref(), args.seed);
+    let mut pairs = match args.split.as_str() {
+        "train" => train,
+        "all" => train.into_iter().chain(valid).collect(),
+        _ => valid,
+    };
+    if let Some(limit) = args.limit {
+        pairs.truncate(limit);
+    }
+    let options = SegmenterOptions {
+        device: args.runtime.device,
+        threads: args.runtime.threads,
+    };
+    let mut segmenter = Segmenter::load(&args.model, &options)?;
+    let card = segmenter.card().clone();
+    let classes = ClassSet {
+        names: card.classes.clone(),
+        colors: card.colors.clone(),
+        ignore: args
+            .ignore_index
+            .or((dataset.layout == Layout::CamVid).then_some(11)),
+    };
+    let eval_options = EvalOptions {
+        at_model_size: args.at_model_size,
+        threshold: args.threshold,
+    };
+    let mut evaluator = Evaluator::new(&mut segmenter, &classes, eval_options)?;
+    let evaluation = evaluator.run(&pairs)?;
+    let resolution = if args.at_model_size {
+        format!(
+            "model input size {}x{}",
+            card.input_size[0], card.input_size[1]
+        )
+    } else {
+        "original image resolution".to_string()
+    };
+    let summary = summary_json(args, &classes, &evaluation, &resolution);
+    if args.json {
+        println!("{summary}");
+    } else {
+        print!("{}", table(&classes, &evaluation, &resolution));
+    }
+    if let Some(folder) = &args.output {
+        std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, e))?;
+        write(
+            &folder.join("metrics.json"),
+            &serde_json::to_string_pretty(&summary)?,
+        )?;
+        write(
+            &folder.join("per_image.csv"),
+            &per_image_csv(&evaluation.images),
+        )?;
+        let sheet = folder.join("worst_best.png");
+        worst_and_best_sheet(&mut evaluator, &classes, &evaluation, &sheet)?;
+        if !args.json {
+            println!("report: {}", folder.display());
+        }
+    }
+    Ok(())
+}
+
+fn summary_json(
+    args: &EvalArgs,
+    classes: &ClassSet,
+    evaluation: &Evaluation,
+    resolution: &str,
+) -> Value {
+    let scores = evaluation.total.scores(classes.names.len());
+    let (mean, median, worst) = distribution(&evaluation.images, EXTREMES);
+    let mut summary = json!({
+        "model": args.model.display().to_string(),
+        "data": args.data.display().to_string(),
+        "split": args.split,
+        "resolution": resolution,
+        "images": evaluation.images.len(),
+        "pixels": evaluation.total.total(),
+        "pixel_accuracy": scores.pixel_accuracy,
+        "images_per_s": evaluation.images_per_s(),
+        "seconds": evaluation.seconds,
+        "per_image": {
+            "metric": if classes.is_binary() { "dice" } else { "mean_iou" },
+            "mean": mean,
+            "median": median,
+            "worst": worst.iter().map(|i| json!({"image": i.name, "score": i.scores.headline()})).collect::<Vec<_>>(),
+        },
+    });
+    if classes.is_binary() {
+        summary["dice"] = json!(scores.dice);
+        summary["iou"] = json!(scores.iou);
+    } else {
+        summary["mean_iou"] = json!(scores.mean_iou);
+        summary["per_class_iou"] = classes
+            .names
+            .iter()
+            .zip(&scores.per_class_iou)
+            .map(|(name, iou)| (name.clone(), json!(iou)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
+    summary
+}
+
+fn table(classes: &ClassSet, evaluation: &Evaluation, resolution: &str) -> String {
+    let scores = evaluation.total.scores(classes.names.len());
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} images, scored at the {resolution}",
+        evaluation.images.len()
+    );
+    let _ = writeln!(out, "pixel accuracy  {:.4}", scores.pixel_accuracy);
+    if let (Some(dice), Some(iou)) = (scores.dice, scores.iou) {
+        let _ = writeln!(out, "dice            {dice:.4}\niou             {iou:.4}");
+    }
+    if let Some(miou) = scores.mean_iou {
+        let _ = writeln!(out, "mean IoU        {miou:.4}");
+        for (name, iou) in classes.names.iter().zip(&scores.per_class_iou) {
+            let iou = iou.map_or("-".to_string(), |v| format!("{v:.4}"));
+            let _ = writeln!(out, "  {name:<14}{iou}");
+        }
+    }
+    let (mean, median, worst) = distribution(&evaluation.images, EXTREMES);
+    let _ = writeln!(out, "per image: mean {mean:.4}, median {median:.4}; worst:");
+    for image in worst {
+        let _ = writeln!(out, "  {:<24}{:.4}", image.name, image.scores.headline());
+    }
+    let _ = writeln!(
+        out,
+        "{:.1} images/s ({:.1} s)",
+        evaluation.images_per_s(),
+        evaluation.seconds
+    );
+    out
+}
+
+fn per_image_csv(images: &[ImageScore]) -> String {
+    let mut csv = String::from("image,pixel_accuracy,dice,iou,mean_iou\n");
+    let cell = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
+    for image in images {
+        let s = &image.scores;
+        let _ = writeln!(
+            csv,
+            "{},{:.6},{},{},{}",
+            image.name,
+            s.pixel_accuracy,
+            cell(s.dice),
+            cell(s.iou),
+            cell(s.mean_iou)
+        );
+    }
+    csv
+}
+
+/// The worst and the best images: image, predicted overlay, true overlay.
+fn worst_and_best_sheet(
+    evaluator: &mut Evaluator<'_>,
+    classes: &ClassSet,
+    evaluation: &Evaluation,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let mut ranked: Vec<&ImageScore> = evaluation.images.iter().collect();
+    ranked.sort_by(|a, b| a.scores.headline().total_cmp(&b.scores.headline()));
+    let count = EXTREMES.min(ranked.len() / 2).max(1.min(ranked.len()));
+    let chosen = ranked[..count]
+        .iter()
+        .chain(&ranked[ranked.len() - count..]);
+    let mut scaler = Scaler::default();
+    let mut rows = Vec::new();
+    for image in chosen {
+        let prediction = evaluator.predict(read_pair(&image.pair, classes, &mut scaler)?)?;
+        let [w, h] = prediction.size;
+        let size = [SHEET_WIDTH, (h * SHEET_WIDTH / w).max(1)];
+        rows.push((
+            size,
+            scaler.rgb(&prediction.rgb, prediction.size, size),
+            scaler.labels(&prediction.predicted, prediction.size, size),
+            scaler.labels(&prediction.truth, prediction.size, size),
+        ));
+    }
+    let rows: Vec<SheetRow<'_>> = rows
+        .iter()
+        .map(|(size, rgb, predicted, truth)| SheetRow {
+            size: *size,
+            rgb,
+            predicted,
+            truth,
+        })
+        .collect();
+    LabelColors::new(&classes.colors)
+        .sheet(&rows)
+        .save(path)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+}
+
+fn write(path: &Path, text: &str) -> crate::Result<()> {
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,192 @@
+//! Evaluation: an ONNX model scored against labelled images through exactly `segment`'s
+//! runtime path (same pre-processing, session and post-processing). By default predictions are
+//! compared at each image's original resolution (probabilities upsampled, then thresholded or
+//! arg-maxed); `at_model_size` compares at the model's input size instead.
+
+use std::time::Instant;
+
+use ndarray::Axis;
+
+use crate::dataset::{ClassSet, LabelledImage, Pair, read_pair};
+use crate::imaging::{Postprocessor, Preprocessor, Scaler};
+use crate::infer::Segmenter;
+use crate::metrics::{Confusion, Scores};
+use crate::{Error, Result};
+
+/// How to score.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalOptions {
+    /// Compare at the model's input size instead of the image's.
+    pub at_model_size: bool,
+    /// Binary threshold on the probability.
+    pub threshold: f32,
+}
+
+/// One image's result.
+#[derive(Debug, Clone)]
+pub struct ImageScore {
+    /// The image's name.
+    pub name: String,
+    /// Its pair (to look at it again).
+    pub pair: Pair,
+    /// Its scores.
+    pub scores: Scores,
+}
+
+/// The result over a set of images.
+#[derive(Debug)]
+pub struct Evaluation {
+    /// Every pixel of every image.
+    pub total: Confusion,
+    /// Per image, in input order.
+    pub images: Vec<ImageScore>,
+    /// Wall time, decoding included.
+    pub seconds: f64,
+}
+
+impl Evaluation {
+    /// Images scored per second of wall time.
+    pub fn images_per_s(&self) -> f64 {
+        self.images.len() as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// An image with its prediction, at the resolution it was scored at.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// Width and height.
+    pub size: [usize; 2],
+    /// Packed RGB.
+    pub rgb: Vec<u8>,
+    /// Predicted labels.
+    pub predicted: Vec<u8>,
+    /// True labels.
+    pub truth: Vec<u8>,
+}
+
+/// Runs a model over labelled images.
+pub struct Evaluator<'a> {
+    segmenter: &'a mut Segmenter,
+    classes: &'a ClassSet,
+    options: EvalOptions,
+    preprocessor: Preprocessor,
+    postprocessor: Postprocessor,
+    scaler: Scaler,
+}
+
+impl<'a> Evaluator<'a> {
+    /// An evaluator of `segmenter` on masks encoded as `classes`.
+    ///
+    /// # Errors
+    /// When the model's class count does not match `classes`.
+    pub fn new(
+        segmenter: &'a mut Segmenter,
+        classes: &'a ClassSet,
+        options: EvalOptions,
+    ) -> Result<Self> {
+        let card = segmenter.card().clone();
+        if card.num_classes() != classes.names.len() {
+            return Err(Error::Config(format!(
+                "the model has {} output classes but the dataset is read as {} ({})",
+                card.num_classes(),
+                classes.names.len(),
+                classes.names.join(", ")
+            )));
+        }
+        Ok(Evaluator {
+            segmenter,
+            classes,
+            options,
+            preprocessor: Preprocessor::new(&card),
+            postprocessor: Postprocessor::new(options.threshold),
+            scaler: Scaler::default(),
+        })
+    }
+
+    /// Scores every pair; images are decoded on a second thread while the model runs.
+    ///
+    /// # Errors
+    /// The first unreadable pair, or a failed inference.
+    pub fn run(&mut self, pairs: &[Pair]) -> Result<Evaluation> {
+        let started = Instant::now();
+        let labels = self.classes.label_count();
+        let mut total = Confusion::new(labels);
+        let mut images = Vec::with_capacity(pairs.len());
+        let classes = self.classes;
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = crossbeam_channel::bounded(4);
+            scope.spawn(move || {
+                let mut scaler = Scaler::default();
+                for pair in pairs {
+                    if tx.send(read_pair(pair, classes, &mut scaler)).is_err() {
+                        return;
+                    }
+                }
+            });
+            for (pair, image) in pairs.iter().zip(rx) {
+                let prediction = self.predict(image?)?;
+                let mut confusion = Confusion::new(labels);
+                confusion.add(&prediction.truth, &prediction.predicted);
+                total.merge(&confusion);
+                images.push(ImageScore {
+                    name: pair.name(),
+                    pair: pair.clone(),
+                    scores: confusion.scores(self.classes.names.len()),
+                });
+            }
+            Ok(())
+        })?;
+        Ok(Evaluation {
+            total,
+            images,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The prediction for one decoded image.
+    ///
+    /// # Errors
+    /// A failed inference.
+    pub fn predict(&mut self, image: LabelledImage) -> Result<Prediction> {
+        let [width, height] = image.size;
+        let rgba: Vec<u8> = image
+            .rgb
+            .chunks_exact(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect();
+        let input = self.preprocessor.run(&rgba, width, height);
+        let logits = self.segmenter.run(input.insert_axis(Axis(0)).view())?;
+        let logits = logits.index_axis(Axis(0), 0);
+        if self.options.at_model_size {
+            let (_, h, w) = logits.dim();
+            let mask = self.postprocessor.run(logits, w, h);
+            return Ok(Prediction {
+                size: [w, h],
+                rgb: self.scaler.rgb(&image.rgb, image.size, [w, h]),
+                predicted: mask.labels,
+                truth: self.scaler.labels(&image.labels, image.size, [w, h]),
+            });
+        }
+        let mask = self.postprocessor.run(logits, width, height);
+        Ok(Prediction {
+            size: image.size,
+            rgb: image.rgb,
+            predicted: mask.labels,
+            truth: image.labels,
+        })
+    }
+}
+
+/// Mean, median and the `worst` lowest of per-image headline scores (Dice or mean IoU).
+pub fn distribution(images: &[ImageScore], worst: usize) -> (f64, f64, Vec<&ImageScore>) {
+    let mut sorted: Vec<&ImageScore> = images.iter().collect();
+    sorted.sort_by(|a, b| a.scores.headline().total_cmp(&b.scores.headline()));
+    let values: Vec<f64> = sorted.iter().map(|i| i.scores.headline()).collect();
+    let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
+    let median = match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    };
+    (mean, median, sorted.into_iter().take(worst).collect())
+}

@@ -1,0 +1,120 @@
+//! `segstream eval` on labelled images whose masks a test model predicts exactly (or predicts
+//! a known part of), so every score can be worked out by hand.
+
+use std::path::Path;
+
+use image::{GrayImage, Luma, Rgb, RgbImage};
+
+use crate::helpers::{describe, segstream};
+use crate::media::{channel_classifier, red_detector};
+
+const W: u32 = 32;
+const H: u32 = 24;
+
+/// A generic dataset of 3 images, left half red and right half blue, whose masks mark the
+/// leftmost `object_columns` columns.
+fn dataset(root: &Path, object_columns: u32) {
+    for dir in ["images", "masks"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    for i in 0..3 {
+        RgbImage::from_fn(W, H, |x, _| {
+            if x < W / 2 {
+                Rgb([230, 10, 10])
+            } else {
+                Rgb([10, 10, 230])
+            }
+        })
+        .save(root.join(format!("images/{i}.png")))
+        .unwrap();
+        GrayImage::from_fn(W, H, |x, _| {
+            Luma([if x < object_columns { 255 } else { 0 }])
+        })
+        .save(root.join(format!("masks/{i}.png")))
+        .unwrap();
+    }
+}
+
+fn eval_json(model: &Path, data: &Path, report: Option<&Path>) -> serde_json::Value {
+    let mut args = vec![
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--split",
+        "all",
+        "--json",
+    ];
+    if let Some(report) = report {
+        args.extend(["-o", report.to_str().unwrap()]);
+    }
+    let output = segstream(&args);
+    assert!(output.status.success(), "{}", describe(&args, &output));
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", describe(&args, &output)))
+}
+
+#[test]
+fn a_model_that_predicts_the_masks_exactly_scores_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    dataset(&data, W / 2);
+    let model = red_detector(dir.path(), [H as usize, W as usize]);
+    let report = dir.path().join("report");
+    let json = eval_json(&model, &data, Some(&report));
+    assert_eq!(json["images"], 3);
+    assert_eq!(json["pixels"], 3 * W * H);
+    for key in ["dice", "iou", "pixel_accuracy"] {
+        assert_eq!(json[key].as_f64(), Some(1.0), "{key}: {json}");
+    }
+    assert!(json["images_per_s"].as_f64().unwrap() > 0.0);
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(saved["dice"], json["dice"]);
+    let csv = std::fs::read_to_string(report.join("per_image.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(image::open(report.join("worst_best.png")).is_ok());
+}
+
+#[test]
+fn a_model_that_misses_part_of_the_object_scores_what_hand_counting_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // The object is the left 3/4; the red detector finds the left 1/2:
+    // tp = 1/2, fn = 1/4, fp = 0 of the pixels.
+    dataset(&data, W * 3 / 4);
+    let model = red_detector(dir.path(), [H as usize, W as usize]);
+    let json = eval_json(&model, &data, None);
+    let close = |key: &str, want: f64| {
+        let got = json[key].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-9, "{key}: {got} != {want}");
+    };
+    close("pixel_accuracy", 0.75);
+    close("dice", 2.0 * 0.5 / (2.0 * 0.5 + 0.25));
+    close("iou", 0.5 / 0.75);
+    assert!((json["per_image"]["median"].as_f64().unwrap() - 0.8).abs() < 1e-9);
+}
+
+#[test]
+fn masks_with_more_classes_than_the_model_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let camvid = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/camvid");
+    let model = channel_classifier(dir.path(), [H as usize, W as usize]);
+    let args = [
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        camvid.to_str().unwrap(),
+        "--limit",
+        "2",
+    ];
+    let output = segstream(&args);
+    let text = describe(&args, &output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("mask value"),
+        "{text}"
+    );
+}
