@@ -28,8 +28,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Score a model's masks against a labelled dataset.
     Eval(EvalArgs),
-    /// Measure decode, inference and end-to-end speed (not implemented yet).
-    Bench(Planned),
+    /// Measure decode, inference and end-to-end speed, and where the time goes.
+    Bench(BenchArgs),
     /// Show a model's card (classes, colours, normalisation, input size) and check it loads.
     Inspect(InspectArgs),
     /// Write a randomly initialised U-Net as ONNX (fixtures, smoke tests, a starting point).
@@ -168,6 +168,31 @@ pub struct EvalArgs {
     /// Print the metrics as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `segstream bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The clip to measure on.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// The ONNX model (default: the shipped model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// Batch sizes for the inference-only and end-to-end figures.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    pub batch: Vec<usize>,
+    /// Timed repeats per figure (the median is reported, with min and max).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Pre- and post-processing workers each (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// `segstream inspect`.

@@ -7,8 +7,10 @@
 //! - [`infer`]: ONNX Runtime sessions, execution providers, the model card;
 //! - [`onnx`]: writing ONNX graphs;
 //! - [`dataset`], [`metrics`] and [`eval`]: labelled images, their scores, model evaluation;
+//! - [`bench`]: decode, inference and end-to-end throughput;
 //! - `train` (feature `train`): the U-Nets in burn, export, parity.
 
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod dataset;

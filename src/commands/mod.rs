@@ -1,6 +1,7 @@
 //! The commands behind the CLI: each turns validated arguments into library calls and prints
 //! what the user asked for.
 
+mod bench;
 mod eval;
 #[cfg(feature = "train")]
 mod init_model;
@@ -33,7 +34,7 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
         #[cfg(feature = "train")]
         Command::Train(args) => train::run(&args),
         Command::Eval(args) => eval::run(&args).map(|()| 0),
-        Command::Bench(_) => Ok(planned("bench")),
+        Command::Bench(args) => bench::run(&args).map(|()| 0),
     }
 }
 

@@ -125,7 +125,7 @@ fn validate(args: &SegmentArgs) -> crate::Result<()> {
     Ok(())
 }
 
-fn model_path(model: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub(super) fn model_path(model: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(model) = model {
         return Ok(model.to_path_buf());
     }
@@ -162,7 +162,7 @@ fn mode(args: &SegmentArgs, kind: Option<OutputKind>) -> anyhow::Result<Mode> {
 
 /// One style per mask label: binary models have labels 0 (background) and 1 (object);
 /// multi-class models one label per class, drawn when selected by `--classes`.
-fn label_styles(
+pub(super) fn label_styles(
     card: &ModelCard,
     selected: &[String],
     mode: ModeArg,

@@ -1,5 +1,6 @@
 //! Integration tests: real ONNX Runtime, real models written by our exporter.
 
+mod bench;
 mod cli;
 #[cfg(feature = "train")]
 mod dataset;

@@ -1,0 +1,336 @@
+//! Throughput where users feel it, each figure the median of several timed repeats after an
+//! untimed warm-up: decode only, decode + encode (no model), inference only (pre-decoded
+//! frames) and end to end, per batch size; with CPU use and peak memory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use indicatif::ProgressBar;
+use ndarray::{Array3, Array4, Axis};
+use serde::Serialize;
+
+use crate::imaging::{Compositor, LabelStyle, Mode, Preprocessor};
+use crate::infer::{Segmenter, SegmenterOptions};
+use crate::stream::{self, EngineConfig, Job, StageSummary};
+use crate::video::{FrameSink, FrameSource, OutputKind, Pulled};
+use crate::{Error, Result};
+
+/// How long a pull may wait before the source is considered stalled.
+const PULL_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(10);
+/// Frames decoded once and reused for the inference-only figures.
+const INFERENCE_FRAMES: usize = 64;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// The clip.
+    pub input: PathBuf,
+    /// The model.
+    pub model: PathBuf,
+    /// How it runs.
+    pub runtime: SegmenterOptions,
+    /// Batch sizes to measure.
+    pub batches: Vec<usize>,
+    /// Timed repeats per figure.
+    pub repeats: usize,
+    /// Pre/post-processing workers for end-to-end runs.
+    pub workers: usize,
+    /// How end-to-end runs draw (overlay in the model's colours).
+    pub styles: Vec<LabelStyle>,
+}
+
+/// Median, min and max of the repeats, in frames per second.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Spread {
+    /// Median.
+    pub median: f64,
+    /// Slowest repeat.
+    pub min: f64,
+    /// Fastest repeat.
+    pub max: f64,
+}
+
+impl Spread {
+    fn of(mut values: Vec<f64>) -> Self {
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let median = if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        };
+        Spread {
+            median,
+            min: values[0],
+            max: values[n - 1],
+        }
+    }
+}
+
+/// One measured figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    /// `decode`, `decode+encode`, `inference` or `end-to-end`.
+    pub name: &'static str,
+    /// Batch size, where one applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    /// Frames per second.
+    pub fps: Spread,
+    /// Frames per repeat.
+    pub frames: u64,
+    /// CPU time over wall time during the repeats (100 = one core busy).
+    pub cpu_percent: f64,
+    /// Per-stage figures of the median end-to-end repeat.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageSummary>,
+}
+
+/// Everything one bench run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// End-to-end ÷ min(decode+encode, inference), at the fastest end-to-end batch size.
+    pub efficiency: f64,
+    /// The batch size that efficiency is taken at.
+    pub efficiency_batch: usize,
+    /// The execution provider used.
+    pub provider: String,
+    /// Peak resident memory of the process, in MiB.
+    pub peak_rss_mib: f64,
+    /// The figures.
+    pub measurements: Vec<Measurement>,
+}
+
+/// Runs every measurement of `config`.
+///
+/// # Errors
+/// An unreadable clip or model, or a failing pipeline.
+pub fn run(config: &BenchConfig) -> Result<BenchReport> {
+    if config.repeats == 0 || config.batches.contains(&0) {
+        return Err(Error::Config(
+            "--repeats and --batch values must be at least 1".into(),
+        ));
+    }
+    let scratch = tempfile_dir()?;
+    let mut measurements = vec![
+        repeat(config, "decode", None, || {
+            decode(&config.input).map(|n| (n, Vec::new()))
+        })?,
+        repeat(config, "decode+encode", None, || {
+            decode_encode(&config.input, &scratch.join("passthrough.mp4")).map(|n| (n, Vec::new()))
+        })?,
+    ];
+    let mut segmenter = Segmenter::load(&config.model, &config.runtime)?;
+    let provider = format!("{:?}", segmenter.provider());
+    let inputs = decoded_inputs(&config.input, &segmenter)?;
+    for &batch in &config.batches {
+        measurements.push(repeat(config, "inference", Some(batch), || {
+            infer(&mut segmenter, &inputs, batch).map(|n| (n, Vec::new()))
+        })?);
+    }
+    drop(segmenter);
+    for &batch in &config.batches {
+        measurements.push(repeat(config, "end-to-end", Some(batch), || {
+            end_to_end(config, batch, &scratch.join("segmented.mp4"))
+        })?);
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    let median = |name: &str, batch: Option<usize>| {
+        measurements
+            .iter()
+            .find(|m| m.name == name && (batch.is_none() || m.batch == batch))
+            .map_or(0.0, |m| m.fps.median)
+    };
+    let best = measurements
+        .iter()
+        .filter(|m| m.name == "end-to-end")
+        .max_by(|a, b| a.fps.median.total_cmp(&b.fps.median))
+        .and_then(|m| m.batch)
+        .unwrap_or(1);
+    let bound = median("decode+encode", None).min(median("inference", Some(best)));
+    Ok(BenchReport {
+        efficiency: median("end-to-end", Some(best)) / bound.max(1e-9),
+        efficiency_batch: best,
+        provider,
+        peak_rss_mib: peak_rss_mib(),
+        measurements,
+    })
+}
+
+/// Times `run` once untimed and `config.repeats` times timed.
+fn repeat(
+    config: &BenchConfig,
+    name: &'static str,
+    batch: Option<usize>,
+    mut run: impl FnMut() -> Result<(u64, Vec<StageSummary>)>,
+) -> Result<Measurement> {
+    run()?; // warm-up: file cache, codecs, the model's first run
+    let cpu_before = cpu_seconds();
+    let wall = Instant::now();
+    let mut results = Vec::new();
+    for _ in 0..config.repeats {
+        let started = Instant::now();
+        let (frames, stages) = run()?;
+        results.push((
+            frames as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            frames,
+            stages,
+        ));
+    }
+    let cpu_percent = 100.0 * (cpu_seconds() - cpu_before) / wall.elapsed().as_secs_f64().max(1e-9);
+    let fps = Spread::of(results.iter().map(|r| r.0).collect());
+    results.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (_, frames, stages) = results.swap_remove(results.len() / 2);
+    Ok(Measurement {
+        name,
+        batch,
+        fps,
+        frames,
+        cpu_percent,
+        stages,
+    })
+}
+
+fn decode(input: &Path) -> Result<u64> {
+    let mut source = FrameSource::file(input)?;
+    source.start()?;
+    let mut frames = 0;
+    loop {
+        match source.pull(PULL_TIMEOUT)? {
+            Pulled::Frame(_) => frames += 1,
+            Pulled::End => return Ok(frames),
+            Pulled::Timeout => return Err(stalled(input)),
+        }
+    }
+}
+
+fn decode_encode(input: &Path, output: &Path) -> Result<u64> {
+    let mut source = FrameSource::file(input)?;
+    let mut sink = FrameSink::to_path(output, OutputKind::Mp4, None)?;
+    sink.start()?;
+    source.start()?;
+    loop {
+        match source.pull(PULL_TIMEOUT)? {
+            Pulled::Frame(frame) => sink.push(*frame)?,
+            Pulled::End => return sink.finish(false),
+            Pulled::Timeout => return Err(stalled(input)),
+        }
+    }
+}
+
+/// The first frames of `input`, pre-processed for `segmenter`'s model.
+fn decoded_inputs(input: &Path, segmenter: &Segmenter) -> Result<Vec<Array3<f32>>> {
+    let mut source = FrameSource::file(input)?;
+    source.start()?;
+    let mut preprocessor = Preprocessor::new(segmenter.card());
+    let mut inputs = Vec::new();
+    while inputs.len() < INFERENCE_FRAMES {
+        match source.pull(PULL_TIMEOUT)? {
+            Pulled::Frame(f) => {
+                inputs.push(preprocessor.run(
+                    &f.pixels,
+                    f.info.width() as usize,
+                    f.info.height() as usize,
+                ));
+            }
+            Pulled::End => break,
+            Pulled::Timeout => return Err(stalled(input)),
+        }
+    }
+    source.stop();
+    if inputs.is_empty() {
+        return Err(Error::Input {
+            path: input.to_path_buf(),
+            reason: "no frames".into(),
+        });
+    }
+    Ok(inputs)
+}
+
+/// Runs the model over `inputs` in batches of `batch`; returns the frames processed.
+fn infer(segmenter: &mut Segmenter, inputs: &[Array3<f32>], batch: usize) -> Result<u64> {
+    for chunk in inputs.chunks(batch) {
+        let views: Vec<_> = chunk.iter().map(|a| a.view()).collect();
+        let stacked: Array4<f32> = ndarray::stack(Axis(0), &views).expect("inputs share one shape");
+        segmenter.run(stacked.view())?;
+    }
+    Ok(inputs.len() as u64)
+}
+
+fn end_to_end(
+    config: &BenchConfig,
+    batch: usize,
+    output: &Path,
+) -> Result<(u64, Vec<StageSummary>)> {
+    let segmenter = Segmenter::load(&config.model, &config.runtime)?;
+    let compositors = (0..config.workers)
+        .map(|_| Compositor::new(Mode::Overlay { opacity: 0.5 }, config.styles.clone()))
+        .collect::<Result<Vec<_>>>()?;
+    let sink = FrameSink::to_path(output, OutputKind::Mp4, None)?;
+    sink.start()?;
+    let source = FrameSource::file(&config.input)?;
+    source.start()?;
+    let report = stream::run(Job {
+        source,
+        segmenter,
+        sink,
+        compositors,
+        config: EngineConfig {
+            batch_size: batch,
+            max_wait: Duration::from_millis(50),
+            workers: config.workers,
+            threshold: 0.5,
+        },
+        stop: Arc::new(AtomicBool::new(false)),
+        progress: ProgressBar::hidden(),
+    })?;
+    Ok((
+        report.frames_written,
+        report.stages.iter().map(|s| s.summary()).collect(),
+    ))
+}
+
+fn stalled(input: &Path) -> Error {
+    Error::Input {
+        path: input.to_path_buf(),
+        reason: format!("no frame for {PULL_TIMEOUT}"),
+    }
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("segstream-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    Ok(dir)
+}
+
+/// User + system CPU seconds of this process so far (Linux `/proc/self/stat`, 100 ticks/s).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Peak resident set size of this process (`VmHWM`), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}

@@ -1,0 +1,81 @@
+//! `segstream bench`: the table, and the JSON when asked.
+
+use anyhow::Context as _;
+
+use crate::bench::{self, BenchConfig, BenchReport};
+use crate::cli::{BenchArgs, ModeArg};
+use crate::infer::{Segmenter, SegmenterOptions};
+
+use super::segment::{label_styles, model_path};
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let model = model_path(args.model.as_deref())?;
+    let runtime = SegmenterOptions {
+        device: args.runtime.device,
+        threads: args.runtime.threads,
+    };
+    let card = Segmenter::load(&model, &runtime)?.card().clone();
+    let config = BenchConfig {
+        input: args.input.clone(),
+        model,
+        runtime,
+        batches: args.batch.clone(),
+        repeats: args.repeats,
+        workers: args
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        styles: label_styles(&card, &[], ModeArg::Overlay)?,
+    };
+    let report = bench::run(&config)?;
+    print!("{}", table(&report));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn table(report: &BenchReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "{:<14} {:>5} {:>9} {:>9} {:>9} {:>6} {:>6}\n",
+        "measurement", "batch", "fps", "min", "max", "cpu%", "frames"
+    );
+    for m in &report.measurements {
+        let batch = m.batch.map_or("-".to_string(), |b| b.to_string());
+        let _ = writeln!(
+            out,
+            "{:<14} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>6.0} {:>6}",
+            m.name, batch, m.fps.median, m.fps.min, m.fps.max, m.cpu_percent, m.frames
+        );
+    }
+    if let Some(e2e) = report
+        .measurements
+        .iter()
+        .find(|m| m.name == "end-to-end" && m.batch == Some(report.efficiency_batch))
+    {
+        let _ = writeln!(
+            out,
+            "\nstages of end-to-end, batch {}:",
+            report.efficiency_batch
+        );
+        let _ = writeln!(
+            out,
+            "{:<12} {:>7} {:>9} {:>9} {:>9} {:>7}",
+            "stage", "frames", "busy s", "p50 ms", "p95 ms", "queue"
+        );
+        for s in &e2e.stages {
+            let _ = writeln!(
+                out,
+                "{:<12} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>7.2}",
+                s.name, s.frames, s.busy_s, s.p50_ms, s.p95_ms, s.mean_queue_depth
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nefficiency (end-to-end ÷ min(decode+encode, inference), batch {}): {:.2}\nprovider {}, peak RSS {:.0} MiB",
+        report.efficiency_batch, report.efficiency, report.provider, report.peak_rss_mib
+    );
+    out
+}
