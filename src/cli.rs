@@ -130,8 +130,15 @@ pub struct EvalArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// Dataset folder in any layout `train` reads.
+    #[arg(long, required_unless_present = "video")]
+    pub data: Option<PathBuf>,
+    /// Also (or only) measure temporal stability on this clip: the share of mask pixels that
+    /// flip between consecutive frames, without and with smoothing.
     #[arg(long)]
-    pub data: PathBuf,
+    pub video: Option<PathBuf>,
+    /// Smoothing weight for --video (EMA of probabilities: p = s·previous + (1 − s)·current).
+    #[arg(long, default_value_t = 0.6)]
+    pub smooth: f32,
     /// Which images: val (the layout's validation folder, else train's grouped split), train
     /// or all.
     #[arg(long, default_value = "val", value_parser = ["val", "train", "all"])]

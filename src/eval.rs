@@ -7,10 +7,15 @@ use std::time::Instant;
 
 use ndarray::Axis;
 
+use std::path::Path;
+
+use gstreamer as gst;
+
 use crate::dataset::{ClassSet, LabelledImage, Pair, read_pair};
 use crate::imaging::{Postprocessor, Preprocessor, Scaler};
 use crate::infer::Segmenter;
 use crate::metrics::{Confusion, Scores};
+use crate::video::{FrameSource, Pulled};
 use crate::{Error, Result};
 
 /// How to score.
@@ -189,4 +194,82 @@ pub fn distribution(images: &[ImageScore], worst: usize) -> (f64, f64, Vec<&Imag
         n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     };
     (mean, median, sorted.into_iter().take(worst).collect())
+}
+
+/// How steady masks are over a clip: the share of mask pixels whose label changes between
+/// consecutive frames (lower is steadier), without and with temporal smoothing.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Stability {
+    /// Frames compared.
+    pub frames: usize,
+    /// Flip rate without smoothing.
+    pub flip_rate: f64,
+    /// Flip rate with smoothing.
+    pub flip_rate_smoothed: f64,
+    /// The smoothing weight used.
+    pub smoothing: f32,
+}
+
+/// Runs `segmenter` over the frames of `video` (at most `max_frames`) and measures mask
+/// flicker at the model's size, raw and smoothed with `smoothing`.
+///
+/// # Errors
+/// An unreadable clip or a failed inference.
+pub fn temporal_stability(
+    segmenter: &mut Segmenter,
+    video: &Path,
+    smoothing: f32,
+    max_frames: usize,
+) -> Result<Stability> {
+    let card = segmenter.card().clone();
+    let [h, w] = card.input_size;
+    let mut preprocessor = Preprocessor::new(&card);
+    let mut raw = Postprocessor::new(0.5);
+    let mut smoothed = Postprocessor::new(0.5).with_smoothing(smoothing);
+    let mut source = FrameSource::file(video)?;
+    source.start()?;
+    let (mut previous, mut flips, mut flips_smoothed, mut pixels, mut frames) =
+        (None::<(Vec<u8>, Vec<u8>)>, 0u64, 0u64, 0u64, 0usize);
+    while frames < max_frames {
+        let frame = match source.pull(gst::ClockTime::from_seconds(10))? {
+            Pulled::Frame(frame) => frame,
+            Pulled::End => break,
+            Pulled::Timeout => {
+                return Err(Error::Input {
+                    path: video.to_path_buf(),
+                    reason: "no frame for 10 s".into(),
+                });
+            }
+        };
+        let input = preprocessor.run(
+            &frame.pixels,
+            frame.info.width() as usize,
+            frame.info.height() as usize,
+        );
+        let logits = segmenter.run(input.insert_axis(Axis(0)).view())?;
+        let logits = logits.index_axis(Axis(0), 0);
+        let masks = (
+            raw.run(logits, w, h).labels,
+            smoothed.run(logits, w, h).labels,
+        );
+        if let Some((a, b)) = &previous {
+            flips += changed(a, &masks.0);
+            flips_smoothed += changed(b, &masks.1);
+            pixels += (w * h) as u64;
+        }
+        previous = Some(masks);
+        frames += 1;
+    }
+    source.stop();
+    let rate = |n: u64| n as f64 / pixels.max(1) as f64;
+    Ok(Stability {
+        frames,
+        flip_rate: rate(flips),
+        flip_rate_smoothed: rate(flips_smoothed),
+        smoothing,
+    })
+}
+
+fn changed(a: &[u8], b: &[u8]) -> u64 {
+    a.iter().zip(b).filter(|(x, y)| x != y).count() as u64
 }

@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use crate::Error;
 use crate::cli::EvalArgs;
 use crate::dataset::{ClassSet, Dataset, Layout, read_pair};
-use crate::eval::{EvalOptions, Evaluation, Evaluator, ImageScore, distribution};
+use crate::eval::{
+    EvalOptions, Evaluation, Evaluator, ImageScore, distribution, temporal_stability,
+};
 use crate::imaging::{LabelColors, Scaler, SheetRow};
 use crate::infer::{Segmenter, SegmenterOptions};
 
@@ -19,13 +21,54 @@ const EXTREMES: usize = 5;
 const SHEET_WIDTH: usize = 320;
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    let dataset = Dataset::open(
-        &args.data,
-        args.layout
-            .as_deref()
-            .map(str::parse::<Layout>)
-            .transpose()?,
-    )?;
+    let options = SegmenterOptions {
+        device: args.runtime.device,
+        threads: args.runtime.threads,
+    };
+    let mut segmenter = Segmenter::load(&args.model, &options)?;
+    let mut summary = json!({ "model": args.model.display().to_string() });
+    if let Some(data) = &args.data {
+        summary = score_dataset(args, data, &mut segmenter)?;
+    }
+    if let Some(video) = &args.video {
+        let stability = temporal_stability(&mut segmenter, video, args.smooth, usize::MAX)?;
+        if !args.json {
+            println!(
+                "temporal stability on {} ({} frames): {:.4} of mask pixels flip per frame, \
+                 {:.4} with --smooth {}",
+                video.display(),
+                stability.frames,
+                stability.flip_rate,
+                stability.flip_rate_smoothed,
+                stability.smoothing
+            );
+        }
+        summary["temporal"] = json!(stability);
+    }
+    if args.json {
+        println!("{summary}");
+    }
+    if let Some(folder) = &args.output {
+        write(
+            &folder.join("metrics.json"),
+            &serde_json::to_string_pretty(&summary)?,
+        )?;
+        if !args.json {
+            println!("report: {}", folder.display());
+        }
+    }
+    Ok(())
+}
+
+/// Scores the model on the dataset at `data`; prints the table unless `--json`, writes the
+/// per-image CSV and the sheet into the report folder; returns the summary object.
+fn score_dataset(args: &EvalArgs, data: &Path, segmenter: &mut Segmenter) -> anyhow::Result<Value> {
+    let layout = args
+        .layout
+        .as_deref()
+        .map(str::parse::<Layout>)
+        .transpose()?;
+    let dataset = Dataset::open(data, layout)?;
     let group_by = args
         .group_by
         .as_deref()
@@ -41,11 +84,6 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if let Some(limit) = args.limit {
         pairs.truncate(limit);
     }
-    let options = SegmenterOptions {
-        device: args.runtime.device,
-        threads: args.runtime.threads,
-    };
-    let mut segmenter = Segmenter::load(&args.model, &options)?;
     let card = segmenter.card().clone();
     let classes = ClassSet {
         names: card.classes.clone(),
@@ -58,7 +96,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         at_model_size: args.at_model_size,
         threshold: args.threshold,
     };
-    let mut evaluator = Evaluator::new(&mut segmenter, &classes, eval_options)?;
+    let mut evaluator = Evaluator::new(segmenter, &classes, eval_options)?;
     let evaluation = evaluator.run(&pairs)?;
     let resolution = if args.at_model_size {
         format!(
@@ -68,33 +106,25 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     } else {
         "original image resolution".to_string()
     };
-    let summary = summary_json(args, &classes, &evaluation, &resolution);
-    if args.json {
-        println!("{summary}");
-    } else {
+    let summary = summary_json(args, data, &classes, &evaluation, &resolution);
+    if !args.json {
         print!("{}", table(&classes, &evaluation, &resolution));
     }
     if let Some(folder) = &args.output {
         std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, e))?;
-        write(
-            &folder.join("metrics.json"),
-            &serde_json::to_string_pretty(&summary)?,
-        )?;
         write(
             &folder.join("per_image.csv"),
             &per_image_csv(&evaluation.images),
         )?;
         let sheet = folder.join("worst_best.png");
         worst_and_best_sheet(&mut evaluator, &classes, &evaluation, &sheet)?;
-        if !args.json {
-            println!("report: {}", folder.display());
-        }
     }
-    Ok(())
+    Ok(summary)
 }
 
 fn summary_json(
     args: &EvalArgs,
+    data: &Path,
     classes: &ClassSet,
     evaluation: &Evaluation,
     resolution: &str,
@@ -103,7 +133,7 @@ fn summary_json(
     let (mean, median, worst) = distribution(&evaluation.images, EXTREMES);
     let mut summary = json!({
         "model": args.model.display().to_string(),
-        "data": args.data.display().to_string(),
+        "data": data.display().to_string(),
         "split": args.split,
         "resolution": resolution,
         "images": evaluation.images.len(),

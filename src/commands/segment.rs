@@ -16,9 +16,9 @@ use crate::video::{self, FrameSink, FrameSource, OutputKind};
 
 use super::{EXIT_INTERRUPTED, interrupt_flag};
 
-/// The model `segment` uses without `--model`, relative to the checkout.
-/// Until a trained model ships in `models/`, this is the untrained test fixture.
-const DEFAULT_MODEL: &str = "tests/data/unet-d2b8-random.onnx";
+/// The model `segment` and `bench` use without `--model`, relative to the checkout: the shipped
+/// person model, since people are what the README demo clip shows (models/README.md).
+const DEFAULT_MODEL: &str = "models/people.onnx";
 
 pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
     validate(args)?;
@@ -135,9 +135,7 @@ pub(super) fn model_path(model: Option<&Path>) -> anyhow::Result<PathBuf> {
         .with_context(|| {
             format!("the default model {DEFAULT_MODEL} was not found; give --model")
         })?;
-    tracing::warn!(
-        "no --model: using {DEFAULT_MODEL}, an UNTRAINED fixture; its masks are meaningless"
-    );
+    tracing::info!("no --model: using the shipped {}", found.display());
     Ok(found)
 }
 

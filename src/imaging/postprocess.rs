@@ -21,6 +21,8 @@ pub struct Mask {
 pub struct Postprocessor {
     scaler: Scaler,
     threshold: f32,
+    smoothing: f32,
+    previous: Vec<f32>,
     probabilities: Vec<f32>,
     upsampled: Vec<f32>,
     best: Vec<f32>,
@@ -32,10 +34,19 @@ impl Postprocessor {
         Postprocessor {
             scaler: Scaler::default(),
             threshold,
+            smoothing: 0.0,
+            previous: Vec::new(),
             probabilities: Vec::new(),
             upsampled: Vec::new(),
             best: Vec::new(),
         }
+    }
+
+    /// Smooths probabilities over time: `p ← s·p_previous + (1 − s)·p` (0 = off). Only for a
+    /// post-processor that sees every frame of one stream in order.
+    pub fn with_smoothing(mut self, smoothing: f32) -> Self {
+        self.smoothing = smoothing.clamp(0.0, 0.99);
+        self
     }
 
     /// The mask at `width`×`height` for C×h×w `logits`.
@@ -49,6 +60,15 @@ impl Postprocessor {
         } else {
             self.probabilities.resize(classes * plane, 0.0);
             softmax_over_channels(logits, &mut self.probabilities);
+        }
+        if self.smoothing > 0.0 {
+            if self.previous.len() == self.probabilities.len() {
+                let s = self.smoothing;
+                for (p, &old) in self.probabilities.iter_mut().zip(&self.previous) {
+                    *p = s * old + (1.0 - s) * *p;
+                }
+            }
+            self.previous.clone_from(&self.probabilities);
         }
         let pixels = width * height;
         self.upsampled.resize(pixels, 0.0);

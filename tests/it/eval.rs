@@ -118,3 +118,35 @@ fn masks_with_more_classes_than_the_model_are_refused() {
         "{text}"
     );
 }
+
+#[test]
+fn smoothing_steadies_masks_over_a_clip() {
+    // "Red ≥ 128" flickers where codec noise crosses the threshold, like a real model's edges.
+    let dir = tempfile::tempdir().unwrap();
+    let model = red_detector(dir.path(), [96, 128]);
+    let clip = crate::media::clip("asl_book.mkv");
+    let args = [
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--video",
+        clip.to_str().unwrap(),
+        "--smooth",
+        "0.8",
+        "--json",
+    ];
+    let output = segstream(&args);
+    let text = describe(&args, &output);
+    assert!(output.status.success(), "{text}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let temporal = &json["temporal"];
+    assert!(temporal["frames"].as_u64().unwrap() > 50, "{text}");
+    let (raw, smoothed) = (
+        temporal["flip_rate"].as_f64().unwrap(),
+        temporal["flip_rate_smoothed"].as_f64().unwrap(),
+    );
+    assert!(
+        raw > 0.0 && smoothed < raw,
+        "raw {raw}, smoothed {smoothed}"
+    );
+}
