@@ -388,6 +388,8 @@ impl Learner {
         );
         load_model(&mut model, &self.checkpoints.best_model_file())?;
         let mut card = self.card.clone();
+        // The best epoch may come from an earlier (smaller) stage of progressive resizing.
+        card.input_size = best.size;
         card.training = serde_json::json!({
             "command": self.command,
             "data": self.config.data.display().to_string(),
@@ -406,11 +408,7 @@ impl Learner {
         });
         let path = self.run.join("model.onnx");
         export_to_file(&model, &card, &path)?;
-        let size = *self
-            .config
-            .sizes
-            .last()
-            .expect("validated: at least one size");
+        let size = best.size;
         let valid = load_resized(
             &self.data.valid[..PARITY_IMAGES.min(self.data.valid.len())],
             size,
