@@ -13,5 +13,6 @@ mod model_errors;
 #[cfg(feature = "train")]
 mod parity;
 mod segment;
+mod shipped;
 #[cfg(feature = "train")]
 mod train;
