@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::imaging::{Compositor, LabelStyle, Mode, Preprocessor};
 use crate::infer::{Segmenter, SegmenterOptions};
 use crate::stream::{self, EngineConfig, Job, StageSummary};
-use crate::video::{FrameSink, FrameSource, OutputKind, Pulled};
+use crate::video::{FrameSink, FrameSource, OutputKind};
 use crate::{Error, Result};
 
 /// How long a pull may wait before the source is considered stalled.
@@ -198,13 +198,10 @@ fn decode(input: &Path) -> Result<u64> {
     let mut source = FrameSource::file(input)?;
     source.start()?;
     let mut frames = 0;
-    loop {
-        match source.pull(PULL_TIMEOUT)? {
-            Pulled::Frame(_) => frames += 1,
-            Pulled::End => return Ok(frames),
-            Pulled::Timeout => return Err(stalled(input)),
-        }
+    while source.next_frame(PULL_TIMEOUT)?.is_some() {
+        frames += 1;
     }
+    Ok(frames)
 }
 
 fn decode_encode(input: &Path, output: &Path) -> Result<u64> {
@@ -212,13 +209,10 @@ fn decode_encode(input: &Path, output: &Path) -> Result<u64> {
     let mut sink = FrameSink::to_path(output, OutputKind::Mp4, None)?;
     sink.start()?;
     source.start()?;
-    loop {
-        match source.pull(PULL_TIMEOUT)? {
-            Pulled::Frame(frame) => sink.push(*frame)?,
-            Pulled::End => return sink.finish(false),
-            Pulled::Timeout => return Err(stalled(input)),
-        }
+    while let Some(frame) = source.next_frame(PULL_TIMEOUT)? {
+        sink.push(*frame)?;
     }
+    sink.finish(false)
 }
 
 /// The first frames of `input`, pre-processed for `segmenter`'s model.
@@ -228,17 +222,10 @@ fn decoded_inputs(input: &Path, segmenter: &Segmenter) -> Result<Vec<Array3<f32>
     let mut preprocessor = Preprocessor::new(segmenter.card());
     let mut inputs = Vec::new();
     while inputs.len() < INFERENCE_FRAMES {
-        match source.pull(PULL_TIMEOUT)? {
-            Pulled::Frame(f) => {
-                inputs.push(preprocessor.run(
-                    &f.pixels,
-                    f.info.width() as usize,
-                    f.info.height() as usize,
-                ));
-            }
-            Pulled::End => break,
-            Pulled::Timeout => return Err(stalled(input)),
-        }
+        let Some(f) = source.next_frame(PULL_TIMEOUT)? else {
+            break;
+        };
+        inputs.push(preprocessor.run(&f.pixels, f.info.width() as usize, f.info.height() as usize));
     }
     source.stop();
     if inputs.is_empty() {
@@ -291,13 +278,6 @@ fn end_to_end(
         report.frames_written,
         report.stages.iter().map(|s| s.summary()).collect(),
     ))
-}
-
-fn stalled(input: &Path) -> Error {
-    Error::Input {
-        path: input.to_path_buf(),
-        reason: format!("no frame for {PULL_TIMEOUT}"),
-    }
 }
 
 fn tempfile_dir() -> Result<PathBuf> {

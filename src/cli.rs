@@ -211,13 +211,10 @@ pub struct InspectArgs {
     pub runtime: RuntimeArgs,
 }
 
-/// `segstream init-model`.
+/// Which U-Net `init-model` and `train` build.
 #[cfg(feature = "train")]
 #[derive(Debug, Args)]
-pub struct InitModelArgs {
-    /// Output `.onnx` file.
-    #[arg(short, long)]
-    pub output: PathBuf,
+pub struct NetworkArgs {
     /// Architecture: `unet` (classic) or `resnet34` (ResNet34 encoder).
     #[arg(long, default_value = "unet", value_parser = ["unet", "resnet34"])]
     pub arch: String,
@@ -227,6 +224,32 @@ pub struct InitModelArgs {
     /// Classic U-Net: channels at full resolution.
     #[arg(long, default_value_t = 16)]
     pub base: usize,
+}
+
+#[cfg(feature = "train")]
+impl NetworkArgs {
+    /// The architecture these options name.
+    pub fn architecture(&self) -> crate::train::model::Architecture {
+        use crate::train::model::Architecture;
+        match self.arch.as_str() {
+            "resnet34" => Architecture::ResNet34,
+            _ => Architecture::UNet {
+                depth: self.depth,
+                base: self.base,
+            },
+        }
+    }
+}
+
+/// `segstream init-model`.
+#[cfg(feature = "train")]
+#[derive(Debug, Args)]
+pub struct InitModelArgs {
+    /// Output `.onnx` file.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// Number of output classes (1 = binary).
     #[arg(long, default_value_t = 1)]
     pub classes: usize,
@@ -261,15 +284,8 @@ pub struct TrainArgs {
     /// Mask value excluded from loss and metrics.
     #[arg(long)]
     pub ignore_index: Option<u8>,
-    /// Architecture: unet (classic) or resnet34 (ResNet34 encoder).
-    #[arg(long, default_value = "unet", value_parser = ["unet", "resnet34"])]
-    pub arch: String,
-    /// Classic U-Net: number of poolings.
-    #[arg(long, default_value_t = 4)]
-    pub depth: usize,
-    /// Classic U-Net: channels at full resolution.
-    #[arg(long, default_value_t = 16)]
-    pub base: usize,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// Training sizes, one per stage (progressive resizing): 128 or HEIGHTxWIDTH, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "128", value_parser = parse_size)]
     pub size: Vec<[usize; 2]>,

@@ -15,7 +15,7 @@ use crate::dataset::{ClassSet, LabelledImage, Pair, read_pair};
 use crate::imaging::{Postprocessor, Preprocessor, Scaler};
 use crate::infer::Segmenter;
 use crate::metrics::{Confusion, Scores};
-use crate::video::{FrameSource, Pulled};
+use crate::video::FrameSource;
 use crate::{Error, Result};
 
 /// How to score.
@@ -210,7 +210,7 @@ pub struct Stability {
     pub smoothing: f32,
 }
 
-/// Runs `segmenter` over the frames of `video` (at most `max_frames`) and measures mask
+/// Runs `segmenter` over every frame of `video` and measures mask
 /// flicker at the model's size, raw and smoothed with `smoothing`.
 ///
 /// # Errors
@@ -219,7 +219,6 @@ pub fn temporal_stability(
     segmenter: &mut Segmenter,
     video: &Path,
     smoothing: f32,
-    max_frames: usize,
 ) -> Result<Stability> {
     let card = segmenter.card().clone();
     let [h, w] = card.input_size;
@@ -230,17 +229,7 @@ pub fn temporal_stability(
     source.start()?;
     let (mut previous, mut flips, mut flips_smoothed, mut pixels, mut frames) =
         (None::<(Vec<u8>, Vec<u8>)>, 0u64, 0u64, 0u64, 0usize);
-    while frames < max_frames {
-        let frame = match source.pull(gst::ClockTime::from_seconds(10))? {
-            Pulled::Frame(frame) => frame,
-            Pulled::End => break,
-            Pulled::Timeout => {
-                return Err(Error::Input {
-                    path: video.to_path_buf(),
-                    reason: "no frame for 10 s".into(),
-                });
-            }
-        };
+    while let Some(frame) = source.next_frame(gst::ClockTime::from_seconds(10))? {
         let input = preprocessor.run(
             &frame.pixels,
             frame.info.width() as usize,

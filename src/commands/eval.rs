@@ -31,7 +31,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         summary = score_dataset(args, data, &mut segmenter)?;
     }
     if let Some(video) = &args.video {
-        let stability = temporal_stability(&mut segmenter, video, args.smooth, usize::MAX)?;
+        let stability = temporal_stability(&mut segmenter, video, args.smooth)?;
         if !args.json {
             println!(
                 "temporal stability on {} ({} frames): {:.4} of mask pixels flip per frame, \

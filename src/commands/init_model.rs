@@ -5,16 +5,10 @@ use burn::prelude::*;
 use crate::cli::InitModelArgs;
 use crate::infer::ModelCard;
 use crate::train::export::export_to_file;
-use crate::train::model::{Architecture, SegmentationModel};
+use crate::train::model::SegmentationModel;
 
 pub fn run(args: &InitModelArgs) -> anyhow::Result<()> {
-    let architecture = match args.arch.as_str() {
-        "resnet34" => Architecture::ResNet34,
-        _ => Architecture::UNet {
-            depth: args.depth,
-            base: args.base,
-        },
-    };
+    let architecture = args.network.architecture();
     let device = Device::flex();
     device.seed(args.seed);
     let model = SegmentationModel::new(&architecture, args.classes, &device);
@@ -23,7 +17,7 @@ pub fn run(args: &InitModelArgs) -> anyhow::Result<()> {
     card.training = serde_json::json!({
         "trained": false,
         "how": format!("segstream init-model --arch {} --depth {} --base {} --classes {} --size {}x{} --seed {}",
-            args.arch, args.depth, args.base, args.classes, args.size[0], args.size[1], args.seed),
+            args.network.arch, args.network.depth, args.network.base, args.classes, args.size[0], args.size[1], args.seed),
     });
     export_to_file(&model, &card, &args.output)?;
     println!(

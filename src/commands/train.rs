@@ -11,7 +11,6 @@ use crate::train::config::{TrainConfig, read_config};
 use crate::train::learner::{Learner, Outcome, StopRules};
 use crate::train::loss::LossKind;
 use crate::train::lr_find::lr_find;
-use crate::train::model::Architecture;
 
 use super::{EXIT_INTERRUPTED, interrupt_flag};
 
@@ -104,13 +103,6 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         .data
         .clone()
         .expect("clap requires --data unless --resume");
-    let architecture = match args.arch.as_str() {
-        "resnet34" => Architecture::ResNet34,
-        _ => Architecture::UNet {
-            depth: args.depth,
-            base: args.base,
-        },
-    };
     Ok(TrainConfig {
         data,
         layout: args
@@ -120,7 +112,7 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
             .transpose()?,
         classes: args.classes.clone(),
         ignore_index: args.ignore_index,
-        architecture,
+        architecture: args.network.architecture(),
         sizes: args.size.clone(),
         epochs: args.epochs.clone(),
         batch_size: args.batch,

@@ -9,6 +9,6 @@ pub mod sheet;
 
 pub use compose::{Background, Compositor, LabelStyle, Mode};
 pub use postprocess::{Mask, Postprocessor};
-pub use preprocess::Preprocessor;
+pub use preprocess::{Normalizer, Preprocessor};
 pub use resize::Scaler;
 pub use sheet::{LabelColors, SheetRow};

@@ -6,25 +6,50 @@ use ndarray::Array3;
 use super::resize::Scaler;
 use crate::infer::ModelCard;
 
+/// A model card's normalisation, `(v/255 − mean)/std` per channel.
+#[derive(Debug, Clone, Copy)]
+pub struct Normalizer {
+    scale: [f32; 3],
+    offset: [f32; 3],
+}
+
+impl Normalizer {
+    /// The normalisation of `card` (its mean and std).
+    pub fn new(card: &ModelCard) -> Self {
+        // (v/255 − mean)/std = v·scale + offset
+        Normalizer {
+            scale: std::array::from_fn(|c| 1.0 / (255.0 * card.std[c])),
+            offset: std::array::from_fn(|c| -card.mean[c] / card.std[c]),
+        }
+    }
+
+    /// Appends the R, G and B planes of packed `pixels` (`channels` bytes each: 3 for RGB,
+    /// 4 for RGBA) to `out`.
+    pub fn extend(&self, pixels: &[u8], channels: usize, out: &mut Vec<f32>) {
+        for c in 0..3 {
+            out.extend(
+                pixels
+                    .chunks_exact(channels)
+                    .map(|px| f32::from(px[c]) * self.scale[c] + self.offset[c]),
+            );
+        }
+    }
+}
+
 /// Turns frames into model inputs; one per worker (it owns a [`Scaler`]).
 pub struct Preprocessor {
     scaler: Scaler,
     size: [usize; 2],
-    scale: [f32; 3],
-    offset: [f32; 3],
+    normalizer: Normalizer,
 }
 
 impl Preprocessor {
     /// A pre-processor for the model described by `card`.
     pub fn new(card: &ModelCard) -> Self {
-        // (v/255 − mean)/std = v·scale + offset
-        let scale = std::array::from_fn(|c| 1.0 / (255.0 * card.std[c]));
-        let offset = std::array::from_fn(|c| -card.mean[c] / card.std[c]);
         Preprocessor {
             scaler: Scaler::default(),
             size: card.input_size,
-            scale,
-            offset,
+            normalizer: Normalizer::new(card),
         }
     }
 
@@ -32,15 +57,9 @@ impl Preprocessor {
     pub fn run(&mut self, pixels: &[u8], width: usize, height: usize) -> Array3<f32> {
         let [h, w] = self.size;
         let resized = self.scaler.rgba(pixels, [width, height], [w, h]);
-        let mut input = Array3::<f32>::zeros((3, h, w));
-        let plane = h * w;
-        let data = input.as_slice_mut().expect("a new array is contiguous");
-        for (i, px) in resized.chunks_exact(4).enumerate() {
-            for c in 0..3 {
-                data[c * plane + i] = f32::from(px[c]) * self.scale[c] + self.offset[c];
-            }
-        }
-        input
+        let mut planes = Vec::with_capacity(3 * h * w);
+        self.normalizer.extend(&resized, 4, &mut planes);
+        Array3::from_shape_vec((3, h, w), planes).expect("three planes of h·w values")
     }
 }
 

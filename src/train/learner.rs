@@ -19,14 +19,14 @@ use super::checkpoint::{Best, Checkpoints, Position, TrainingState, load_model};
 use super::config::{PreparedData, TrainConfig, write_config};
 use super::encoder_weights::load_resnet34_weights;
 use super::export::export_to_file;
-use super::loader::{Batch, EpochPlan, Normalizer, derive_seed};
+use super::loader::{Batch, EpochPlan, derive_seed};
 use super::loss::{LossKind, Targets};
 use super::model::SegmentationModel;
 use super::parity::max_logit_difference;
 use super::report::{EpochRecord, draw_curves, write_csv};
 use super::schedule::OneCycle;
 use crate::dataset::{Resized, Sample, load_resized};
-use crate::imaging::{LabelColors, SheetRow};
+use crate::imaging::{LabelColors, Normalizer, SheetRow};
 use crate::infer::ModelCard;
 use crate::metrics::Confusion;
 use crate::{Error, Result};
@@ -419,7 +419,7 @@ impl Learner {
         let mut input = Vec::new();
         let normalizer = Normalizer::new(&card);
         for sample in &valid.samples {
-            normalizer.extend(&sample.rgb, &mut input);
+            normalizer.extend(&sample.rgb, 3, &mut input);
         }
         let input = Array4::from_shape_vec((valid.samples.len(), 3, size[0], size[1]), input)
             .expect("normalised planes fill the batch");

@@ -14,7 +14,7 @@ use rand::seq::SliceRandom;
 
 use super::augment::Augmentation;
 use crate::dataset::Sample;
-use crate::infer::ModelCard;
+use crate::imaging::Normalizer;
 
 /// Images (normalised, N×3×H×W) and their labels (N×H×W) for one step.
 #[derive(Debug, Clone)]
@@ -27,33 +27,6 @@ pub struct Batch {
     pub images: Vec<f32>,
     /// Class labels, N×H×W.
     pub labels: Vec<u8>,
-}
-
-/// Turns RGB bytes into the model's normalised planes.
-#[derive(Debug, Clone, Copy)]
-pub struct Normalizer {
-    scale: [f32; 3],
-    offset: [f32; 3],
-}
-
-impl Normalizer {
-    /// The normalisation of `card` (its mean and std).
-    pub fn new(card: &ModelCard) -> Self {
-        Normalizer {
-            scale: std::array::from_fn(|c| 1.0 / (255.0 * card.std[c])),
-            offset: std::array::from_fn(|c| -card.mean[c] / card.std[c]),
-        }
-    }
-
-    /// Appends the 3 planes of packed RGB `rgb` to `out`.
-    pub fn extend(&self, rgb: &[u8], out: &mut Vec<f32>) {
-        for c in 0..3 {
-            out.extend(
-                rgb.chunks_exact(3)
-                    .map(|px| f32::from(px[c]) * self.scale[c] + self.offset[c]),
-            );
-        }
-    }
 }
 
 /// Mixes the seed with where we are (SplitMix64 finaliser), so each draw has its own stream.
@@ -170,7 +143,7 @@ impl EpochPlan {
                 }
                 None => samples[i].clone(),
             };
-            normalizer.extend(&sample.rgb, &mut images);
+            normalizer.extend(&sample.rgb, 3, &mut images);
             labels.extend_from_slice(&sample.labels);
         }
         Batch {

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::learner::{Learner, train_step};
-use super::loader::{EpochPlan, Normalizer, derive_seed};
+use super::loader::{EpochPlan, derive_seed};
 use super::plot::{Panel, draw_panels};
 use super::schedule::{range_test_rates, suggest_lr};
+use crate::imaging::Normalizer;
 use crate::{Error, Result};
 
 /// Steps of the sweep.

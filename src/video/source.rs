@@ -186,6 +186,20 @@ impl FrameSource {
         }
     }
 
+    /// The next frame where input never pauses (a file): `None` at the end.
+    ///
+    /// # Errors
+    /// As [`FrameSource::pull`], and [`Error::Pipeline`] when no frame comes within `timeout`.
+    pub fn next_frame(&mut self, timeout: gst::ClockTime) -> Result<Option<Box<Frame>>> {
+        match self.pull(timeout)? {
+            Pulled::Frame(frame) => Ok(Some(frame)),
+            Pulled::End => Ok(None),
+            Pulled::Timeout => Err(Error::Pipeline(format!(
+                "no frame for {timeout}: the source stalled"
+            ))),
+        }
+    }
+
     /// Damaged files can yield frames without timestamps, or with timestamps that repeat or go
     /// backwards (e.g. `Megamind_bugy.avi`), which muxers refuse. Such a frame is moved to where
     /// the previous one ended; a missing duration becomes one frame interval.

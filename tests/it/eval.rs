@@ -5,7 +5,7 @@ use std::path::Path;
 
 use image::{GrayImage, Luma, Rgb, RgbImage};
 
-use crate::helpers::{describe, segstream};
+use crate::helpers::{assert_fails, run_json};
 use crate::media::{channel_classifier, red_detector};
 
 const W: u32 = 32;
@@ -49,10 +49,7 @@ fn eval_json(model: &Path, data: &Path, report: Option<&Path>) -> serde_json::Va
     if let Some(report) = report {
         args.extend(["-o", report.to_str().unwrap()]);
     }
-    let output = segstream(&args);
-    assert!(output.status.success(), "{}", describe(&args, &output));
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", describe(&args, &output)))
+    run_json(&args)
 }
 
 #[test]
@@ -110,13 +107,7 @@ fn masks_with_more_classes_than_the_model_are_refused() {
         "--limit",
         "2",
     ];
-    let output = segstream(&args);
-    let text = describe(&args, &output);
-    assert_eq!(output.status.code(), Some(1), "{text}");
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("mask value"),
-        "{text}"
-    );
+    assert_fails(&args, &[], 1, &["mask value"]);
 }
 
 #[test]
@@ -135,12 +126,9 @@ fn smoothing_steadies_masks_over_a_clip() {
         "0.8",
         "--json",
     ];
-    let output = segstream(&args);
-    let text = describe(&args, &output);
-    assert!(output.status.success(), "{text}");
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let json = run_json(&args);
     let temporal = &json["temporal"];
-    assert!(temporal["frames"].as_u64().unwrap() > 50, "{text}");
+    assert!(temporal["frames"].as_u64().unwrap() > 50, "{json}");
     let (raw, smoothed) = (
         temporal["flip_rate"].as_f64().unwrap(),
         temporal["flip_rate_smoothed"].as_f64().unwrap(),

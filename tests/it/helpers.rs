@@ -38,6 +38,14 @@ pub fn describe(args: &[&str], output: &Output) -> String {
     )
 }
 
+/// Runs `segstream`, asserts it succeeds and parses its stdout as one JSON value.
+pub fn run_json(args: &[&str]) -> serde_json::Value {
+    let output = segstream(args);
+    assert!(output.status.success(), "{}", describe(args, &output));
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", describe(args, &output)))
+}
+
 /// Runs `segstream` and asserts it fails with exit code `code` and a stderr containing every
 /// one of `needles`.
 pub fn assert_fails(args: &[&str], env: &[(&str, &str)], code: i32, needles: &[&str]) {

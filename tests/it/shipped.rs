@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::helpers::{describe, segstream};
+use crate::helpers::{describe, run_json, segstream};
 use crate::media::{clip, decode};
 
 fn shipped(name: &str) -> PathBuf {
@@ -28,9 +28,7 @@ fn eval(model: &Path, data: &Path, extra: &[&str]) -> serde_json::Value {
         "--json",
     ];
     args.extend(extra);
-    let output = segstream(&args);
-    assert!(output.status.success(), "{}", describe(&args, &output));
-    serde_json::from_slice(&output.stdout).unwrap()
+    run_json(&args)
 }
 
 #[test]
