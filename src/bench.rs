@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use gstreamer as gst;
 use indicatif::ProgressBar;
@@ -267,12 +267,12 @@ fn end_to_end(
         compositors,
         config: EngineConfig {
             batch_size: batch,
-            max_wait: Duration::from_millis(50),
             workers: config.workers,
-            threshold: 0.5,
+            ..EngineConfig::default()
         },
         stop: Arc::new(AtomicBool::new(false)),
         progress: ProgressBar::hidden(),
+        ticker: None,
     })?;
     Ok((
         report.frames_written,

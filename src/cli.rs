@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::infer::DeviceChoice;
+use crate::infer::{DeviceChoice, SegmenterOptions};
 
 /// Segment video as it streams: GStreamer in and out, a U-Net run by ONNX Runtime in between.
 #[derive(Debug, Parser)]
@@ -21,8 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Segment a video file into an overlay, a cut-out or a mask video.
     Segment(SegmentArgs),
-    /// Segment a live feed (camera, RTSP, UDP) with bounded latency (not implemented yet).
-    Camera(Planned),
+    /// Segment a live feed (camera, RTSP, RTP/UDP, any GStreamer source) with bounded latency.
+    Camera(CameraArgs),
     /// Train a U-Net on image/mask pairs and export it as ONNX.
     #[cfg(feature = "train")]
     Train(TrainArgs),
@@ -37,23 +37,26 @@ pub enum Command {
     InitModel(InitModelArgs),
 }
 
-/// Arguments of a command that is not built yet; accepted so `--help` lists the command.
-#[derive(Debug, Args)]
-pub struct Planned {
-    /// Arguments (ignored until the command lands).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
-}
-
 /// Options for choosing how a model runs.
 #[derive(Debug, Args)]
 pub struct RuntimeArgs {
-    /// Execution provider: auto (CUDA when it loads, else CPU), cpu, or cuda (an error if unavailable).
+    /// ONNX Runtime execution provider: auto (CUDA when it loads, else CPU), cpu, or cuda (an
+    /// error if unavailable).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
+    pub provider: DeviceChoice,
     /// ONNX Runtime intra-op threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+}
+
+impl RuntimeArgs {
+    /// The segmenter options these name.
+    pub fn options(&self) -> SegmenterOptions {
+        SegmenterOptions {
+            device: self.provider,
+            threads: self.threads,
+        }
+    }
 }
 
 /// What `segment` draws.
@@ -67,26 +70,15 @@ pub enum ModeArg {
     Mask,
 }
 
-/// `segstream segment`.
+/// What `segment` and `camera` draw, and how.
 #[derive(Debug, Args)]
-pub struct SegmentArgs {
-    /// Input video (any file GStreamer can read); omit with --source-pipeline.
-    #[arg(required_unless_present = "source_pipeline")]
-    pub input: Option<PathBuf>,
-    /// Output: .mp4, .mkv (H.264), .webm (VP8), .mov (keeps alpha) or a folder (PNG frames, alpha).
-    #[arg(short, long, required_unless_present = "sink_pipeline")]
-    pub output: Option<PathBuf>,
+pub struct DrawArgs {
     /// What to draw.
     #[arg(long, value_enum, default_value_t = ModeArg::Overlay)]
     pub mode: ModeArg,
     /// Cut-out background: transparent, #rrggbb, blur, or an image file.
     #[arg(long, default_value = "transparent")]
     pub background: String,
-    /// The ONNX model (default: the shipped model).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
     /// Probability above which a pixel is the object (binary models).
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f32,
@@ -97,6 +89,24 @@ pub struct SegmentArgs {
     /// Default: all for overlays, all but class 0 for cut-outs.
     #[arg(long, value_delimiter = ',')]
     pub classes: Vec<String>,
+}
+
+/// `segstream segment`.
+#[derive(Debug, Args)]
+pub struct SegmentArgs {
+    /// Input video (any file GStreamer can read); omit with --source-pipeline.
+    #[arg(required_unless_present = "source_pipeline")]
+    pub input: Option<PathBuf>,
+    /// Output: .mp4, .mkv (H.264), .webm (VP8), .mov (keeps alpha) or a folder (PNG frames, alpha).
+    #[arg(short, long, required_unless_present = "sink_pipeline")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub draw: DrawArgs,
+    /// The ONNX model (default: the shipped model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     /// Frames per inference call.
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
@@ -121,6 +131,61 @@ pub struct SegmentArgs {
     /// Custom sink (gst-launch syntax) starting with `appsrc name=out`.
     #[arg(long)]
     pub sink_pipeline: Option<String>,
+}
+
+/// `segstream camera`.
+#[derive(Debug, Args)]
+pub struct CameraArgs {
+    /// V4L2 camera [default: /dev/video0 when neither --source nor --source-pipeline is given].
+    #[arg(long, conflicts_with_all = ["source", "source_pipeline"])]
+    pub device: Option<PathBuf>,
+    /// Camera frame size, WIDTHxHEIGHT (default: the camera's choice).
+    #[arg(long, value_parser = parse_size)]
+    pub resolution: Option<[usize; 2]>,
+    /// Camera frame rate (default: the camera's choice).
+    #[arg(long)]
+    pub fps: Option<u32>,
+    /// Network feed: udp://HOST:PORT or rtp://HOST:PORT (RTP/H.264), rtsp://...
+    #[arg(long, conflicts_with = "source_pipeline")]
+    pub source: Option<String>,
+    /// Any GStreamer source (gst-launch syntax) ending in `appsink name=frames`.
+    #[arg(long)]
+    pub source_pipeline: Option<String>,
+    /// Output: window (default), udp://HOST:PORT (RTP/H.264), /dev/videoN (v4l2loopback), or
+    /// a file as for `segment` (finalised on Ctrl-C).
+    #[arg(short, long)]
+    pub output: Option<String>,
+    /// Custom sink (gst-launch syntax) starting with `appsrc name=out`.
+    #[arg(long, conflicts_with = "output")]
+    pub sink_pipeline: Option<String>,
+    #[command(flatten)]
+    pub draw: DrawArgs,
+    /// The ONNX model (default: the shipped model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// Frames per inference call (1 keeps latency lowest).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Run the model on every Nth frame and reuse its mask for the frames in between.
+    #[arg(long, default_value_t = 1)]
+    pub every: u64,
+    /// Temporal smoothing of the mask, 0..1: p = s·previous + (1 − s)·current (0 = off).
+    #[arg(long, default_value_t = 0.5)]
+    pub smooth: f32,
+    /// Seconds to wait for a silent source, reconnecting meanwhile, before stopping.
+    #[arg(long, default_value_t = 10.0)]
+    pub reconnect_timeout: f64,
+    /// Print per-stage statistics at the end (latency, drops and fps are always printed).
+    #[arg(long)]
+    pub stats: bool,
+    /// Print fps, drops and latency every this many seconds while running.
+    #[arg(long)]
+    pub stats_interval: Option<f64>,
+    /// Write the figures (with each interval's) as JSON to this file.
+    #[arg(long)]
+    pub stats_json: Option<PathBuf>,
 }
 
 /// `segstream eval`.

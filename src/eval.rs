@@ -12,6 +12,7 @@ use std::path::Path;
 use gstreamer as gst;
 
 use crate::dataset::{ClassSet, LabelledImage, Pair, read_pair};
+use crate::imaging::postprocess::changed_labels;
 use crate::imaging::{Postprocessor, Preprocessor, Scaler};
 use crate::infer::Segmenter;
 use crate::metrics::{Confusion, Scores};
@@ -242,8 +243,8 @@ pub fn temporal_stability(
             smoothed.run(logits, w, h).labels,
         );
         if let Some((a, b)) = &previous {
-            flips += changed(a, &masks.0);
-            flips_smoothed += changed(b, &masks.1);
+            flips += changed_labels(a, &masks.0);
+            flips_smoothed += changed_labels(b, &masks.1);
             pixels += (w * h) as u64;
         }
         previous = Some(masks);
@@ -257,8 +258,4 @@ pub fn temporal_stability(
         flip_rate_smoothed: rate(flips_smoothed),
         smoothing,
     })
-}
-
-fn changed(a: &[u8], b: &[u8]) -> u64 {
-    a.iter().zip(b).filter(|(x, y)| x != y).count() as u64
 }

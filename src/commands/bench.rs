@@ -4,16 +4,14 @@ use anyhow::Context as _;
 
 use crate::bench::{self, BenchConfig, BenchReport};
 use crate::cli::{BenchArgs, ModeArg};
-use crate::infer::{Segmenter, SegmenterOptions};
+use crate::infer::Segmenter;
 
-use super::segment::{label_styles, model_path};
+use super::draw::label_styles;
+use super::model_path;
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let model = model_path(args.model.as_deref())?;
-    let runtime = SegmenterOptions {
-        device: args.runtime.device,
-        threads: args.runtime.threads,
-    };
+    let runtime = args.runtime.options();
     let card = Segmenter::load(&model, &runtime)?.card().clone();
     let config = BenchConfig {
         input: args.input.clone(),
@@ -23,7 +21,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         repeats: args.repeats,
         workers: args
             .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            .unwrap_or(crate::stream::EngineConfig::default().workers),
         styles: label_styles(&card, &[], ModeArg::Overlay)?,
     };
     let report = bench::run(&config)?;

@@ -13,7 +13,7 @@ use crate::eval::{
     EvalOptions, Evaluation, Evaluator, ImageScore, distribution, temporal_stability,
 };
 use crate::imaging::{LabelColors, Scaler, SheetRow};
-use crate::infer::{Segmenter, SegmenterOptions};
+use crate::infer::Segmenter;
 
 /// Images listed as the worst (and shown as the best) in reports.
 const EXTREMES: usize = 5;
@@ -21,10 +21,7 @@ const EXTREMES: usize = 5;
 const SHEET_WIDTH: usize = 320;
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    let options = SegmenterOptions {
-        device: args.runtime.device,
-        threads: args.runtime.threads,
-    };
+    let options = args.runtime.options();
     let mut segmenter = Segmenter::load(&args.model, &options)?;
     let mut summary = json!({ "model": args.model.display().to_string() });
     if let Some(data) = &args.data {

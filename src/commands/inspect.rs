@@ -3,13 +3,10 @@
 use anyhow::Context;
 
 use crate::cli::InspectArgs;
-use crate::infer::{Segmenter, SegmenterOptions};
+use crate::infer::Segmenter;
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
-    let options = SegmenterOptions {
-        device: args.runtime.device,
-        threads: args.runtime.threads,
-    };
+    let options = args.runtime.options();
     let segmenter = Segmenter::load(&args.model, &options)?;
     let card = segmenter.card();
     println!("model:        {}", args.model.display());

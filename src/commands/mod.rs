@@ -2,22 +2,27 @@
 //! what the user asked for.
 
 mod bench;
+mod camera;
+mod draw;
 mod eval;
 #[cfg(feature = "train")]
 mod init_model;
 mod inspect;
+mod report;
 mod segment;
 #[cfg(feature = "train")]
 mod train;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 
 use crate::cli::Command;
+use crate::paths::checkout_candidates;
 
-/// Exit code for usage errors and commands that are not available.
+/// Exit code for usage errors (options that cannot work), as clap uses.
 pub const EXIT_USAGE: u8 = 2;
 
 /// Runs `command`; `Ok(code)` is the process exit code.
@@ -30,17 +35,12 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
         #[cfg(feature = "train")]
         Command::InitModel(args) => init_model::run(&args).map(|()| 0),
         Command::Segment(args) => segment::run(&args),
-        Command::Camera(_) => Ok(planned("camera")),
+        Command::Camera(args) => camera::run(&args),
         #[cfg(feature = "train")]
         Command::Train(args) => train::run(&args),
         Command::Eval(args) => eval::run(&args).map(|()| 0),
         Command::Bench(args) => bench::run(&args).map(|()| 0),
     }
-}
-
-fn planned(name: &str) -> u8 {
-    eprintln!("segstream {name}: not implemented yet");
-    EXIT_USAGE
 }
 
 /// Exit code after Ctrl-C (128 + SIGINT).
@@ -58,4 +58,23 @@ fn interrupt_flag(message: &'static str) -> anyhow::Result<Arc<AtomicBool>> {
     })
     .context("installing the Ctrl-C handler")?;
     Ok(stop)
+}
+
+/// The model used without `--model`, relative to the checkout: the shipped person model, since
+/// people are what the README demo clip and a camera show (models/README.md).
+const DEFAULT_MODEL: &str = "models/people.onnx";
+
+/// `model`, or the shipped default model.
+fn model_path(model: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(model) = model {
+        return Ok(model.to_path_buf());
+    }
+    let found = checkout_candidates(Path::new(DEFAULT_MODEL))
+        .into_iter()
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!("the default model {DEFAULT_MODEL} was not found; give --model")
+        })?;
+    tracing::info!("no --model: using the shipped {}", found.display());
+    Ok(found)
 }

@@ -1,24 +1,18 @@
 //! `segstream segment`: a video file in, a segmented video out.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::Error;
-use crate::cli::{ModeArg, SegmentArgs};
-use crate::imaging::{Background, Compositor, LabelStyle, Mode};
-use crate::infer::{ModelCard, Segmenter, SegmenterOptions};
-use crate::paths::checkout_candidates;
-use crate::stream::{self, EngineConfig, Job, Report};
+use crate::cli::SegmentArgs;
+use crate::infer::Segmenter;
+use crate::stream::{self, EngineConfig, Job};
 use crate::video::{self, FrameSink, FrameSource, OutputKind};
 
-use super::{EXIT_INTERRUPTED, interrupt_flag};
-
-/// The model `segment` and `bench` use without `--model`, relative to the checkout: the shipped
-/// person model, since people are what the README demo clip shows (models/README.md).
-const DEFAULT_MODEL: &str = "models/people.onnx";
+use super::{EXIT_INTERRUPTED, draw, interrupt_flag, model_path, report};
 
 pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
     validate(args)?;
@@ -27,24 +21,19 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
         _ => None,
     };
     let model = model_path(args.model.as_deref())?;
-    let options = SegmenterOptions {
-        device: args.runtime.device,
-        threads: args.runtime.threads,
-    };
+    let options = args.runtime.options();
     let segmenter = Segmenter::load(&model, &options)?;
     let kind = args
         .output
         .as_deref()
         .map(OutputKind::from_path)
         .transpose()?;
-    let mode = mode(args, kind)?;
-    let styles = label_styles(segmenter.card(), &args.classes, args.mode)?;
     let workers = args
         .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let compositors = (0..workers)
-        .map(|_| Compositor::new(mode.clone(), styles.clone()))
-        .collect::<crate::Result<Vec<_>>>()?;
+        .unwrap_or(EngineConfig::default().workers);
+    // A custom sink pipeline may keep alpha; only a known container can say it does not.
+    let keeps_alpha = kind.is_none_or(OutputKind::keeps_alpha);
+    let compositors = draw::compositors(&args.draw, segmenter.card(), keeps_alpha, workers)?;
 
     let audio_from = match (&args.input, &input_info) {
         (Some(input), Some(info)) if info.has_audio && !args.no_audio => Some(input.as_path()),
@@ -75,15 +64,37 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
             batch_size: args.batch,
             max_wait: Duration::from_millis(args.max_wait_ms),
             workers,
-            threshold: args.threshold,
+            threshold: args.draw.threshold,
+            ..EngineConfig::default()
         },
         stop,
         progress: progress.clone(),
+        ticker: None,
     };
     let report = stream::run(job)?;
     progress.finish_and_clear();
-    print_report(args, &report)?;
-    Ok(if report.interrupted {
+    let target = args.output.as_ref().map_or_else(
+        || "the sink pipeline".to_string(),
+        |p| p.display().to_string(),
+    );
+    let how = if report.interrupted() {
+        "interrupted: "
+    } else {
+        ""
+    };
+    eprintln!(
+        "{how}wrote {} frames to {target} in {:.1} s ({:.1} fps)",
+        report.frames_written,
+        report.elapsed.as_secs_f64(),
+        report.fps()
+    );
+    if args.stats {
+        report::print_stages(&report);
+    }
+    if let Some(path) = &args.stats_json {
+        report::write_json(path, &report)?;
+    }
+    Ok(if report.interrupted() {
         EXIT_INTERRUPTED
     } else {
         0
@@ -91,125 +102,39 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
 }
 
 fn validate(args: &SegmentArgs) -> crate::Result<()> {
-    let usage = |message: String| Err(Error::Config(message));
     if args.batch == 0 {
-        return usage("--batch must be at least 1".into());
+        return Err(Error::Config("--batch must be at least 1".into()));
     }
-    if !(0.0..=1.0).contains(&args.threshold) || !(0.0..=1.0).contains(&args.opacity) {
-        return usage("--threshold and --opacity are between 0 and 1".into());
+    match (&args.output, &args.sink_pipeline) {
+        (Some(output), None) => check_output_folder(output, OutputKind::from_path(output)?),
+        _ => Ok(()),
     }
-    if let (Some(output), None) = (&args.output, &args.sink_pipeline) {
-        let kind = OutputKind::from_path(output)?;
-        let parent = match output.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let folder = if kind == OutputKind::PngFolder {
-            output.as_path()
-        } else {
-            parent
-        };
-        let existing = folder
-            .ancestors()
-            .find(|a| a.exists())
-            .unwrap_or(Path::new("."));
-        let writable =
-            std::fs::metadata(existing).is_ok_and(|m| m.is_dir() && !m.permissions().readonly());
-        if !writable || (kind != OutputKind::PngFolder && !parent.is_dir()) {
-            return usage(format!(
-                "{}: the output folder does not exist or is not writable",
-                output.display()
-            ));
-        }
+}
+
+/// Fails early, before any frame is read, when the folder `output` goes to cannot be written.
+pub(super) fn check_output_folder(output: &Path, kind: OutputKind) -> crate::Result<()> {
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let folder = if kind == OutputKind::PngFolder {
+        output
+    } else {
+        parent
+    };
+    let existing = folder
+        .ancestors()
+        .find(|a| a.exists())
+        .unwrap_or(Path::new("."));
+    let writable =
+        std::fs::metadata(existing).is_ok_and(|m| m.is_dir() && !m.permissions().readonly());
+    if !writable || (kind != OutputKind::PngFolder && !parent.is_dir()) {
+        return Err(Error::Config(format!(
+            "{}: the output folder does not exist or is not writable",
+            output.display()
+        )));
     }
     Ok(())
-}
-
-pub(super) fn model_path(model: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(model) = model {
-        return Ok(model.to_path_buf());
-    }
-    let found = checkout_candidates(Path::new(DEFAULT_MODEL))
-        .into_iter()
-        .find(|p| p.is_file())
-        .with_context(|| {
-            format!("the default model {DEFAULT_MODEL} was not found; give --model")
-        })?;
-    tracing::info!("no --model: using the shipped {}", found.display());
-    Ok(found)
-}
-
-fn mode(args: &SegmentArgs, kind: Option<OutputKind>) -> anyhow::Result<Mode> {
-    Ok(match args.mode {
-        ModeArg::Overlay => Mode::Overlay {
-            opacity: args.opacity,
-        },
-        ModeArg::Mask => Mode::Mask,
-        ModeArg::Cutout => {
-            let mut background = Background::parse(&args.background)?;
-            if background == Background::Transparent && kind.is_some_and(|k| !k.keeps_alpha()) {
-                tracing::warn!(
-                    "this container cannot keep transparency (use .mov or a folder); background is black"
-                );
-                background = Background::Color([0, 0, 0]);
-            }
-            Mode::Cutout { background }
-        }
-    })
-}
-
-/// One style per mask label: binary models have labels 0 (background) and 1 (object);
-/// multi-class models one label per class, drawn when selected by `--classes`.
-pub(super) fn label_styles(
-    card: &ModelCard,
-    selected: &[String],
-    mode: ModeArg,
-) -> anyhow::Result<Vec<LabelStyle>> {
-    let colors = &card.colors;
-    if card.num_classes() == 1 {
-        let background = LabelStyle {
-            color: None,
-            foreground: false,
-            mask_value: 0,
-        };
-        let object = LabelStyle {
-            color: Some(colors[0]),
-            foreground: true,
-            mask_value: 255,
-        };
-        return Ok(vec![background, object]);
-    }
-    let mut shown = vec![selected.is_empty(); card.num_classes()];
-    if selected.is_empty() && mode == ModeArg::Cutout {
-        shown[0] = false;
-    }
-    for name in selected {
-        let index = card
-            .classes
-            .iter()
-            .position(|c| c == name)
-            .or_else(|| {
-                name.parse::<usize>()
-                    .ok()
-                    .filter(|&i| i < card.num_classes())
-            })
-            .with_context(|| {
-                format!(
-                    "--classes: '{name}' is not one of {}",
-                    card.classes.join(", ")
-                )
-            })?;
-        shown[index] = true;
-    }
-    Ok(shown
-        .iter()
-        .enumerate()
-        .map(|(i, &on)| LabelStyle {
-            color: on.then_some(colors[i]),
-            foreground: on,
-            mask_value: i as u8,
-        })
-        .collect())
 }
 
 fn progress_bar(total: Option<u64>) -> ProgressBar {
@@ -223,48 +148,4 @@ fn progress_bar(total: Option<u64>) -> ProgressBar {
         bar.set_style(style);
     }
     bar
-}
-
-fn print_report(args: &SegmentArgs, report: &Report) -> anyhow::Result<()> {
-    let target = args.output.as_ref().map_or_else(
-        || "the sink pipeline".to_string(),
-        |p| p.display().to_string(),
-    );
-    let how = if report.interrupted {
-        "interrupted: "
-    } else {
-        ""
-    };
-    eprintln!(
-        "{how}wrote {} frames to {target} in {:.1} s ({:.1} fps)",
-        report.frames_written,
-        report.elapsed.as_secs_f64(),
-        report.fps()
-    );
-    if args.stats {
-        eprintln!(
-            "{:<12} {:>7} {:>9} {:>9} {:>9} {:>7}",
-            "stage", "frames", "busy s", "p50 ms", "p95 ms", "queue"
-        );
-        for stage in &report.stages {
-            let s = stage.summary();
-            eprintln!(
-                "{:<12} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>7.2}",
-                s.name, s.frames, s.busy_s, s.p50_ms, s.p95_ms, s.mean_queue_depth
-            );
-        }
-    }
-    if let Some(path) = &args.stats_json {
-        let json = serde_json::json!({
-            "frames_read": report.frames_read,
-            "frames_written": report.frames_written,
-            "interrupted": report.interrupted,
-            "elapsed_s": report.elapsed.as_secs_f64(),
-            "fps": report.fps(),
-            "stages": report.stages.iter().map(|s| s.summary()).collect::<Vec<_>>(),
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&json)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
 }

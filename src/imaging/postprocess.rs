@@ -110,6 +110,11 @@ impl Postprocessor {
     }
 }
 
+/// How many labels differ between two masks of the same size (temporal flicker).
+pub fn changed_labels(a: &[u8], b: &[u8]) -> u64 {
+    a.iter().zip(b).filter(|(x, y)| x != y).count() as u64
+}
+
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }

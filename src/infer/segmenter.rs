@@ -163,7 +163,7 @@ fn open_session(path: &Path, provider: Provider, threads: usize) -> Result<Sessi
             .map_err(|e| {
                 Error::Runtime(format!(
                     "the CUDA execution provider cannot be used: {e} (on an NVIDIA machine, \
-                     `ORT_GPU=1 scripts/setup` installs ONNX Runtime's GPU build; else use --device cpu)"
+                     `ORT_GPU=1 scripts/setup` installs ONNX Runtime's GPU build; else use --provider cpu)"
                 ))
             })?;
     }

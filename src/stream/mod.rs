@@ -4,34 +4,48 @@
 //! source ─Frame→ preprocess(N) ─Tensor→ batcher ─Batch→ infer ─Scores→ postprocess(N) ─Frame→ sink(reorder)
 //! ```
 //!
-//! Channel contract: every channel is bounded, so back-pressure reaches the appsink and memory
-//! stays flat; a stage ends when its input disconnects, after passing on what it holds, so
-//! dropping a sender flushes. A stage that fails returns its error and drops its channels: the
-//! stages before it see their sends fail and stop, the ones after it drain and finish, the sink
-//! finalises what it has, and [`run`] returns that error.
+//! Channel contract: every channel is bounded, so memory stays flat; a stage ends when its input
+//! disconnects, after passing on what it holds, so dropping a sender flushes. A stage that fails
+//! returns its error, drops its channels and raises the abort flag: the stages before it stop,
+//! the ones after it drain and finish, the sink finalises what it has, and [`run`] returns that
+//! error.
+//!
+//! Back-pressure follows the [`Policy`]: files block (frames out = frames in); live feeds drop
+//! the oldest waiting frame in front of inference, so latency cannot grow.
 
+mod latency;
+mod outlet;
+mod reconnect;
 mod reorder;
+mod stages;
 mod stats;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
-use gstreamer as gst;
+use crossbeam_channel::bounded;
 use indicatif::ProgressBar;
-use ndarray::{Array3, Array4, Axis, stack};
 
-use crate::imaging::{Compositor, Postprocessor, Preprocessor};
+use crate::imaging::Compositor;
 use crate::infer::Segmenter;
-use crate::video::{Frame, FrameSink, FrameSource, Pulled};
+use crate::video::{FrameSink, FrameSource};
 use crate::{Error, Result};
-use reorder::Reorder;
+pub use latency::{Interval, LatencySummary, Ticker};
+use outlet::Outlet;
 pub use stats::{StageStats, StageSummary};
 
-/// How often the source looks at the stop flag while waiting for a frame.
-const SOURCE_POLL: gst::ClockTime = gst::ClockTime::from_mseconds(100);
+/// What the engine does when a stage is slower than its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Files: nothing is dropped; back-pressure reaches the appsink. Frames out = frames in.
+    Block,
+    /// Live feeds: the queues up to inference hold one item each, and a full one drops its
+    /// oldest item (counted). One pre- and one post-processing worker keep frames in order,
+    /// since a reorder buffer would wait forever for a dropped frame.
+    DropOldest,
+}
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -40,10 +54,34 @@ pub struct EngineConfig {
     pub batch_size: usize,
     /// Longest a frame waits in the batcher for the batch to fill.
     pub max_wait: Duration,
-    /// Workers for pre- and post-processing each.
+    /// Workers for pre-processing (and post-processing: one per compositor).
     pub workers: usize,
     /// Binary-mask threshold on the probability.
     pub threshold: f32,
+    /// What to do when inference is slower than the input.
+    pub policy: Policy,
+    /// Run the model on every `every`-th frame and reuse the last logits in between (1 = all).
+    pub every: u64,
+    /// Temporal smoothing of mask probabilities, 0..1 (0 = off); needs one post-processor.
+    pub smoothing: f32,
+    /// Live: how long the source may send nothing (reconnecting meanwhile) before the run ends.
+    pub reconnect_timeout: Option<Duration>,
+}
+
+impl Default for EngineConfig {
+    /// The settings for files: batches of 4, one worker per core, nothing dropped or smoothed.
+    fn default() -> Self {
+        EngineConfig {
+            batch_size: 4,
+            max_wait: Duration::from_millis(50),
+            workers: thread::available_parallelism().map_or(2, |n| n.get()),
+            threshold: 0.5,
+            policy: Policy::Block,
+            every: 1,
+            smoothing: 0.0,
+            reconnect_timeout: None,
+        }
+    }
 }
 
 /// Everything one run needs; the engine takes ownership.
@@ -54,7 +92,7 @@ pub struct Job {
     pub segmenter: Segmenter,
     /// Started sink.
     pub sink: FrameSink,
-    /// One compositor per post-processing worker.
+    /// One compositor per post-processing worker (exactly one for live runs and smoothing).
     pub compositors: Vec<Compositor>,
     /// Settings.
     pub config: EngineConfig,
@@ -62,6 +100,25 @@ pub struct Job {
     pub stop: Arc<AtomicBool>,
     /// Advanced once per frame written.
     pub progress: ProgressBar,
+    /// Figures every few seconds while running, when wanted.
+    pub ticker: Option<Ticker>,
+}
+
+/// Why a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ending {
+    /// The input ended.
+    Finished,
+    /// The stop flag was set (Ctrl-C).
+    Interrupted,
+    /// A live source sent nothing for `silent` despite reconnecting; `last_error` is what it
+    /// last reported, if it failed rather than fell silent.
+    SourceLost {
+        /// How long it had been silent.
+        silent: Duration,
+        /// The source's last error.
+        last_error: Option<String>,
+    },
 }
 
 /// What a run did.
@@ -71,10 +128,20 @@ pub struct Report {
     pub frames_read: u64,
     /// Frames written to the sink.
     pub frames_written: u64,
-    /// Whether the run was stopped before the input ended.
-    pub interrupted: bool,
+    /// Frames dropped to keep latency bounded (live runs).
+    pub frames_dropped: u64,
+    /// Why the run ended.
+    pub ending: Ending,
     /// Wall time from start to finalised output.
     pub elapsed: Duration,
+    /// Time from the first to the last frame written.
+    pub output_span: Duration,
+    /// Per written frame, from the appsink handing it over to the appsrc taking it.
+    pub latency: Vec<Duration>,
+    /// Share of mask pixels that changed between consecutive frames (one post-processor only).
+    pub flicker: Option<f64>,
+    /// The figures of each reporting interval (with a ticker).
+    pub intervals: Vec<Interval>,
     /// Per-stage statistics, in pipeline order.
     pub stages: Vec<StageStats>,
 }
@@ -84,36 +151,38 @@ impl Report {
     pub fn fps(&self) -> f64 {
         self.frames_written as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// Frames written per second while frames were flowing (first to last written).
+    pub fn output_fps(&self) -> f64 {
+        self.frames_written.saturating_sub(1) as f64 / self.output_span.as_secs_f64().max(1e-9)
+    }
+
+    /// Whether the run was stopped before the input ended.
+    pub fn interrupted(&self) -> bool {
+        self.ending == Ending::Interrupted
+    }
+
+    /// Percentiles of [`Report::latency`].
+    pub fn latency_summary(&self) -> LatencySummary {
+        LatencySummary::of(&self.latency)
+    }
 }
 
-/// Pre-processed input of one frame.
-struct Tensor {
-    frame: Frame,
-    input: Array3<f32>,
-}
-
-/// Frames batched for one inference call.
-struct Batch {
-    frames: Vec<Frame>,
-    input: Array4<f32>,
-}
-
-/// Logits of one frame.
-struct Scores {
-    frame: Frame,
-    logits: Array3<f32>,
-}
-
-/// What the source stage returns besides its statistics.
-struct SourceEnd {
-    stats: StageStats,
-    interrupted: bool,
+/// Counters the stages share while running.
+#[derive(Debug, Default)]
+struct Counters {
+    read: AtomicU64,
+    dropped: Arc<AtomicU64>,
+    /// Raised when a stage fails, so that a live source (whose outlet never sees the failure)
+    /// stops reading.
+    abort: AtomicBool,
 }
 
 /// Runs `job` to the end of its input (or until stopped) and finalises the output.
 ///
 /// # Errors
-/// The first stage error in pipeline order; the output is finalised with what reached it.
+/// [`Error::Config`] when a live or smoothed run has more than one worker; otherwise the first
+/// stage error in pipeline order, with the output finalised with what reached it.
 pub fn run(job: Job) -> Result<Report> {
     let started = Instant::now();
     let Job {
@@ -124,88 +193,137 @@ pub fn run(job: Job) -> Result<Report> {
         config,
         stop,
         progress,
+        ticker,
     } = job;
-    let depth = 2 * config.batch_size.max(config.workers);
-    let (frames_tx, frames_rx) = bounded::<Frame>(depth);
-    let (tensors_tx, tensors_rx) = bounded::<Tensor>(depth);
-    let (batches_tx, batches_rx) = bounded::<Batch>(2);
-    let (scores_tx, scores_rx) = bounded::<Scores>(depth);
-    let (output_tx, output_rx) = bounded::<Frame>(depth);
+    let in_order = config.policy == Policy::DropOldest || config.smoothing > 0.0;
+    if in_order && (config.workers != 1 || compositors.len() != 1) {
+        return Err(Error::Config(
+            "live runs and temporal smoothing need one pre- and one post-processing worker".into(),
+        ));
+    }
+    let counters = Arc::new(Counters::default());
+    let policy = config.policy;
+    let (depth, batch_depth) = match policy {
+        Policy::Block => (2 * config.batch_size.max(config.workers), 2),
+        Policy::DropOldest => (1, 1),
+    };
+    let (frames_tx, frames_rx) = bounded(depth);
+    let (tensors_tx, tensors_rx) = bounded(depth);
+    let (batches_tx, batches_rx) = bounded(batch_depth);
+    let (scores_tx, scores_rx) = bounded(depth);
+    let (output_tx, output_rx) = bounded(depth);
+    let frames_out = Outlet::new(frames_tx, &frames_rx, policy, &counters.dropped);
+    let tensors_out = Outlet::new(tensors_tx, &tensors_rx, policy, &counters.dropped);
+    let batches_out = Outlet::new(batches_tx, &batches_rx, policy, &counters.dropped);
 
-    let source = spawn("source", move || read_source(source, frames_tx, &stop))?;
+    let source = {
+        let (shared, reconnect) = (Arc::clone(&counters), config.reconnect_timeout);
+        spawn("source", &counters, move || {
+            stages::read_source(source, &frames_out, &stop, &shared, reconnect)
+        })?
+    };
     let card = segmenter.card().clone();
     let preprocess = (0..config.workers)
         .map(|_| {
-            let (rx, tx, mut pre) = (
-                frames_rx.clone(),
-                tensors_tx.clone(),
-                Preprocessor::new(&card),
-            );
-            spawn("preprocess", move || preprocess_frames(&mut pre, rx, tx))
+            let (rx, tx, card) = (frames_rx.clone(), tensors_out.clone(), card.clone());
+            spawn("preprocess", &counters, move || {
+                stages::preprocess_frames(&card, &rx, &tx)
+            })
         })
         .collect::<Result<Vec<_>>>()?;
-    drop((frames_rx, tensors_tx));
-    let batch_config = config.clone();
-    let batcher = spawn("batcher", move || {
-        batch_tensors(&batch_config, tensors_rx, batches_tx)
-    })?;
-    let infer = spawn("infer", move || {
-        infer_batches(segmenter, batches_rx, scores_tx)
+    drop((frames_rx, tensors_out));
+    let batcher = {
+        let config = config.clone();
+        spawn("batcher", &counters, move || {
+            stages::batch_tensors(&config, &tensors_rx, &batches_out)
+        })?
+    };
+    let every = config.every;
+    let infer = spawn("infer", &counters, move || {
+        stages::infer_batches(segmenter, every, &batches_rx, &scores_tx)
     })?;
     let postprocess = compositors
         .into_iter()
         .map(|compositor| {
-            let (rx, tx, threshold) = (scores_rx.clone(), output_tx.clone(), config.threshold);
-            spawn("postprocess", move || {
-                postprocess_scores(threshold, compositor, rx, tx)
+            let (rx, tx, config) = (scores_rx.clone(), output_tx.clone(), config.clone());
+            spawn("postprocess", &counters, move || {
+                stages::postprocess_scores(&config, compositor, &rx, &tx)
             })
         })
         .collect::<Result<Vec<_>>>()?;
     drop((scores_rx, output_tx));
-    let (sink_tx, sink_rx) = crossbeam_channel::bounded(1);
-    let sink = spawn("sink", move || {
-        let (stats, written) = write_sink(sink, output_rx, &progress, &sink_rx)?;
-        Ok((stats, written))
-    })?;
+    let (ending_tx, ending_rx) = bounded(1);
+    let sink = {
+        let shared = Arc::clone(&counters);
+        spawn("sink", &counters, move || {
+            let stage = stages::SinkStage {
+                reorder: !in_order,
+                progress,
+                ticker,
+                started,
+                counters: &shared,
+            };
+            stage.run(sink, &output_rx, &ending_rx)
+        })?
+    };
 
     let source_end = join("source", source);
     let preprocess = join_all("preprocess", preprocess);
     let batcher = join("batcher", batcher);
     let infer = join("infer", infer);
     let postprocess = join_all("postprocess", postprocess);
-    // The sink learns only now whether the input was cut short, which decides how it ends.
-    let interrupted = source_end.as_ref().is_ok_and(|end| end.interrupted);
-    let _ = sink_tx.send(interrupted);
+    // The sink learns only now how the input ended, which decides how it finishes.
+    let ending = source_end
+        .as_ref()
+        .map_or(Ending::Finished, |end| end.ending.clone());
+    let _ = ending_tx.send(ending.clone());
     let sink = join("sink", sink);
 
     let source_end = source_end?;
-    let frames_read = source_end.stats.frames;
-    let (preprocess, batcher, infer, postprocess) = (preprocess?, batcher?, infer?, postprocess?);
-    let (sink_stats, frames_written) = sink?;
-    let stages = vec![
-        source_end.stats,
-        preprocess,
-        batcher,
-        infer,
-        postprocess,
-        sink_stats,
-    ];
+    let (preprocess, batcher, infer) = (preprocess?, batcher?, infer?);
+    let postprocess = postprocess?;
+    let sink = sink?;
+    let flicker = match postprocess.as_slice() {
+        [(_, flicker)] => flicker.rate(),
+        _ => None,
+    };
     Ok(Report {
-        frames_read,
-        frames_written,
-        interrupted,
+        frames_read: counters.read.load(Ordering::Relaxed),
+        frames_written: sink.written,
+        frames_dropped: counters.dropped.load(Ordering::Relaxed),
+        ending,
         elapsed: started.elapsed(),
-        stages,
+        output_span: sink.span,
+        latency: sink.latency,
+        flicker,
+        intervals: sink.intervals,
+        stages: vec![
+            source_end.stats,
+            merged("preprocess", preprocess),
+            batcher,
+            infer,
+            merged("postprocess", postprocess.into_iter().map(|(stats, _)| stats)),
+            sink.stats,
+        ],
     })
 }
 
+/// Starts stage `name` on its own thread; its failure raises the abort flag.
 fn spawn<T: Send + 'static>(
     name: &'static str,
+    counters: &Arc<Counters>,
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<JoinHandle<Result<T>>> {
+    let counters = Arc::clone(counters);
     thread::Builder::new()
         .name(name.into())
-        .spawn(work)
+        .spawn(move || {
+            let result = work();
+            if result.is_err() {
+                counters.abort.store(true, Ordering::SeqCst);
+            }
+            result
+        })
         .map_err(|e| Error::Pipeline(format!("cannot start the {name} thread: {e}")))
 }
 
@@ -215,188 +333,16 @@ fn join<T>(name: &str, handle: JoinHandle<Result<T>>) -> Result<T> {
         .map_err(|_| Error::Pipeline(format!("the {name} stage panicked")))?
 }
 
-fn join_all(
-    name: &'static str,
-    handles: Vec<JoinHandle<Result<StageStats>>>,
-) -> Result<StageStats> {
-    let mut total = StageStats::new(name);
-    let mut first_error = None;
-    for handle in handles {
-        match join(name, handle) {
-            Ok(stats) => total.merge(stats),
-            Err(error) => first_error = first_error.or(Some(error)),
-        }
-    }
-    first_error.map_or(Ok(total), Err)
+/// Joins every worker of stage `name` (all of them, even after a failure); the first error wins.
+fn join_all<T>(name: &str, handles: Vec<JoinHandle<Result<T>>>) -> Result<Vec<T>> {
+    let results: Vec<Result<T>> = handles.into_iter().map(|h| join(name, h)).collect();
+    results.into_iter().collect()
 }
 
-fn read_source(
-    mut source: FrameSource,
-    frames_tx: Sender<Frame>,
-    stop: &AtomicBool,
-) -> Result<SourceEnd> {
-    let mut stats = StageStats::new("source");
-    let mut interrupted = false;
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            interrupted = true;
-            break;
-        }
-        let started = Instant::now();
-        match source.pull(SOURCE_POLL)? {
-            Pulled::Frame(frame) => {
-                stats.record(started, 1, frames_tx.len());
-                if frames_tx.send(*frame).is_err() {
-                    break; // downstream stopped; its error is reported by its stage
-                }
-            }
-            Pulled::Timeout => {}
-            Pulled::End => break,
-        }
-    }
-    source.stop();
-    Ok(SourceEnd { stats, interrupted })
-}
-
-fn preprocess_frames(
-    pre: &mut Preprocessor,
-    frames_rx: Receiver<Frame>,
-    tensors_tx: Sender<Tensor>,
-) -> Result<StageStats> {
-    let mut stats = StageStats::new("preprocess");
-    for frame in frames_rx.iter() {
-        let started = Instant::now();
-        let input = pre.run(&frame.pixels, frame.width(), frame.height());
-        stats.record(started, 1, frames_rx.len());
-        if tensors_tx.send(Tensor { frame, input }).is_err() {
-            break;
-        }
-    }
-    Ok(stats)
-}
-
-/// Closes a batch when it is full or when its oldest frame has waited `max_wait`.
-fn batch_tensors(
-    config: &EngineConfig,
-    tensors_rx: Receiver<Tensor>,
-    batches_tx: Sender<Batch>,
-) -> Result<StageStats> {
-    let mut stats = StageStats::new("batcher");
-    let mut pending: Vec<Tensor> = Vec::with_capacity(config.batch_size);
-    let mut oldest = Instant::now();
-    loop {
-        let received = if pending.is_empty() {
-            tensors_rx
-                .recv()
-                .map_err(|_| RecvTimeoutError::Disconnected)
-        } else {
-            tensors_rx.recv_deadline(oldest + config.max_wait)
-        };
-        let disconnected = match received {
-            Ok(tensor) => {
-                if pending.is_empty() {
-                    oldest = Instant::now();
-                }
-                pending.push(tensor);
-                false
-            }
-            Err(RecvTimeoutError::Timeout) => false,
-            Err(RecvTimeoutError::Disconnected) => true,
-        };
-        let full = pending.len() >= config.batch_size;
-        let waited = !pending.is_empty() && oldest.elapsed() >= config.max_wait;
-        if full || waited || (disconnected && !pending.is_empty()) {
-            let started = Instant::now();
-            let batch = make_batch(std::mem::take(&mut pending));
-            stats.record(started, batch.frames.len() as u64, tensors_rx.len());
-            if batches_tx.send(batch).is_err() {
-                break;
-            }
-        }
-        if disconnected {
-            break;
-        }
-    }
-    Ok(stats)
-}
-
-fn make_batch(tensors: Vec<Tensor>) -> Batch {
-    let views: Vec<_> = tensors.iter().map(|t| t.input.view()).collect();
-    let input = stack(Axis(0), &views).expect("every tensor has the card's input shape");
-    Batch {
-        frames: tensors.into_iter().map(|t| t.frame).collect(),
-        input,
-    }
-}
-
-fn infer_batches(
-    mut segmenter: Segmenter,
-    batches_rx: Receiver<Batch>,
-    scores_tx: Sender<Scores>,
-) -> Result<StageStats> {
-    let mut stats = StageStats::new("infer");
-    for batch in batches_rx.iter() {
-        let started = Instant::now();
-        let logits = segmenter.run(batch.input.view())?;
-        stats.record(started, batch.frames.len() as u64, batches_rx.len());
-        for (frame, logits) in batch.frames.into_iter().zip(logits.outer_iter()) {
-            if scores_tx
-                .send(Scores {
-                    frame,
-                    logits: logits.to_owned(),
-                })
-                .is_err()
-            {
-                return Ok(stats);
-            }
-        }
-    }
-    Ok(stats)
-}
-
-fn postprocess_scores(
-    threshold: f32,
-    mut compositor: Compositor,
-    scores_rx: Receiver<Scores>,
-    output_tx: Sender<Frame>,
-) -> Result<StageStats> {
-    let mut stats = StageStats::new("postprocess");
-    let mut post = Postprocessor::new(threshold);
-    for Scores { frame, logits } in scores_rx.iter() {
-        let started = Instant::now();
-        let mask = post.run(logits.view(), frame.width(), frame.height());
-        let pixels = compositor.run(&frame.pixels, &mask);
-        stats.record(started, 1, scores_rx.len());
-        if output_tx.send(frame.with_pixels(pixels)).is_err() {
-            break;
-        }
-    }
-    Ok(stats)
-}
-
-fn write_sink(
-    mut sink: FrameSink,
-    output_rx: Receiver<Frame>,
-    progress: &ProgressBar,
-    interrupted_rx: &Receiver<bool>,
-) -> Result<(StageStats, u64)> {
-    let mut stats = StageStats::new("sink");
-    let mut reorder = Reorder::default();
-    let mut push = |sink: &mut FrameSink, frames: Vec<Frame>, depth: usize| -> Result<()> {
-        for frame in frames {
-            let started = Instant::now();
-            sink.push(frame)?;
-            stats.record(started, 1, depth);
-            progress.inc(1);
-        }
-        Ok(())
-    };
-    for frame in output_rx.iter() {
-        let ready = reorder.push(frame);
-        push(&mut sink, ready, output_rx.len())?;
-    }
-    push(&mut sink, reorder.drain(), 0)?;
-    let interrupted = interrupted_rx.recv().unwrap_or(false);
-    let written = sink.finish(interrupted)?;
-    Ok((stats, written))
+/// One stage's statistics from those of its workers.
+fn merged(name: &'static str, parts: impl IntoIterator<Item = StageStats>) -> StageStats {
+    parts.into_iter().fold(StageStats::new(name), |mut total, part| {
+        total.merge(part);
+        total
+    })
 }

@@ -1,5 +1,7 @@
 //! [`Frame`]: one decoded picture as it travels through the engine.
 
+use std::time::Instant;
+
 use gstreamer as gst;
 use gstreamer_video as gst_video;
 
@@ -16,6 +18,8 @@ pub struct Frame {
     pub info: gst_video::VideoInfo,
     /// Row-major RGBA bytes, `4 × width × height` of them.
     pub pixels: Vec<u8>,
+    /// When the appsink handed the frame over: the start of its latency.
+    pub received: Instant,
 }
 
 impl Frame {
@@ -29,7 +33,7 @@ impl Frame {
         self.info.height() as usize
     }
 
-    /// The same frame (sequence, timestamps, geometry) with other pixels.
+    /// The same frame (sequence, timestamps, geometry, arrival) with other pixels.
     pub fn with_pixels(&self, pixels: Vec<u8>) -> Frame {
         Frame {
             seq: self.seq,
@@ -37,6 +41,7 @@ impl Frame {
             duration: self.duration,
             info: self.info.clone(),
             pixels,
+            received: self.received,
         }
     }
 }

@@ -3,11 +3,13 @@
 
 mod bus;
 mod frame;
+mod live;
 mod sink;
 mod source;
 pub mod templates;
 
 pub use frame::Frame;
+pub use live::{CameraFormat, LiveInput, LiveOutput};
 pub use sink::FrameSink;
 pub use source::{FrameSource, InputInfo, Pulled, init, probe_file};
 pub use templates::OutputKind;

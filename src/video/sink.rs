@@ -13,7 +13,7 @@ use gstreamer_app as gst_app;
 
 use super::bus;
 use super::frame::Frame;
-use super::templates::{APPSRC, AUDIO_SOURCE, FILE_SINK, OutputKind, launch};
+use super::templates::{APPSRC, AUDIO_SOURCE, FILE_SINK, OutputKind, launch, named};
 use crate::{Error, Result};
 
 /// Frames of raw video the appsrc queues before `push` waits (bounded memory).
@@ -71,10 +71,12 @@ impl FrameSink {
         })
     }
 
-    fn element(&self, name: &str) -> Result<gst::Element> {
-        self.pipeline.by_name(name).ok_or_else(|| {
-            Error::Pipeline(format!("the sink pipeline has no element named '{name}'"))
-        })
+    /// The element named `name` of the sink pipeline.
+    ///
+    /// # Errors
+    /// [`Error::Pipeline`] when there is none.
+    pub fn element(&self, name: &str) -> Result<gst::Element> {
+        named(&self.pipeline, "sink", name)
     }
 
     /// Starts the pipeline; an output that cannot be opened fails here.

@@ -4,7 +4,8 @@
 //! filesrc ! decodebin ! videoconvert ! appsink(RGBA, max-buffers) --pull--> Frame{seq, pts, ...}
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -14,7 +15,7 @@ use gstreamer_video as gst_video;
 
 use super::bus;
 use super::frame::Frame;
-use super::templates::{APPSINK, FILE_SOURCE, FILE_SOURCE_TEMPLATE, launch, strip_comments};
+use super::templates::{APPSINK, FILE_SOURCE, FILE_SOURCE_TEMPLATE, launch, named, strip_comments};
 use crate::{Error, Result};
 
 /// Frames the appsink holds before it blocks the decoder (back-pressure, bounded memory).
@@ -109,11 +110,24 @@ pub enum Pulled {
     End,
 }
 
+/// How frames get their presentation timestamps.
+#[derive(Debug, Clone, Copy)]
+enum Timing {
+    /// The stream's own timestamps, repaired where missing or out of order (files).
+    Stream,
+    /// Time of arrival since the first frame (live feeds): continuous across dropped frames
+    /// and reconnections, and the output plays at the pace the frames came.
+    Arrival { first: Option<Instant> },
+}
+
 /// A running source pipeline delivering RGBA frames.
 pub struct FrameSource {
     pipeline: gst::Pipeline,
     appsink: gst_app::AppSink,
     next_seq: u64,
+    timing: Timing,
+    /// The live feed's name (device or URI), given in its errors.
+    origin: Option<PathBuf>,
     /// Where the next frame should start, for filling in missing timestamps.
     expected_pts: gst::ClockTime,
     /// Frames whose timestamp was missing or out of order.
@@ -127,10 +141,7 @@ impl FrameSource {
     /// [`Error::Pipeline`] when the pipeline cannot be built.
     pub fn file(path: &Path) -> Result<Self> {
         let source = Self::from_description(&strip_comments(FILE_SOURCE_TEMPLATE))?;
-        let element = source.pipeline.by_name(FILE_SOURCE).ok_or_else(|| {
-            Error::Pipeline(format!("the file source template lacks '{FILE_SOURCE}'"))
-        })?;
-        element.set_property("location", path);
+        source.element(FILE_SOURCE)?.set_property("location", path);
         Ok(source)
     }
 
@@ -153,9 +164,38 @@ impl FrameSource {
             pipeline,
             appsink,
             next_seq: 0,
+            timing: Timing::Stream,
+            origin: None,
             expected_pts: gst::ClockTime::ZERO,
             repaired_timestamps: 0,
         })
+    }
+
+    /// The same source as the live feed `origin` (a device or URI): frames are stamped with
+    /// their arrival time, and errors are [`Error::Input`]s naming `origin`.
+    pub fn live(mut self, origin: &str) -> Self {
+        self.timing = Timing::Arrival { first: None };
+        self.origin = Some(PathBuf::from(origin));
+        self
+    }
+
+    /// A pipeline error of a live feed as an input error naming the feed.
+    fn attributed(&self, error: Error) -> Error {
+        match (error, &self.origin) {
+            (Error::Pipeline(reason), Some(path)) => Error::Input {
+                path: path.clone(),
+                reason,
+            },
+            (error, _) => error,
+        }
+    }
+
+    /// The element named `name` of the source pipeline.
+    ///
+    /// # Errors
+    /// [`Error::Pipeline`] when there is none.
+    pub fn element(&self, name: &str) -> Result<gst::Element> {
+        named(&self.pipeline, "source", name)
     }
 
     /// Starts decoding.
@@ -163,7 +203,16 @@ impl FrameSource {
     /// # Errors
     /// [`Error::Pipeline`] with GStreamer's reason when the pipeline will not play.
     pub fn start(&self) -> Result<()> {
-        bus::set_state(&self.pipeline, gst::State::Playing)
+        bus::set_state(&self.pipeline, gst::State::Playing).map_err(|e| self.attributed(e))
+    }
+
+    /// Stops and starts the pipeline again: a network source reconnects, a decoder resets.
+    ///
+    /// # Errors
+    /// [`Error::Pipeline`] with GStreamer's reason when the pipeline will not play again.
+    pub fn restart(&self) -> Result<()> {
+        self.stop();
+        self.start()
     }
 
     /// Waits up to `timeout` for the next frame.
@@ -173,13 +222,20 @@ impl FrameSource {
     pub fn pull(&mut self, timeout: gst::ClockTime) -> Result<Pulled> {
         match self.appsink.try_pull_sample(timeout) {
             Some(sample) => {
-                let mut frame = frame_from_sample(&sample, self.next_seq)?;
+                let received = Instant::now();
+                let mut frame = frame_from_sample(&sample, self.next_seq, received)?;
                 self.next_seq += 1;
-                self.fill_timestamps(&mut frame);
+                match &mut self.timing {
+                    Timing::Stream => self.fill_timestamps(&mut frame),
+                    Timing::Arrival { first } => {
+                        let since = received - *first.get_or_insert(received);
+                        frame.pts = Some(gst::ClockTime::from_nseconds(since.as_nanos() as u64));
+                    }
+                }
                 Ok(Pulled::Frame(Box::new(frame)))
             }
             None => match bus::pending_error(&self.pipeline) {
-                Some(error) => Err(error),
+                Some(error) => Err(self.attributed(error)),
                 None if self.appsink.is_eos() => Ok(Pulled::End),
                 None => Ok(Pulled::Timeout),
             },
@@ -243,7 +299,7 @@ impl Drop for FrameSource {
 }
 
 /// Copies a sample into a packed RGBA [`Frame`], honouring the row stride.
-fn frame_from_sample(sample: &gst::Sample, seq: u64) -> Result<Frame> {
+fn frame_from_sample(sample: &gst::Sample, seq: u64, received: Instant) -> Result<Frame> {
     let caps = sample
         .caps()
         .ok_or_else(|| Error::Pipeline("appsink sample without caps".into()))?;
@@ -281,5 +337,6 @@ fn frame_from_sample(sample: &gst::Sample, seq: u64) -> Result<Frame> {
         duration: buffer.duration(),
         info: packed,
         pixels,
+        received,
     })
 }

@@ -127,6 +127,16 @@ pub fn launch<T: IsA<gst::Element>>(
     Ok((pipeline, app))
 }
 
+/// The element `name` of the `role` pipeline (e.g. "source").
+///
+/// # Errors
+/// [`Error::Pipeline`] when there is none.
+pub fn named(pipeline: &gst::Pipeline, role: &str, name: &str) -> Result<gst::Element> {
+    pipeline.by_name(name).ok_or_else(|| {
+        Error::Pipeline(format!("the {role} pipeline has no element named '{name}'"))
+    })
+}
+
 /// Drops `#` comment lines and joins the rest into one launch line.
 pub fn strip_comments(template: &str) -> String {
     template

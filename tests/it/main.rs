@@ -1,6 +1,7 @@
 //! Integration tests: real ONNX Runtime, real models written by our exporter.
 
 mod bench;
+mod camera;
 mod cli;
 #[cfg(feature = "train")]
 mod dataset;

@@ -7,7 +7,7 @@ use crate::media::identity_model;
 #[test]
 fn fixture_model_loads_with_its_card() {
     let model = fixture_model();
-    let args = ["inspect", model.to_str().unwrap(), "--device", "cpu"];
+    let args = ["inspect", model.to_str().unwrap(), "--provider", "cpu"];
     let output = segstream(&args);
     let text = describe(&args, &output);
     assert!(output.status.success(), "{text}");
@@ -40,7 +40,7 @@ fn corrupt_model_is_named() {
     std::fs::write(&path, bytes).unwrap();
     let path = path.to_str().unwrap();
     assert_fails(
-        &["inspect", path, "--device", "cpu"],
+        &["inspect", path, "--provider", "cpu"],
         &[],
         1,
         &[path, "cannot open it as a model"],
@@ -54,7 +54,7 @@ fn wrong_input_rank_is_named() {
     std::fs::write(&path, identity_model(&[-1, 3])).unwrap();
     let path = path.to_str().unwrap();
     assert_fails(
-        &["inspect", path, "--device", "cpu"],
+        &["inspect", path, "--provider", "cpu"],
         &[],
         1,
         &[path, "rank 2", "expected 4"],
@@ -65,7 +65,7 @@ fn wrong_input_rank_is_named() {
 fn cuda_without_cuda_is_an_error() {
     let model = fixture_model();
     assert_fails(
-        &["inspect", model.to_str().unwrap(), "--device", "cuda"],
+        &["inspect", model.to_str().unwrap(), "--provider", "cuda"],
         &[],
         1,
         &["CUDA execution provider cannot be used"],

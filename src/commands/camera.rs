@@ -1,0 +1,191 @@
+//! `segstream camera`: a live feed in, segmented frames out as they come, latency first.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::ProgressBar;
+
+use crate::Error;
+use crate::cli::CameraArgs;
+use crate::infer::Segmenter;
+use crate::stream::{self, EngineConfig, Ending, Interval, Job, Policy, Report, Ticker};
+use crate::video::{CameraFormat, FrameSink, LiveInput, LiveOutput};
+
+use super::segment::check_output_folder;
+use super::{EXIT_INTERRUPTED, draw, interrupt_flag, model_path, report};
+
+/// The camera used when no source is given.
+const DEFAULT_DEVICE: &str = "/dev/video0";
+
+pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
+    let config = engine_config(args)?;
+    let input = live_input(args)?;
+    let output = match &args.sink_pipeline {
+        Some(_) => None,
+        None => Some(LiveOutput::parse(args.output.as_deref())?),
+    };
+    if let Some(LiveOutput::File(path, kind)) = &output {
+        check_output_folder(path, *kind)?;
+    }
+    let model = model_path(args.model.as_deref())?;
+    let options = args.runtime.options();
+    let segmenter = Segmenter::load(&model, &options)?;
+    let keeps_alpha = output.as_ref().is_none_or(LiveOutput::keeps_alpha);
+    let compositors = draw::compositors(&args.draw, segmenter.card(), keeps_alpha, 1)?;
+
+    let (sink, target) = match (&args.sink_pipeline, &output) {
+        (Some(description), _) => (
+            FrameSink::from_description(description)?,
+            "the sink pipeline".to_string(),
+        ),
+        (None, Some(output)) => (output.open()?, output.describe()),
+        (None, None) => unreachable!("an output is parsed when there is no sink pipeline"),
+    };
+    sink.start()
+        .with_context(|| format!("opening the output {target}"))?;
+    let source = input.open()?;
+    source.start()?;
+    eprintln!(
+        "segmenting {} live into {target} (Ctrl-C to stop)",
+        input.describe()
+    );
+
+    let stop = interrupt_flag("stopping: finishing the frames in flight")?;
+    let report = stream::run(Job {
+        source,
+        segmenter,
+        sink,
+        compositors,
+        config,
+        stop,
+        progress: ProgressBar::hidden(),
+        ticker: ticker(args.stats_interval),
+    })?;
+
+    print_summary(&report, &target);
+    if args.stats {
+        report::print_stages(&report);
+    }
+    if let Some(path) = &args.stats_json {
+        report::write_json(path, &report)?;
+    }
+    match &report.ending {
+        Ending::Finished => Ok(0),
+        Ending::Interrupted => Ok(EXIT_INTERRUPTED),
+        Ending::SourceLost { silent, last_error } => {
+            let silent = silent.as_secs_f64();
+            match last_error {
+                None => {
+                    eprintln!("the source sent nothing for {silent:.1} s; stopped");
+                    Ok(0)
+                }
+                Some(error) => Err(Error::Input {
+                    path: PathBuf::from(input.describe()),
+                    reason: format!("{error} (nothing for {silent:.1} s, reconnecting failed)"),
+                }
+                .into()),
+            }
+        }
+    }
+}
+
+/// The live engine settings from the options, checked.
+fn engine_config(args: &CameraArgs) -> crate::Result<EngineConfig> {
+    let usage = |message: &str| Err(Error::Config(message.into()));
+    if args.batch == 0 || args.every == 0 {
+        return usage("--batch and --every must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&args.smooth) {
+        return usage("--smooth is between 0 (off) and 1");
+    }
+    if !(args.reconnect_timeout > 0.0) || args.stats_interval.is_some_and(|s| !(s > 0.0)) {
+        return usage("--reconnect-timeout and --stats-interval are positive seconds");
+    }
+    Ok(EngineConfig {
+        batch_size: args.batch,
+        max_wait: Duration::from_millis(10),
+        workers: 1,
+        threshold: args.draw.threshold,
+        policy: Policy::DropOldest,
+        every: args.every,
+        smoothing: args.smooth,
+        reconnect_timeout: Some(Duration::from_secs_f64(args.reconnect_timeout)),
+    })
+}
+
+/// The feed the options name: a source pipeline, a URI, or a camera.
+fn live_input(args: &CameraArgs) -> crate::Result<LiveInput> {
+    if let Some(description) = &args.source_pipeline {
+        return Ok(LiveInput::Pipeline(description.clone()));
+    }
+    if let Some(uri) = &args.source {
+        if args.resolution.is_some() || args.fps.is_some() {
+            return Err(Error::Config(
+                "--resolution and --fps are for cameras; a network feed has its own".into(),
+            ));
+        }
+        return LiveInput::from_uri(uri);
+    }
+    let to_u32 = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    Ok(LiveInput::Camera {
+        device: args
+            .device
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DEVICE)),
+        format: CameraFormat {
+            size: args.resolution.map(|[w, h]| (to_u32(w), to_u32(h))),
+            fps: args.fps,
+        },
+    })
+}
+
+/// A ticker printing one line per interval, when asked.
+fn ticker(seconds: Option<f64>) -> Option<Ticker> {
+    let every = Duration::from_secs_f64(seconds?);
+    Some(Ticker {
+        every,
+        report: Box::new(|interval: &Interval| {
+            let l = &interval.latency;
+            eprintln!(
+                "{:>7.1} s  {:>5.1} fps  dropped {:>4} of {:<4}  latency p50 {:>6.1} ms  p95 {:>6.1} ms  p99 {:>6.1} ms",
+                interval.at_s,
+                interval.fps,
+                interval.frames_dropped,
+                interval.frames_read,
+                l.p50_ms,
+                l.p95_ms,
+                l.p99_ms
+            );
+        }),
+    })
+}
+
+fn print_summary(report: &Report, target: &str) {
+    let how = if report.interrupted() {
+        "interrupted: "
+    } else {
+        ""
+    };
+    let dropped_share = report.frames_dropped as f64 / report.frames_read.max(1) as f64;
+    let l = report.latency_summary();
+    eprintln!(
+        "{how}wrote {} of {} frames to {target} in {:.1} s ({:.1} fps); dropped {} ({:.1}%)",
+        report.frames_written,
+        report.frames_read,
+        report.elapsed.as_secs_f64(),
+        report.output_fps(),
+        report.frames_dropped,
+        100.0 * dropped_share
+    );
+    eprintln!(
+        "latency (appsink to appsrc): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
+    );
+    if let Some(flicker) = report.flicker {
+        eprintln!(
+            "mask flicker: {:.4} of pixels change between frames",
+            flicker
+        );
+    }
+}

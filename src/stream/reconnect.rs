@@ -1,0 +1,101 @@
+//! Keeping a live source going: when it falls silent, ends or fails after frames have flowed,
+//! it is restarted (a network source reconnects) every [`RETRY_EVERY`] until frames come back;
+//! after `timeout` without a frame the run ends cleanly. A source that never delivered a frame
+//! is not retried: its error is the run's error.
+
+use std::time::{Duration, Instant};
+
+use crate::video::FrameSource;
+use crate::{Error, Result};
+
+/// Longest pause between two reconnection attempts.
+const RETRY_EVERY: Duration = Duration::from_secs(2);
+
+/// What the source stage should do about a source that gave no frame.
+#[derive(Debug)]
+pub(super) enum Verdict {
+    /// Keep pulling.
+    Wait,
+    /// Give up: nothing for `silent`; `last_error` is what the source last reported.
+    Lost {
+        silent: Duration,
+        last_error: Option<String>,
+    },
+}
+
+/// The reconnection state of one live source.
+pub(super) struct Reconnect {
+    timeout: Duration,
+    retry_every: Duration,
+    last_frame: Instant,
+    last_attempt: Instant,
+    seen_frame: bool,
+    last_error: Option<String>,
+}
+
+impl Reconnect {
+    /// Gives up after `timeout` without a frame.
+    pub fn new(timeout: Duration) -> Self {
+        let now = Instant::now();
+        Reconnect {
+            timeout,
+            retry_every: RETRY_EVERY.min(timeout / 2),
+            last_frame: now,
+            last_attempt: now,
+            seen_frame: false,
+            last_error: None,
+        }
+    }
+
+    /// A frame arrived.
+    pub fn frame_arrived(&mut self) {
+        if self.last_error.take().is_some() || self.last_attempt > self.last_frame {
+            tracing::info!("the source is back");
+        }
+        self.last_frame = Instant::now();
+        self.seen_frame = true;
+    }
+
+    /// No frame came this time (`error` when the source failed, otherwise it was silent or
+    /// ended): reconnects when it is time, and says whether to go on.
+    ///
+    /// # Errors
+    /// `error` itself before the first frame; an [`Error::Pipeline`] when no first frame comes
+    /// within the timeout.
+    pub fn idle(&mut self, source: &FrameSource, error: Option<Error>) -> Result<Verdict> {
+        if let Some(error) = error {
+            if !self.seen_frame {
+                return Err(error);
+            }
+            if self.last_error.is_none() {
+                tracing::warn!("the source failed: {error}; reconnecting");
+            }
+            self.last_error = Some(error.to_string());
+        }
+        let silent = self.last_frame.elapsed();
+        if silent >= self.timeout {
+            if !self.seen_frame {
+                return Err(Error::Pipeline(format!(
+                    "no frame from the source within {:.1} s (is it sending? --reconnect-timeout waits longer)",
+                    self.timeout.as_secs_f64()
+                )));
+            }
+            return Ok(Verdict::Lost {
+                silent,
+                last_error: self.last_error.take(),
+            });
+        }
+        if self.seen_frame && self.last_attempt.max(self.last_frame).elapsed() >= self.retry_every {
+            tracing::info!(
+                "no frame for {:.1} s: reconnecting the source",
+                silent.as_secs_f64()
+            );
+            self.last_attempt = Instant::now();
+            if let Err(error) = source.restart() {
+                tracing::warn!("reconnecting failed: {error}");
+                self.last_error = Some(error.to_string());
+            }
+        }
+        Ok(Verdict::Wait)
+    }
+}

@@ -1,0 +1,456 @@
+//! The engine's stages, one function each, and the items that travel between them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use gstreamer as gst;
+use indicatif::ProgressBar;
+use ndarray::{Array3, Array4, Axis, stack};
+
+use super::latency::{Interval, LatencySummary, Ticker};
+use super::outlet::{Frames, Outlet};
+use super::reconnect::{Reconnect, Verdict};
+use super::reorder::Reorder;
+use super::stats::StageStats;
+use super::{Counters, EngineConfig, Ending};
+use crate::Result;
+use crate::imaging::postprocess::changed_labels;
+use crate::imaging::{Compositor, Postprocessor, Preprocessor};
+use crate::infer::{ModelCard, Segmenter};
+use crate::video::{Frame, FrameSink, FrameSource, Pulled};
+
+/// How often the source looks at the stop flag while waiting for a frame.
+const SOURCE_POLL: gst::ClockTime = gst::ClockTime::from_mseconds(100);
+
+/// Pre-processed input of one frame.
+pub(super) struct Tensor {
+    frame: Frame,
+    input: Array3<f32>,
+}
+
+/// Frames batched for one inference call.
+pub(super) struct Batch {
+    frames: Vec<Frame>,
+    input: Array4<f32>,
+}
+
+/// Logits of one frame.
+pub(super) struct Scores {
+    frame: Frame,
+    logits: Array3<f32>,
+}
+
+impl Frames for Frame {
+    fn frames(&self) -> u64 {
+        1
+    }
+}
+
+impl Frames for Tensor {
+    fn frames(&self) -> u64 {
+        1
+    }
+}
+
+impl Frames for Batch {
+    fn frames(&self) -> u64 {
+        self.frames.len() as u64
+    }
+}
+
+/// What the source stage returns besides its statistics.
+pub(super) struct SourceEnd {
+    pub stats: StageStats,
+    pub ending: Ending,
+}
+
+/// Pulls frames until the input ends, the stop flag is set or a stage fails. With a
+/// `reconnect` timeout (live), a silent or failing source is reconnected instead of ending.
+pub(super) fn read_source(
+    mut source: FrameSource,
+    frames_out: &Outlet<Frame>,
+    stop: &AtomicBool,
+    counters: &Counters,
+    reconnect: Option<Duration>,
+) -> Result<SourceEnd> {
+    let mut stats = StageStats::new("source");
+    let mut watch = reconnect.map(Reconnect::new);
+    let ending = loop {
+        if stop.load(Ordering::SeqCst) {
+            break Ending::Interrupted;
+        }
+        if counters.abort.load(Ordering::SeqCst) {
+            break Ending::Finished; // the failing stage reports its error
+        }
+        let started = Instant::now();
+        let pulled = source.pull(SOURCE_POLL);
+        let Some(watch) = watch.as_mut() else {
+            match pulled? {
+                Pulled::Frame(frame) => {
+                    stats.record(started, 1, frames_out.len());
+                    counters.read.fetch_add(1, Ordering::Relaxed);
+                    if frames_out.send(*frame).is_err() {
+                        break Ending::Finished; // downstream stopped; its stage reports why
+                    }
+                }
+                Pulled::Timeout => {}
+                Pulled::End => break Ending::Finished,
+            }
+            continue;
+        };
+        let error = match pulled {
+            Ok(Pulled::Frame(frame)) => {
+                watch.frame_arrived();
+                stats.record(started, 1, frames_out.len());
+                counters.read.fetch_add(1, Ordering::Relaxed);
+                let _ = frames_out.send(*frame); // live outlets never wait nor fail
+                continue;
+            }
+            Ok(Pulled::Timeout) => None,
+            Ok(Pulled::End) => {
+                // An ended pipeline answers at once: wait as a silent one would.
+                std::thread::sleep(Duration::from_nanos(SOURCE_POLL.nseconds()));
+                None
+            }
+            Err(error) => Some(error),
+        };
+        if let Verdict::Lost { silent, last_error } = watch.idle(&source, error)? {
+            break Ending::SourceLost { silent, last_error };
+        }
+    };
+    source.stop();
+    Ok(SourceEnd { stats, ending })
+}
+
+pub(super) fn preprocess_frames(
+    card: &ModelCard,
+    frames_rx: &Receiver<Frame>,
+    tensors_out: &Outlet<Tensor>,
+) -> Result<StageStats> {
+    let mut stats = StageStats::new("preprocess");
+    let mut pre = Preprocessor::new(card);
+    for frame in frames_rx.iter() {
+        let started = Instant::now();
+        let input = pre.run(&frame.pixels, frame.width(), frame.height());
+        stats.record(started, 1, frames_rx.len());
+        if tensors_out.send(Tensor { frame, input }).is_err() {
+            break;
+        }
+    }
+    Ok(stats)
+}
+
+/// Closes a batch when it is full or when its oldest frame has waited `max_wait`.
+pub(super) fn batch_tensors(
+    config: &EngineConfig,
+    tensors_rx: &Receiver<Tensor>,
+    batches_out: &Outlet<Batch>,
+) -> Result<StageStats> {
+    let mut stats = StageStats::new("batcher");
+    let mut pending: Vec<Tensor> = Vec::with_capacity(config.batch_size);
+    let mut oldest = Instant::now();
+    loop {
+        let received = if pending.is_empty() {
+            tensors_rx
+                .recv()
+                .map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            tensors_rx.recv_deadline(oldest + config.max_wait)
+        };
+        let disconnected = match received {
+            Ok(tensor) => {
+                if pending.is_empty() {
+                    oldest = Instant::now();
+                }
+                pending.push(tensor);
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        let full = pending.len() >= config.batch_size;
+        let waited = !pending.is_empty() && oldest.elapsed() >= config.max_wait;
+        if full || waited || (disconnected && !pending.is_empty()) {
+            let started = Instant::now();
+            let batch = make_batch(std::mem::take(&mut pending));
+            stats.record(started, batch.frames.len() as u64, tensors_rx.len());
+            if batches_out.send(batch).is_err() {
+                break;
+            }
+        }
+        if disconnected {
+            break;
+        }
+    }
+    Ok(stats)
+}
+
+fn make_batch(tensors: Vec<Tensor>) -> Batch {
+    let views: Vec<_> = tensors.iter().map(|t| t.input.view()).collect();
+    let input = stack(Axis(0), &views).expect("every tensor has the card's input shape");
+    Batch {
+        frames: tensors.into_iter().map(|t| t.frame).collect(),
+        input,
+    }
+}
+
+/// Which frames the model runs on: every `every`-th by sequence number (counted from the last
+/// one it ran on, so dropped frames cannot starve it); the others reuse those logits.
+struct Cadence {
+    every: u64,
+    last: Option<(u64, Array3<f32>)>,
+}
+
+impl Cadence {
+    /// Indices of `frames` the model must run on.
+    fn due(&self, frames: &[Frame]) -> Vec<usize> {
+        let mut last = self.last.as_ref().map(|(seq, _)| *seq);
+        let mut due = Vec::new();
+        for (i, frame) in frames.iter().enumerate() {
+            if last.is_none_or(|seq| frame.seq >= seq + self.every) {
+                due.push(i);
+                last = Some(frame.seq);
+            }
+        }
+        due
+    }
+}
+
+pub(super) fn infer_batches(
+    mut segmenter: Segmenter,
+    every: u64,
+    batches_rx: &Receiver<Batch>,
+    scores_tx: &Sender<Scores>,
+) -> Result<StageStats> {
+    let mut stats = StageStats::new("infer");
+    let mut cadence = Cadence {
+        every: every.max(1),
+        last: None,
+    };
+    for batch in batches_rx.iter() {
+        let started = Instant::now();
+        let due = cadence.due(&batch.frames);
+        let logits = if due.len() == batch.frames.len() {
+            Some(segmenter.run(batch.input.view())?)
+        } else if due.is_empty() {
+            None
+        } else {
+            Some(segmenter.run(batch.input.select(Axis(0), &due).view())?)
+        };
+        stats.record(started, batch.frames.len() as u64, batches_rx.len());
+        let mut rows = logits.iter().flat_map(|l| l.outer_iter());
+        for (i, frame) in batch.frames.into_iter().enumerate() {
+            if due.contains(&i) {
+                let row = rows.next().expect("one row per due frame").to_owned();
+                cadence.last = Some((frame.seq, row));
+            }
+            let (_, last) = cadence.last.as_ref().expect("the first frame is always due");
+            let scores = Scores {
+                frame,
+                logits: last.clone(),
+            };
+            if scores_tx.send(scores).is_err() {
+                return Ok(stats);
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// Mask pixels that changed between consecutive frames, and pixels compared.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Flicker {
+    changed: u64,
+    pixels: u64,
+}
+
+impl Flicker {
+    /// The share of compared pixels that changed, when any were compared.
+    pub fn rate(&self) -> Option<f64> {
+        (self.pixels > 0).then(|| self.changed as f64 / self.pixels as f64)
+    }
+}
+
+pub(super) fn postprocess_scores(
+    config: &EngineConfig,
+    mut compositor: Compositor,
+    scores_rx: &Receiver<Scores>,
+    output_tx: &Sender<Frame>,
+) -> Result<(StageStats, Flicker)> {
+    let mut stats = StageStats::new("postprocess");
+    let mut post = Postprocessor::new(config.threshold).with_smoothing(config.smoothing);
+    let (mut flicker, mut previous) = (Flicker::default(), None::<Vec<u8>>);
+    for Scores { frame, logits } in scores_rx.iter() {
+        let started = Instant::now();
+        let mask = post.run(logits.view(), frame.width(), frame.height());
+        let pixels = compositor.run(&frame.pixels, &mask);
+        stats.record(started, 1, scores_rx.len());
+        if let Some(previous) = previous.as_ref().filter(|p| p.len() == mask.labels.len()) {
+            flicker.changed += changed_labels(previous, &mask.labels);
+            flicker.pixels += mask.labels.len() as u64;
+        }
+        previous = Some(mask.labels);
+        if output_tx.send(frame.with_pixels(pixels)).is_err() {
+            break;
+        }
+    }
+    Ok((stats, flicker))
+}
+
+/// What the sink stage returns.
+pub(super) struct SinkEnd {
+    pub stats: StageStats,
+    pub written: u64,
+    pub span: Duration,
+    pub latency: Vec<Duration>,
+    pub intervals: Vec<Interval>,
+}
+
+/// The last stage: frames into the sink (in sequence order), latency per frame, and the
+/// periodic figures.
+pub(super) struct SinkStage<'a> {
+    /// Whether frames may arrive out of order (parallel post-processing).
+    pub reorder: bool,
+    pub progress: ProgressBar,
+    pub ticker: Option<Ticker>,
+    pub started: Instant,
+    pub counters: &'a Counters,
+}
+
+/// Where the current reporting interval began.
+struct Tally {
+    at: Instant,
+    read: u64,
+    dropped: u64,
+    /// Index of the interval's first latency sample.
+    first_latency: usize,
+}
+
+impl SinkStage<'_> {
+    /// Writes what arrives until the post-processors finish, then finishes the sink as the
+    /// input's `ending` (received once the source has stopped) requires.
+    pub fn run(
+        mut self,
+        mut sink: FrameSink,
+        output_rx: &Receiver<Frame>,
+        ending_rx: &Receiver<Ending>,
+    ) -> Result<SinkEnd> {
+        let mut stats = StageStats::new("sink");
+        let mut reorder = Reorder::default();
+        let (mut latency, mut intervals) = (Vec::new(), Vec::new());
+        let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+        let mut tally = Tally {
+            at: self.started,
+            read: 0,
+            dropped: 0,
+            first_latency: 0,
+        };
+        loop {
+            let received = match &self.ticker {
+                Some(ticker) => {
+                    output_rx.recv_deadline(tally.at + ticker.every)
+                }
+                None => output_rx
+                    .recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            let frames = match received {
+                Ok(frame) if self.reorder => reorder.push(frame),
+                Ok(frame) => vec![frame],
+                Err(RecvTimeoutError::Timeout) => Vec::new(),
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            for frame in frames {
+                let (started, received) = (Instant::now(), frame.received);
+                sink.push(frame)?;
+                let now = Instant::now();
+                latency.push(now - received);
+                first.get_or_insert(now);
+                last = Some(now);
+                stats.record(started, 1, output_rx.len());
+                self.progress.inc(1);
+            }
+            self.tick(&mut tally, &latency, &mut intervals);
+        }
+        for frame in reorder.drain() {
+            let started = Instant::now();
+            sink.push(frame)?;
+            stats.record(started, 1, 0);
+        }
+        let ending = ending_rx.recv().unwrap_or(Ending::Finished);
+        let written = sink.finish(ending == Ending::Interrupted)?;
+        Ok(SinkEnd {
+            stats,
+            written,
+            span: first.zip(last).map_or(Duration::ZERO, |(a, b)| b - a),
+            latency,
+            intervals,
+        })
+    }
+
+    /// Reports the interval that ends now, if one does.
+    fn tick(&mut self, tally: &mut Tally, latency: &[Duration], intervals: &mut Vec<Interval>) {
+        let Some(ticker) = self.ticker.as_mut() else {
+            return;
+        };
+        let begun = tally.at;
+        let now = Instant::now();
+        if now < begun + ticker.every {
+            return;
+        }
+        let read = self.counters.read.load(Ordering::Relaxed);
+        let dropped = self.counters.dropped.load(Ordering::Relaxed);
+        let seconds = (now - begun).as_secs_f64();
+        let written = &latency[tally.first_latency..];
+        let interval = Interval {
+            at_s: (now - self.started).as_secs_f64(),
+            seconds,
+            frames_read: read - tally.read,
+            frames_written: written.len() as u64,
+            frames_dropped: dropped - tally.dropped,
+            fps: written.len() as f64 / seconds,
+            latency: LatencySummary::of(written),
+        };
+        (ticker.report)(&interval);
+        intervals.push(interval);
+        *tally = Tally {
+            at: now,
+            read,
+            dropped,
+            first_latency: latency.len(),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(seq: u64) -> Frame {
+        let info = gstreamer_video::VideoInfo::builder(gstreamer_video::VideoFormat::Rgba, 1, 1)
+            .build()
+            .unwrap();
+        Frame {
+            seq,
+            pts: None,
+            duration: None,
+            info,
+            pixels: vec![0; 4],
+            received: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn cadence_runs_every_nth_frame_even_across_gaps() {
+        crate::video::init().unwrap();
+        let mut cadence = Cadence {
+            every: 3,
+            last: None,
+        };
+        let frames: Vec<Frame> = [0, 1, 2, 3, 4, 7, 8, 9, 10].map(frame).into();
+        assert_eq!(cadence.due(&frames), vec![0, 3, 5, 8]);
+        cadence.last = Some((9, Array3::zeros((1, 1, 1))));
+        assert_eq!(cadence.due(&[frame(10), frame(11), frame(12)]), vec![2]);
+    }
+}

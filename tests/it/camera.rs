@@ -1,0 +1,343 @@
+//! `camera` on real live streams: a `gst-launch-1.0` sender streams a shared clip as RTP/H.264
+//! over UDP on 127.0.0.1 in real time, and `segstream camera` receives, segments and writes it.
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::helpers::{assert_fails, describe};
+use crate::media::{clip, decode};
+
+/// Live tests run one at a time: each measures latency in real time.
+static REAL_TIME: Mutex<()> = Mutex::new(());
+
+/// A `gst-launch-1.0` process streaming `clip` as 640×480 RTP/H.264 to 127.0.0.1:`port` at
+/// the clip's pace (`sync=true`). `picture` goes between the decoder and the encoder.
+fn send(clip_name: &str, port: u16, picture: &str, bitrate_kbps: u32) -> Child {
+    let location = clip(clip_name);
+    let description = format!(
+        "filesrc location={} ! decodebin ! videoconvert ! videoscale ! {picture} ! \
+         video/x-raw,width=640,height=480 ! videoconvert ! \
+         x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 bitrate={bitrate_kbps} ! \
+         rtph264pay config-interval=-1 ! udpsink host=127.0.0.1 port={port} sync=true",
+        location.display()
+    );
+    Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(description.split_whitespace())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gst-launch-1.0 runs")
+}
+
+/// A UDP port nobody listens on right now.
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `segstream camera` receiving on `port` with `args`; the receiver gets a moment to
+/// listen before anything is sent.
+fn receive(port: u16, args: &[&str]) -> Child {
+    let source = format!("udp://127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_segstream"))
+        .args(["camera", "--source", &source])
+        .args(args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    child
+}
+
+/// Waits for `child`, failing the test after `limit`.
+fn finish(child: Child, limit: Duration) -> Output {
+    let started = Instant::now();
+    let id = child.id();
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    while !waiter.is_finished() {
+        if started.elapsed() > limit {
+            let _ = Command::new("kill").args(["-9", &id.to_string()]).status();
+            panic!("segstream camera did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    waiter.join().unwrap()
+}
+
+fn stats(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn count(stats: &serde_json::Value, key: &str) -> u64 {
+    stats[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {key} in {stats}"))
+}
+
+fn decoded_frames(path: &Path) -> (u64, (usize, usize)) {
+    let (mut frames, mut size) = (0, (0, 0));
+    decode(path, |frame| {
+        frames += 1;
+        size = (frame.width(), frame.height());
+    });
+    (frames, size)
+}
+
+#[test]
+fn an_rtp_feed_is_segmented_into_a_playable_file_with_latency_reported() {
+    let _serial = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (output, json) = (dir.path().join("live.mkv"), dir.path().join("stats.json"));
+    let port = free_port();
+    let args = [
+        "-o",
+        output.to_str().unwrap(),
+        "--stats-json",
+        json.to_str().unwrap(),
+        "--reconnect-timeout",
+        "2",
+    ];
+    let camera = receive(port, &args);
+    let mut sender = send("asl_book.mkv", port, "identity", 2000);
+    assert!(sender.wait().unwrap().success(), "the sender failed");
+    let result = finish(camera, Duration::from_secs(20));
+    assert_eq!(result.status.code(), Some(0), "{}", describe(&args, &result));
+
+    let stats = stats(&json);
+    let (read, written, dropped) = (
+        count(&stats, "frames_read"),
+        count(&stats, "frames_written"),
+        count(&stats, "frames_dropped"),
+    );
+    println!("read {read}, written {written}, dropped {dropped}: {}", stats["latency"]);
+    // asl_book has 109 frames; the first ones may go before the decoder has a key frame.
+    assert!((80..=109).contains(&read), "{read} frames received");
+    assert_eq!(read, written + dropped, "every frame is written or counted as dropped");
+    assert!(written >= read / 3, "{written} of {read} written");
+    assert_eq!(stats["ending"], "source_lost");
+    let p95 = stats["latency"]["p95_ms"].as_f64().unwrap();
+    assert!(p95 > 0.0 && p95 < 2000.0, "p95 latency {p95} ms");
+
+    let (frames, size) = decoded_frames(&output);
+    assert_eq!(frames, written, "the file holds every frame written");
+    assert_eq!(size, (640, 480));
+}
+
+#[test]
+fn an_overloaded_feed_drops_the_oldest_frames_instead_of_queueing() {
+    let _serial = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (output, json) = (dir.path().join("live.mkv"), dir.path().join("stats.json"));
+    let port = free_port();
+    // One inference thread on a 60 fps feed: the model can keep up with a fraction of it.
+    let args = [
+        "-o",
+        output.to_str().unwrap(),
+        "--threads",
+        "1",
+        "--stats-interval",
+        "2",
+        "--stats-json",
+        json.to_str().unwrap(),
+        "--reconnect-timeout",
+        "2",
+    ];
+    let camera = receive(port, &args);
+    let picture = "videorate ! video/x-raw,framerate=60/1";
+    let mut sender = send("one-by-one-person-detection.mp4", port, picture, 2000);
+    std::thread::sleep(Duration::from_secs(9));
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+    let result = finish(camera, Duration::from_secs(20));
+    assert_eq!(result.status.code(), Some(0), "{}", describe(&args, &result));
+
+    let stats = stats(&json);
+    let (read, written, dropped) = (
+        count(&stats, "frames_read"),
+        count(&stats, "frames_written"),
+        count(&stats, "frames_dropped"),
+    );
+    let intervals = stats["intervals"].as_array().unwrap();
+    let p95s: Vec<f64> = intervals
+        .iter()
+        .filter(|i| i["frames_written"].as_u64().unwrap() > 5)
+        .map(|i| i["latency"]["p95_ms"].as_f64().unwrap())
+        .collect();
+    println!("read {read}, written {written}, dropped {dropped}; p95 per interval {p95s:?}");
+    assert!(read > 200, "{read} frames received in 9 s at 60 fps");
+    assert_eq!(read, written + dropped);
+    assert!(dropped * 4 > read, "only {dropped} of {read} dropped");
+    // A queue that grew would add ~45 frames (0.75 s) of latency per second of overload.
+    let overall = stats["latency"]["p95_ms"].as_f64().unwrap();
+    assert!(overall < 1000.0, "p95 latency {overall} ms");
+    assert!(p95s.len() >= 3, "intervals: {intervals:?}");
+    let (first, last) = (p95s[0], p95s[p95s.len() - 1]);
+    assert!(last < 2.0 * first + 100.0, "p95 grew from {first} to {last} ms");
+}
+
+#[test]
+fn smoothing_steadies_the_mask_of_a_still_picture() {
+    let _serial = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    // One frame of a real clip repeated for 4 s; the encoder's changing artefacts (a key frame
+    // every 10 frames at a low bitrate) make the mask flicker as a real static scene does.
+    let picture = "imagefreeze num-buffers=120 ! video/x-raw,framerate=30/1";
+    let flicker = |smooth: &str| {
+        let json = dir.path().join(format!("stats-{smooth}.json"));
+        let output = dir.path().join(format!("still-{smooth}.mkv"));
+        let port = free_port();
+        let args = [
+            "-o",
+            output.to_str().unwrap(),
+            "--smooth",
+            smooth,
+            "--stats-json",
+            json.to_str().unwrap(),
+            "--reconnect-timeout",
+            "1.5",
+        ];
+        let camera = receive(port, &args);
+        let mut sender = send("asl_book.mkv", port, picture, 300);
+        sender.wait().unwrap();
+        let result = finish(camera, Duration::from_secs(20));
+        assert_eq!(result.status.code(), Some(0), "{}", describe(&args, &result));
+        stats(&json)["flicker"].as_f64().unwrap()
+    };
+    let (raw, smoothed) = (flicker("0"), flicker("0.8"));
+    println!("flicker: {raw:.4} raw, {smoothed:.4} with --smooth 0.8");
+    assert!(raw > 0.0, "the still picture did not flicker at all");
+    assert!(smoothed < 0.8 * raw, "{smoothed} against {raw}");
+}
+
+#[test]
+fn a_sender_that_stops_ends_the_run_within_the_reconnect_timeout_with_the_file_finalised() {
+    let _serial = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("live.mp4");
+    let port = free_port();
+    let args = ["-o", output.to_str().unwrap(), "--reconnect-timeout", "2"];
+    let camera = receive(port, &args);
+    let mut sender = send("one-by-one-person-detection.mp4", port, "identity", 2000);
+    std::thread::sleep(Duration::from_secs(4));
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+    let stopped = Instant::now();
+    let result = finish(camera, Duration::from_secs(20));
+    let waited = stopped.elapsed();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(0), "{}", describe(&args, &result));
+    assert!(stderr.contains("the source sent nothing for"), "{stderr}");
+    // The reconnect timeout, plus finalising the file and the process exit.
+    assert!(waited < Duration::from_secs(4), "exited {waited:?} after the sender stopped");
+    let (frames, _) = decoded_frames(&output);
+    assert!(frames > 10, "{frames} frames in the finalised MP4");
+}
+
+#[test]
+fn ctrl_c_finalises_the_live_recording() {
+    let _serial = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("live.mp4");
+    let port = free_port();
+    let camera = receive(port, &["-o", output.to_str().unwrap()]);
+    let mut sender = send("one-by-one-person-detection.mp4", port, "identity", 2000);
+    std::thread::sleep(Duration::from_secs(3));
+    let status = Command::new("kill")
+        .args(["-INT", &camera.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let result = finish(camera, Duration::from_secs(10));
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(130), "{stderr}");
+    let written: u64 = stderr
+        .split("interrupted: wrote ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no frame count in: {stderr}"));
+    let (frames, _) = decoded_frames(&output);
+    assert!(written > 0, "{stderr}");
+    assert_eq!(frames, written, "the finalised file holds every frame written");
+}
+
+#[test]
+fn an_absent_camera_is_a_clear_error() {
+    assert_fails(
+        &["camera", "--device", "/dev/video9", "-o", "/tmp/never.mkv"],
+        &[],
+        1,
+        &["/dev/video9", "no such camera"],
+    );
+}
+
+#[test]
+fn absent_outputs_and_unreachable_sources_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("never.mkv");
+    let udp = format!("udp://127.0.0.1:{}", free_port());
+    assert_fails(
+        &["camera", "--source", &udp, "-o", "/dev/video9"],
+        &[],
+        1,
+        &["/dev/video9", "no such video output device"],
+    );
+    assert_fails(
+        &["camera", "--source", &udp],
+        &[("DISPLAY", ""), ("WAYLAND_DISPLAY", "")],
+        2,
+        &["no display for a window"],
+    );
+    let closed = format!("rtsp://127.0.0.1:{}/stream", free_port());
+    assert_fails(
+        &["camera", "--source", &closed, "-o", file.to_str().unwrap()],
+        &[],
+        1,
+        &[&closed],
+    );
+    assert_fails(
+        &["camera", "--source", &udp, "-o", file.to_str().unwrap(), "--reconnect-timeout", "1"],
+        &[],
+        1,
+        &["no frame from the source within 1.0 s"],
+    );
+    assert_fails(
+        &["camera", "--source", "http://example.com/x", "-o", file.to_str().unwrap()],
+        &[],
+        2,
+        &["udp://HOST:PORT"],
+    );
+}
+
+#[test]
+#[ignore = "needs a camera"]
+fn a_real_camera_is_segmented_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("camera.mkv");
+    let child = Command::new(env!("CARGO_BIN_EXE_segstream"))
+        .args(["camera", "--device", "/dev/video0", "--resolution", "640x480"])
+        .args(["-o", output.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let result = finish(child, Duration::from_secs(10));
+    assert_eq!(result.status.code(), Some(130));
+    let (frames, size) = decoded_frames(&output);
+    assert!(frames > 10);
+    assert_eq!(size, (640, 480));
+}
