@@ -174,8 +174,12 @@ pub struct CameraArgs {
     /// Temporal smoothing of the mask, 0..1: p = s·previous + (1 − s)·current (0 = off).
     #[arg(long, default_value_t = 0.5)]
     pub smooth: f32,
-    /// Seconds to wait for a silent source, reconnecting meanwhile, before stopping.
+    /// Seconds to wait for the first frame before failing.
     #[arg(long, default_value_t = 10.0)]
+    pub start_timeout: f64,
+    /// Seconds to wait for a source that stopped sending, reconnecting meanwhile, before
+    /// stopping.
+    #[arg(long, default_value_t = 5.0)]
     pub reconnect_timeout: f64,
     /// Print per-stage statistics at the end (latency, drops and fps are always printed).
     #[arg(long)]

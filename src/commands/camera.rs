@@ -9,7 +9,7 @@ use indicatif::ProgressBar;
 use crate::Error;
 use crate::cli::CameraArgs;
 use crate::infer::Segmenter;
-use crate::stream::{self, EngineConfig, Ending, Interval, Job, Policy, Report, Ticker};
+use crate::stream::{self, EngineConfig, Ending, Interval, Job, Patience, Policy, Report, Ticker};
 use crate::video::{CameraFormat, FrameSink, LiveInput, LiveOutput};
 
 use super::segment::check_output_folder;
@@ -99,8 +99,11 @@ fn engine_config(args: &CameraArgs) -> crate::Result<EngineConfig> {
     if !(0.0..=1.0).contains(&args.smooth) {
         return usage("--smooth is between 0 (off) and 1");
     }
-    if !(args.reconnect_timeout > 0.0) || args.stats_interval.is_some_and(|s| !(s > 0.0)) {
-        return usage("--reconnect-timeout and --stats-interval are positive seconds");
+    let positive = |s: f64| s > 0.0 && s.is_finite();
+    if ![args.start_timeout, args.reconnect_timeout].into_iter().all(positive)
+        || args.stats_interval.is_some_and(|s| !positive(s))
+    {
+        return usage("--start-timeout, --reconnect-timeout and --stats-interval are positive seconds");
     }
     Ok(EngineConfig {
         batch_size: args.batch,
@@ -110,7 +113,10 @@ fn engine_config(args: &CameraArgs) -> crate::Result<EngineConfig> {
         policy: Policy::DropOldest,
         every: args.every,
         smoothing: args.smooth,
-        reconnect_timeout: Some(Duration::from_secs_f64(args.reconnect_timeout)),
+        patience: Some(Patience {
+            first_frame: Duration::from_secs_f64(args.start_timeout),
+            reconnect: Duration::from_secs_f64(args.reconnect_timeout),
+        }),
     })
 }
 
@@ -147,15 +153,17 @@ fn ticker(seconds: Option<f64>) -> Option<Ticker> {
         every,
         report: Box::new(|interval: &Interval| {
             let l = &interval.latency;
+            let latency = if interval.frames_written == 0 {
+                "no frames".to_string()
+            } else {
+                format!(
+                    "latency p50 {:>6.1} ms  p95 {:>6.1} ms  p99 {:>6.1} ms",
+                    l.p50_ms, l.p95_ms, l.p99_ms
+                )
+            };
             eprintln!(
-                "{:>7.1} s  {:>5.1} fps  dropped {:>4} of {:<4}  latency p50 {:>6.1} ms  p95 {:>6.1} ms  p99 {:>6.1} ms",
-                interval.at_s,
-                interval.fps,
-                interval.frames_dropped,
-                interval.frames_read,
-                l.p50_ms,
-                l.p95_ms,
-                l.p99_ms
+                "{:>7.1} s  {:>5.1} fps  dropped {:>4} of {:<4}  {latency}",
+                interval.at_s, interval.fps, interval.frames_dropped, interval.frames_read,
             );
         }),
     })

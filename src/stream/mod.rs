@@ -64,8 +64,17 @@ pub struct EngineConfig {
     pub every: u64,
     /// Temporal smoothing of mask probabilities, 0..1 (0 = off); needs one post-processor.
     pub smoothing: f32,
-    /// Live: how long the source may send nothing (reconnecting meanwhile) before the run ends.
-    pub reconnect_timeout: Option<Duration>,
+    /// Live: how long to wait for a source's frames before giving up (none: files, which end).
+    pub patience: Option<Patience>,
+}
+
+/// How long a live run waits for its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Patience {
+    /// For the first frame; past it the run fails (nothing is sending).
+    pub first_frame: Duration,
+    /// For frames to come back once they stopped, reconnecting meanwhile; past it the run ends.
+    pub reconnect: Duration,
 }
 
 impl Default for EngineConfig {
@@ -79,7 +88,7 @@ impl Default for EngineConfig {
             policy: Policy::Block,
             every: 1,
             smoothing: 0.0,
-            reconnect_timeout: None,
+            patience: None,
         }
     }
 }
@@ -217,9 +226,9 @@ pub fn run(job: Job) -> Result<Report> {
     let batches_out = Outlet::new(batches_tx, &batches_rx, policy, &counters.dropped);
 
     let source = {
-        let (shared, reconnect) = (Arc::clone(&counters), config.reconnect_timeout);
+        let (shared, patience) = (Arc::clone(&counters), config.patience);
         spawn("source", &counters, move || {
-            stages::read_source(source, &frames_out, &stop, &shared, reconnect)
+            stages::read_source(source, &frames_out, &stop, &shared, patience)
         })?
     };
     let card = segmenter.card().clone();

@@ -1,10 +1,12 @@
 //! Keeping a live source going: when it falls silent, ends or fails after frames have flowed,
 //! it is restarted (a network source reconnects) every [`RETRY_EVERY`] until frames come back;
-//! after `timeout` without a frame the run ends cleanly. A source that never delivered a frame
-//! is not retried: its error is the run's error.
+//! after [`Patience::reconnect`] without a frame the run ends cleanly. A source that never
+//! delivered a frame is not retried: its error, or silence past [`Patience::first_frame`], is
+//! the run's error.
 
 use std::time::{Duration, Instant};
 
+use super::Patience;
 use crate::video::FrameSource;
 use crate::{Error, Result};
 
@@ -25,7 +27,7 @@ pub(super) enum Verdict {
 
 /// The reconnection state of one live source.
 pub(super) struct Reconnect {
-    timeout: Duration,
+    patience: Patience,
     retry_every: Duration,
     last_frame: Instant,
     last_attempt: Instant,
@@ -34,12 +36,12 @@ pub(super) struct Reconnect {
 }
 
 impl Reconnect {
-    /// Gives up after `timeout` without a frame.
-    pub fn new(timeout: Duration) -> Self {
+    /// Waits as long as `patience` says.
+    pub fn new(patience: Patience) -> Self {
         let now = Instant::now();
         Reconnect {
-            timeout,
-            retry_every: RETRY_EVERY.min(timeout / 2),
+            patience,
+            retry_every: RETRY_EVERY.min(patience.reconnect / 2),
             last_frame: now,
             last_attempt: now,
             seen_frame: false,
@@ -61,7 +63,7 @@ impl Reconnect {
     ///
     /// # Errors
     /// `error` itself before the first frame; an [`Error::Pipeline`] when no first frame comes
-    /// within the timeout.
+    /// in time.
     pub fn idle(&mut self, source: &FrameSource, error: Option<Error>) -> Result<Verdict> {
         if let Some(error) = error {
             if !self.seen_frame {
@@ -73,19 +75,22 @@ impl Reconnect {
             self.last_error = Some(error.to_string());
         }
         let silent = self.last_frame.elapsed();
-        if silent >= self.timeout {
-            if !self.seen_frame {
+        if !self.seen_frame {
+            if silent >= self.patience.first_frame {
                 return Err(Error::Pipeline(format!(
-                    "no frame from the source within {:.1} s (is it sending? --reconnect-timeout waits longer)",
-                    self.timeout.as_secs_f64()
+                    "no frame from the source within {:.1} s (is it sending? --start-timeout waits longer)",
+                    self.patience.first_frame.as_secs_f64()
                 )));
             }
+            return Ok(Verdict::Wait);
+        }
+        if silent >= self.patience.reconnect {
             return Ok(Verdict::Lost {
                 silent,
                 last_error: self.last_error.take(),
             });
         }
-        if self.seen_frame && self.last_attempt.max(self.last_frame).elapsed() >= self.retry_every {
+        if self.last_attempt.max(self.last_frame).elapsed() >= self.retry_every {
             tracing::info!(
                 "no frame for {:.1} s: reconnecting the source",
                 silent.as_secs_f64()

@@ -13,7 +13,7 @@ use super::outlet::{Frames, Outlet};
 use super::reconnect::{Reconnect, Verdict};
 use super::reorder::Reorder;
 use super::stats::StageStats;
-use super::{Counters, EngineConfig, Ending};
+use super::{Counters, EngineConfig, Ending, Patience};
 use crate::Result;
 use crate::imaging::postprocess::changed_labels;
 use crate::imaging::{Compositor, Postprocessor, Preprocessor};
@@ -65,17 +65,17 @@ pub(super) struct SourceEnd {
     pub ending: Ending,
 }
 
-/// Pulls frames until the input ends, the stop flag is set or a stage fails. With a
-/// `reconnect` timeout (live), a silent or failing source is reconnected instead of ending.
+/// Pulls frames until the input ends, the stop flag is set or a stage fails. With `patience`
+/// (live), a silent or failing source is reconnected instead of ending.
 pub(super) fn read_source(
     mut source: FrameSource,
     frames_out: &Outlet<Frame>,
     stop: &AtomicBool,
     counters: &Counters,
-    reconnect: Option<Duration>,
+    patience: Option<Patience>,
 ) -> Result<SourceEnd> {
     let mut stats = StageStats::new("source");
-    let mut watch = reconnect.map(Reconnect::new);
+    let mut watch = patience.map(Reconnect::new);
     let ending = loop {
         if stop.load(Ordering::SeqCst) {
             break Ending::Interrupted;

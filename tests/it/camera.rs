@@ -14,12 +14,14 @@ use crate::media::{clip, decode};
 static REAL_TIME: Mutex<()> = Mutex::new(());
 
 /// A `gst-launch-1.0` process streaming `clip` as 640×480 RTP/H.264 to 127.0.0.1:`port` at
-/// the clip's pace (`sync=true`). `picture` goes between the decoder and the encoder.
-fn send(clip_name: &str, port: u16, picture: &str, bitrate_kbps: u32) -> Child {
+/// the clip's pace (`sync=true`). `picture` (elements) goes between the decoder and the
+/// encoder; `fps` fixes the frame rate it delivers.
+fn send(clip_name: &str, port: u16, picture: &str, fps: Option<u32>, bitrate_kbps: u32) -> Child {
     let location = clip(clip_name);
+    let rate = fps.map(|f| format!(",framerate={f}/1")).unwrap_or_default();
     let description = format!(
         "filesrc location={} ! decodebin ! videoconvert ! videoscale ! {picture} ! \
-         video/x-raw,width=640,height=480 ! videoconvert ! \
+         video/x-raw,width=640,height=480{rate} ! videoconvert ! \
          x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 bitrate={bitrate_kbps} ! \
          rtph264pay config-interval=-1 ! udpsink host=127.0.0.1 port={port} sync=true",
         location.display()
@@ -106,7 +108,7 @@ fn an_rtp_feed_is_segmented_into_a_playable_file_with_latency_reported() {
         "2",
     ];
     let camera = receive(port, &args);
-    let mut sender = send("asl_book.mkv", port, "identity", 2000);
+    let mut sender = send("asl_book.mkv", port, "identity", None, 2000);
     assert!(sender.wait().unwrap().success(), "the sender failed");
     let result = finish(camera, Duration::from_secs(20));
     assert_eq!(result.status.code(), Some(0), "{}", describe(&args, &result));
@@ -151,8 +153,7 @@ fn an_overloaded_feed_drops_the_oldest_frames_instead_of_queueing() {
         "2",
     ];
     let camera = receive(port, &args);
-    let picture = "videorate ! video/x-raw,framerate=60/1";
-    let mut sender = send("one-by-one-person-detection.mp4", port, picture, 2000);
+    let mut sender = send("one-by-one-person-detection.mp4", port, "videorate", Some(60), 2000);
     std::thread::sleep(Duration::from_secs(9));
     sender.kill().unwrap();
     sender.wait().unwrap();
@@ -189,7 +190,7 @@ fn smoothing_steadies_the_mask_of_a_still_picture() {
     let dir = tempfile::tempdir().unwrap();
     // One frame of a real clip repeated for 4 s; the encoder's changing artefacts (a key frame
     // every 10 frames at a low bitrate) make the mask flicker as a real static scene does.
-    let picture = "imagefreeze num-buffers=120 ! video/x-raw,framerate=30/1";
+    let picture = "imagefreeze num-buffers=120";
     let flicker = |smooth: &str| {
         let json = dir.path().join(format!("stats-{smooth}.json"));
         let output = dir.path().join(format!("still-{smooth}.mkv"));
@@ -205,7 +206,7 @@ fn smoothing_steadies_the_mask_of_a_still_picture() {
             "1.5",
         ];
         let camera = receive(port, &args);
-        let mut sender = send("asl_book.mkv", port, picture, 300);
+        let mut sender = send("asl_book.mkv", port, picture, Some(30), 300);
         sender.wait().unwrap();
         let result = finish(camera, Duration::from_secs(20));
         assert_eq!(result.status.code(), Some(0), "{}", describe(&args, &result));
@@ -225,7 +226,7 @@ fn a_sender_that_stops_ends_the_run_within_the_reconnect_timeout_with_the_file_f
     let port = free_port();
     let args = ["-o", output.to_str().unwrap(), "--reconnect-timeout", "2"];
     let camera = receive(port, &args);
-    let mut sender = send("one-by-one-person-detection.mp4", port, "identity", 2000);
+    let mut sender = send("one-by-one-person-detection.mp4", port, "identity", None, 2000);
     std::thread::sleep(Duration::from_secs(4));
     sender.kill().unwrap();
     sender.wait().unwrap();
@@ -248,7 +249,7 @@ fn ctrl_c_finalises_the_live_recording() {
     let output = dir.path().join("live.mp4");
     let port = free_port();
     let camera = receive(port, &["-o", output.to_str().unwrap()]);
-    let mut sender = send("one-by-one-person-detection.mp4", port, "identity", 2000);
+    let mut sender = send("one-by-one-person-detection.mp4", port, "identity", None, 2000);
     std::thread::sleep(Duration::from_secs(3));
     let status = Command::new("kill")
         .args(["-INT", &camera.id().to_string()])
@@ -306,7 +307,7 @@ fn absent_outputs_and_unreachable_sources_are_clear_errors() {
         &[&closed],
     );
     assert_fails(
-        &["camera", "--source", &udp, "-o", file.to_str().unwrap(), "--reconnect-timeout", "1"],
+        &["camera", "--source", &udp, "-o", file.to_str().unwrap(), "--start-timeout", "1"],
         &[],
         1,
         &["no frame from the source within 1.0 s"],
