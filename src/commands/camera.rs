@@ -9,7 +9,7 @@ use indicatif::ProgressBar;
 use crate::Error;
 use crate::cli::CameraArgs;
 use crate::infer::Segmenter;
-use crate::stream::{self, EngineConfig, Ending, Interval, Job, Patience, Policy, Report, Ticker};
+use crate::stream::{self, Ending, EngineConfig, Interval, Job, Patience, Policy, Report, Ticker};
 use crate::video::{CameraFormat, FrameSink, LiveInput, LiveOutput};
 
 use super::segment::check_output_folder;
@@ -100,10 +100,14 @@ fn engine_config(args: &CameraArgs) -> crate::Result<EngineConfig> {
         return usage("--smooth is between 0 (off) and 1");
     }
     let positive = |s: f64| s > 0.0 && s.is_finite();
-    if ![args.start_timeout, args.reconnect_timeout].into_iter().all(positive)
+    if ![args.start_timeout, args.reconnect_timeout]
+        .into_iter()
+        .all(positive)
         || args.stats_interval.is_some_and(|s| !positive(s))
     {
-        return usage("--start-timeout, --reconnect-timeout and --stats-interval are positive seconds");
+        return usage(
+            "--start-timeout, --reconnect-timeout and --stats-interval are positive seconds",
+        );
     }
     Ok(EngineConfig {
         batch_size: args.batch,

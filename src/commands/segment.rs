@@ -28,9 +28,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
         .as_deref()
         .map(OutputKind::from_path)
         .transpose()?;
-    let workers = args
-        .workers
-        .unwrap_or(EngineConfig::default().workers);
+    let workers = args.workers.unwrap_or(EngineConfig::default().workers);
     // A custom sink pipeline may keep alpha; only a known container can say it does not.
     let keeps_alpha = kind.is_none_or(OutputKind::keeps_alpha);
     let compositors = draw::compositors(&args.draw, segmenter.card(), keeps_alpha, workers)?;

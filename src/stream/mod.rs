@@ -311,7 +311,10 @@ pub fn run(job: Job) -> Result<Report> {
             merged("preprocess", preprocess),
             batcher,
             infer,
-            merged("postprocess", postprocess.into_iter().map(|(stats, _)| stats)),
+            merged(
+                "postprocess",
+                postprocess.into_iter().map(|(stats, _)| stats),
+            ),
             sink.stats,
         ],
     })
@@ -350,8 +353,10 @@ fn join_all<T>(name: &str, handles: Vec<JoinHandle<Result<T>>>) -> Result<Vec<T>
 
 /// One stage's statistics from those of its workers.
 fn merged(name: &'static str, parts: impl IntoIterator<Item = StageStats>) -> StageStats {
-    parts.into_iter().fold(StageStats::new(name), |mut total, part| {
-        total.merge(part);
-        total
-    })
+    parts
+        .into_iter()
+        .fold(StageStats::new(name), |mut total, part| {
+            total.merge(part);
+            total
+        })
 }

@@ -13,7 +13,7 @@ use super::outlet::{Frames, Outlet};
 use super::reconnect::{Reconnect, Verdict};
 use super::reorder::Reorder;
 use super::stats::StageStats;
-use super::{Counters, EngineConfig, Ending, Patience};
+use super::{Counters, Ending, EngineConfig, Patience};
 use crate::Result;
 use crate::imaging::postprocess::changed_labels;
 use crate::imaging::{Compositor, Postprocessor, Preprocessor};
@@ -245,7 +245,10 @@ pub(super) fn infer_batches(
                 let row = rows.next().expect("one row per due frame").to_owned();
                 cadence.last = Some((frame.seq, row));
             }
-            let (_, last) = cadence.last.as_ref().expect("the first frame is always due");
+            let (_, last) = cadence
+                .last
+                .as_ref()
+                .expect("the first frame is always due");
             let scores = Scores {
                 frame,
                 logits: last.clone(),
@@ -348,12 +351,8 @@ impl SinkStage<'_> {
         };
         loop {
             let received = match &self.ticker {
-                Some(ticker) => {
-                    output_rx.recv_deadline(tally.at + ticker.every)
-                }
-                None => output_rx
-                    .recv()
-                    .map_err(|_| RecvTimeoutError::Disconnected),
+                Some(ticker) => output_rx.recv_deadline(tally.at + ticker.every),
+                None => output_rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             let frames = match received {
                 Ok(frame) if self.reorder => reorder.push(frame),

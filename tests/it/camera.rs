@@ -111,7 +111,12 @@ fn an_rtp_feed_is_segmented_into_a_playable_file_with_latency_reported() {
     let mut sender = send("asl_book.mkv", port, "identity", None, 2000);
     assert!(sender.wait().unwrap().success(), "the sender failed");
     let result = finish(camera, Duration::from_secs(20));
-    assert_eq!(result.status.code(), Some(0), "{}", describe(&args, &result));
+    assert_eq!(
+        result.status.code(),
+        Some(0),
+        "{}",
+        describe(&args, &result)
+    );
 
     let stats = stats(&json);
     let (read, written, dropped) = (
@@ -119,10 +124,17 @@ fn an_rtp_feed_is_segmented_into_a_playable_file_with_latency_reported() {
         count(&stats, "frames_written"),
         count(&stats, "frames_dropped"),
     );
-    println!("read {read}, written {written}, dropped {dropped}: {}", stats["latency"]);
+    println!(
+        "read {read}, written {written}, dropped {dropped}: {}",
+        stats["latency"]
+    );
     // asl_book has 109 frames; the first ones may go before the decoder has a key frame.
     assert!((80..=109).contains(&read), "{read} frames received");
-    assert_eq!(read, written + dropped, "every frame is written or counted as dropped");
+    assert_eq!(
+        read,
+        written + dropped,
+        "every frame is written or counted as dropped"
+    );
     assert!(written >= read / 3, "{written} of {read} written");
     assert_eq!(stats["ending"], "source_lost");
     let p95 = stats["latency"]["p95_ms"].as_f64().unwrap();
@@ -153,12 +165,23 @@ fn an_overloaded_feed_drops_the_oldest_frames_instead_of_queueing() {
         "2",
     ];
     let camera = receive(port, &args);
-    let mut sender = send("one-by-one-person-detection.mp4", port, "videorate", Some(60), 2000);
+    let mut sender = send(
+        "one-by-one-person-detection.mp4",
+        port,
+        "videorate",
+        Some(60),
+        2000,
+    );
     std::thread::sleep(Duration::from_secs(9));
     sender.kill().unwrap();
     sender.wait().unwrap();
     let result = finish(camera, Duration::from_secs(20));
-    assert_eq!(result.status.code(), Some(0), "{}", describe(&args, &result));
+    assert_eq!(
+        result.status.code(),
+        Some(0),
+        "{}",
+        describe(&args, &result)
+    );
 
     let stats = stats(&json);
     let (read, written, dropped) = (
@@ -181,7 +204,10 @@ fn an_overloaded_feed_drops_the_oldest_frames_instead_of_queueing() {
     assert!(overall < 1000.0, "p95 latency {overall} ms");
     assert!(p95s.len() >= 3, "intervals: {intervals:?}");
     let (first, last) = (p95s[0], p95s[p95s.len() - 1]);
-    assert!(last < 2.0 * first + 100.0, "p95 grew from {first} to {last} ms");
+    assert!(
+        last < 2.0 * first + 100.0,
+        "p95 grew from {first} to {last} ms"
+    );
 }
 
 #[test]
@@ -209,7 +235,12 @@ fn smoothing_steadies_the_mask_of_a_still_picture() {
         let mut sender = send("asl_book.mkv", port, picture, Some(30), 300);
         sender.wait().unwrap();
         let result = finish(camera, Duration::from_secs(20));
-        assert_eq!(result.status.code(), Some(0), "{}", describe(&args, &result));
+        assert_eq!(
+            result.status.code(),
+            Some(0),
+            "{}",
+            describe(&args, &result)
+        );
         stats(&json)["flicker"].as_f64().unwrap()
     };
     let (raw, smoothed) = (flicker("0"), flicker("0.8"));
@@ -226,7 +257,13 @@ fn a_sender_that_stops_ends_the_run_within_the_reconnect_timeout_with_the_file_f
     let port = free_port();
     let args = ["-o", output.to_str().unwrap(), "--reconnect-timeout", "2"];
     let camera = receive(port, &args);
-    let mut sender = send("one-by-one-person-detection.mp4", port, "identity", None, 2000);
+    let mut sender = send(
+        "one-by-one-person-detection.mp4",
+        port,
+        "identity",
+        None,
+        2000,
+    );
     std::thread::sleep(Duration::from_secs(4));
     sender.kill().unwrap();
     sender.wait().unwrap();
@@ -234,10 +271,18 @@ fn a_sender_that_stops_ends_the_run_within_the_reconnect_timeout_with_the_file_f
     let result = finish(camera, Duration::from_secs(20));
     let waited = stopped.elapsed();
     let stderr = String::from_utf8_lossy(&result.stderr);
-    assert_eq!(result.status.code(), Some(0), "{}", describe(&args, &result));
+    assert_eq!(
+        result.status.code(),
+        Some(0),
+        "{}",
+        describe(&args, &result)
+    );
     assert!(stderr.contains("the source sent nothing for"), "{stderr}");
     // The reconnect timeout, plus finalising the file and the process exit.
-    assert!(waited < Duration::from_secs(4), "exited {waited:?} after the sender stopped");
+    assert!(
+        waited < Duration::from_secs(4),
+        "exited {waited:?} after the sender stopped"
+    );
     let (frames, _) = decoded_frames(&output);
     assert!(frames > 10, "{frames} frames in the finalised MP4");
 }
@@ -249,7 +294,13 @@ fn ctrl_c_finalises_the_live_recording() {
     let output = dir.path().join("live.mp4");
     let port = free_port();
     let camera = receive(port, &["-o", output.to_str().unwrap()]);
-    let mut sender = send("one-by-one-person-detection.mp4", port, "identity", None, 2000);
+    let mut sender = send(
+        "one-by-one-person-detection.mp4",
+        port,
+        "identity",
+        None,
+        2000,
+    );
     std::thread::sleep(Duration::from_secs(3));
     let status = Command::new("kill")
         .args(["-INT", &camera.id().to_string()])
@@ -269,7 +320,127 @@ fn ctrl_c_finalises_the_live_recording() {
         .unwrap_or_else(|| panic!("no frame count in: {stderr}"));
     let (frames, _) = decoded_frames(&output);
     assert!(written > 0, "{stderr}");
-    assert_eq!(frames, written, "the finalised file holds every frame written");
+    assert_eq!(
+        frames, written,
+        "the finalised file holds every frame written"
+    );
+}
+
+#[test]
+fn the_rtp_output_feeds_another_receiver() {
+    let _serial = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (output, json) = (
+        dir.path().join("relayed.mkv"),
+        dir.path().join("stats.json"),
+    );
+    let (first, second) = (free_port(), free_port());
+    let relay_to = format!("udp://127.0.0.1:{second}");
+    let receiver_args = [
+        "-o",
+        output.to_str().unwrap(),
+        "--stats-json",
+        json.to_str().unwrap(),
+        "--mode",
+        "mask",
+        "--reconnect-timeout",
+        "2",
+    ];
+    let receiver = receive(second, &receiver_args);
+    let relay = receive(first, &["-o", &relay_to, "--reconnect-timeout", "1.5"]);
+    let mut sender = send("asl_book.mkv", first, "identity", None, 2000);
+    sender.wait().unwrap();
+    let relayed = finish(relay, Duration::from_secs(20));
+    assert_eq!(
+        relayed.status.code(),
+        Some(0),
+        "{}",
+        describe(&[], &relayed)
+    );
+    let received = finish(receiver, Duration::from_secs(20));
+    assert_eq!(
+        received.status.code(),
+        Some(0),
+        "{}",
+        describe(&[], &received)
+    );
+    let frames = count(&stats(&json), "frames_read");
+    println!("{frames} frames came through the relay");
+    assert!(frames >= 20, "{frames} frames came through the relay");
+    assert_eq!(decoded_frames(&output).1, (640, 480));
+}
+
+/// A virtual X display (Xvfb, installed by `scripts/setup`) for the window output.
+struct VirtualDisplay {
+    server: Child,
+    name: String,
+}
+
+impl VirtualDisplay {
+    fn start() -> Self {
+        let number = (90..200)
+            .find(|n| !Path::new(&format!("/tmp/.X{n}-lock")).exists())
+            .expect("a free display number");
+        let name = format!(":{number}");
+        let server = Command::new("Xvfb")
+            .args([
+                name.as_str(),
+                "-screen",
+                "0",
+                "800x600x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb runs (scripts/setup installs it)");
+        let socket = format!("/tmp/.X11-unix/X{number}");
+        let started = Instant::now();
+        while !Path::new(&socket).exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "Xvfb did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        VirtualDisplay { server, name }
+    }
+}
+
+impl Drop for VirtualDisplay {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+#[test]
+fn the_default_output_is_a_window() {
+    let _serial = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let display = VirtualDisplay::start();
+    let port = free_port();
+    let source = format!("udp://127.0.0.1:{port}");
+    let camera = Command::new(env!("CARGO_BIN_EXE_segstream"))
+        .args(["camera", "--source", &source, "--reconnect-timeout", "1.5"])
+        .env("DISPLAY", &display.name)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut sender = send("asl_book.mkv", port, "identity", None, 2000);
+    sender.wait().unwrap();
+    let result = finish(camera, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(0), "{stderr}");
+    let written: u64 = stderr
+        .split("wrote ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no frame count in: {stderr}"));
+    assert!(stderr.contains("to a window"), "{stderr}");
+    assert!(written > 30, "{written} frames shown");
 }
 
 #[test]
@@ -307,13 +478,27 @@ fn absent_outputs_and_unreachable_sources_are_clear_errors() {
         &[&closed],
     );
     assert_fails(
-        &["camera", "--source", &udp, "-o", file.to_str().unwrap(), "--start-timeout", "1"],
+        &[
+            "camera",
+            "--source",
+            &udp,
+            "-o",
+            file.to_str().unwrap(),
+            "--start-timeout",
+            "1",
+        ],
         &[],
         1,
         &["no frame from the source within 1.0 s"],
     );
     assert_fails(
-        &["camera", "--source", "http://example.com/x", "-o", file.to_str().unwrap()],
+        &[
+            "camera",
+            "--source",
+            "http://example.com/x",
+            "-o",
+            file.to_str().unwrap(),
+        ],
         &[],
         2,
         &["udp://HOST:PORT"],
@@ -326,7 +511,13 @@ fn a_real_camera_is_segmented_live() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("camera.mkv");
     let child = Command::new(env!("CARGO_BIN_EXE_segstream"))
-        .args(["camera", "--device", "/dev/video0", "--resolution", "640x480"])
+        .args([
+            "camera",
+            "--device",
+            "/dev/video0",
+            "--resolution",
+            "640x480",
+        ])
         .args(["-o", output.to_str().unwrap()])
         .stderr(Stdio::piped())
         .spawn()
