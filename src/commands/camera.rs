@@ -190,10 +190,12 @@ fn print_summary(report: &Report, target: &str) {
         report.frames_dropped,
         100.0 * dropped_share
     );
-    eprintln!(
-        "latency (appsink to appsrc): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
-    );
+    if report.frames_written > 0 {
+        eprintln!(
+            "latency (appsink to appsrc): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
+        );
+    }
     if let Some(flicker) = report.flicker {
         eprintln!(
             "mask flicker: {:.4} of pixels change between frames",

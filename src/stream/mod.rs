@@ -251,12 +251,13 @@ pub fn run(job: Job) -> Result<Report> {
     let infer = spawn("infer", &counters, move || {
         stages::infer_batches(segmenter, every, &batches_rx, &scores_tx)
     })?;
+    let measure_flicker = compositors.len() == 1;
     let postprocess = compositors
         .into_iter()
         .map(|compositor| {
             let (rx, tx, config) = (scores_rx.clone(), output_tx.clone(), config.clone());
             spawn("postprocess", &counters, move || {
-                stages::postprocess_scores(&config, compositor, &rx, &tx)
+                stages::postprocess_scores(&config, measure_flicker, compositor, &rx, &tx)
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -84,30 +84,20 @@ pub(super) fn read_source(
             break Ending::Finished; // the failing stage reports its error
         }
         let started = Instant::now();
-        let pulled = source.pull(SOURCE_POLL);
-        let Some(watch) = watch.as_mut() else {
-            match pulled? {
-                Pulled::Frame(frame) => {
-                    stats.record(started, 1, frames_out.len());
-                    counters.read.fetch_add(1, Ordering::Relaxed);
-                    if frames_out.send(*frame).is_err() {
-                        break Ending::Finished; // downstream stopped; its stage reports why
-                    }
-                }
-                Pulled::Timeout => {}
-                Pulled::End => break Ending::Finished,
-            }
-            continue;
-        };
-        let error = match pulled {
+        let error = match source.pull(SOURCE_POLL) {
             Ok(Pulled::Frame(frame)) => {
-                watch.frame_arrived();
+                if let Some(watch) = watch.as_mut() {
+                    watch.frame_arrived();
+                }
                 stats.record(started, 1, frames_out.len());
                 counters.read.fetch_add(1, Ordering::Relaxed);
-                let _ = frames_out.send(*frame); // live outlets never wait nor fail
+                if frames_out.send(*frame).is_err() {
+                    break Ending::Finished; // downstream stopped; its stage reports why
+                }
                 continue;
             }
             Ok(Pulled::Timeout) => None,
+            Ok(Pulled::End) if watch.is_none() => break Ending::Finished,
             Ok(Pulled::End) => {
                 // An ended pipeline answers at once: wait as a silent one would.
                 std::thread::sleep(Duration::from_nanos(SOURCE_POLL.nseconds()));
@@ -115,8 +105,14 @@ pub(super) fn read_source(
             }
             Err(error) => Some(error),
         };
-        if let Verdict::Lost { silent, last_error } = watch.idle(&source, error)? {
-            break Ending::SourceLost { silent, last_error };
+        match (watch.as_mut(), error) {
+            (None, Some(error)) => return Err(error),
+            (None, None) => {}
+            (Some(watch), error) => {
+                if let Verdict::Lost { silent, last_error } = watch.idle(&source, error)? {
+                    break Ending::SourceLost { silent, last_error };
+                }
+            }
         }
     };
     source.stop();
@@ -195,8 +191,9 @@ fn make_batch(tensors: Vec<Tensor>) -> Batch {
     }
 }
 
-/// Which frames the model runs on: every `every`-th by sequence number (counted from the last
-/// one it ran on, so dropped frames cannot starve it); the others reuse those logits.
+/// Which frames the model runs on: every `every`-th by sequence number, counted from the last
+/// one it ran on (so dropped frames cannot starve it); the frames after that one reuse its
+/// logits. A frame from before it (parallel pre-processing can swap neighbours) always runs.
 struct Cadence {
     every: u64,
     last: Option<(u64, Array3<f32>)>,
@@ -208,7 +205,7 @@ impl Cadence {
         let mut last = self.last.as_ref().map(|(seq, _)| *seq);
         let mut due = Vec::new();
         for (i, frame) in frames.iter().enumerate() {
-            if last.is_none_or(|seq| frame.seq >= seq + self.every) {
+            if last.is_none_or(|seq| frame.seq < seq || frame.seq >= seq + self.every) {
                 due.push(i);
                 last = Some(frame.seq);
             }
@@ -238,7 +235,10 @@ pub(super) fn infer_batches(
         } else {
             Some(segmenter.run(batch.input.select(Axis(0), &due).view())?)
         };
-        stats.record(started, batch.frames.len() as u64, batches_rx.len());
+        if logits.is_some() {
+            // The infer stage counts the frames the model ran on, not those that reused logits.
+            stats.record(started, due.len() as u64, batches_rx.len());
+        }
         let mut rows = logits.iter().flat_map(|l| l.outer_iter());
         for (i, frame) in batch.frames.into_iter().enumerate() {
             if due.contains(&i) {
@@ -275,8 +275,11 @@ impl Flicker {
     }
 }
 
+/// Post-processes and composes; with `measure_flicker` (one worker, frames in order) it also
+/// counts the mask pixels that change from frame to frame.
 pub(super) fn postprocess_scores(
     config: &EngineConfig,
+    measure_flicker: bool,
     mut compositor: Compositor,
     scores_rx: &Receiver<Scores>,
     output_tx: &Sender<Frame>,
@@ -289,11 +292,13 @@ pub(super) fn postprocess_scores(
         let mask = post.run(logits.view(), frame.width(), frame.height());
         let pixels = compositor.run(&frame.pixels, &mask);
         stats.record(started, 1, scores_rx.len());
-        if let Some(previous) = previous.as_ref().filter(|p| p.len() == mask.labels.len()) {
-            flicker.changed += changed_labels(previous, &mask.labels);
-            flicker.pixels += mask.labels.len() as u64;
+        if measure_flicker {
+            if let Some(previous) = previous.as_ref().filter(|p| p.len() == mask.labels.len()) {
+                flicker.changed += changed_labels(previous, &mask.labels);
+                flicker.pixels += mask.labels.len() as u64;
+            }
+            previous = Some(mask.labels);
         }
-        previous = Some(mask.labels);
         if output_tx.send(frame.with_pixels(pixels)).is_err() {
             break;
         }
@@ -451,5 +456,11 @@ mod tests {
         assert_eq!(cadence.due(&frames), vec![0, 3, 5, 8]);
         cadence.last = Some((9, Array3::zeros((1, 1, 1))));
         assert_eq!(cadence.due(&[frame(10), frame(11), frame(12)]), vec![2]);
+        let every_frame = Cadence {
+            every: 1,
+            last: None,
+        };
+        let swapped: Vec<Frame> = [1, 0, 2, 4, 3].map(frame).into();
+        assert_eq!(every_frame.due(&swapped), vec![0, 1, 2, 3, 4]);
     }
 }

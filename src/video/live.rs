@@ -105,7 +105,7 @@ impl LiveInput {
             LiveInput::Camera { device, .. } => device.display().to_string(),
             LiveInput::Udp { address, port } => format!("udp://{address}:{port}"),
             LiveInput::Rtsp(uri) => uri.clone(),
-            LiveInput::Pipeline(_) => "the source pipeline".into(),
+            LiveInput::Pipeline(_) => "--source-pipeline".into(),
         }
     }
 

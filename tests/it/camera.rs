@@ -211,6 +211,50 @@ fn an_overloaded_feed_drops_the_oldest_frames_instead_of_queueing() {
 }
 
 #[test]
+fn every_third_frame_runs_the_model_and_the_others_reuse_its_mask() {
+    let _serial = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (output, json) = (dir.path().join("live.mkv"), dir.path().join("stats.json"));
+    let port = free_port();
+    let args = [
+        "-o",
+        output.to_str().unwrap(),
+        "--every",
+        "3",
+        "--stats-json",
+        json.to_str().unwrap(),
+        "--reconnect-timeout",
+        "1.5",
+    ];
+    let camera = receive(port, &args);
+    let mut sender = send("asl_book.mkv", port, "identity", None, 2000);
+    sender.wait().unwrap();
+    let result = finish(camera, Duration::from_secs(20));
+    assert_eq!(
+        result.status.code(),
+        Some(0),
+        "{}",
+        describe(&args, &result)
+    );
+    let stats = stats(&json);
+    let written = count(&stats, "frames_written");
+    let stages = stats["stages"].as_array().unwrap();
+    let infer = stages.iter().find(|s| s["name"] == "infer").unwrap();
+    let inferred = count(infer, "frames");
+    println!("the model ran on {inferred} of {written} frames written");
+    assert!(written >= 60, "{written} frames written");
+    // Each model run serves at most 3 frames; fewer when frames in between were dropped.
+    assert!(
+        3 * inferred >= written,
+        "{inferred} runs for {written} frames"
+    );
+    assert!(
+        2 * inferred <= written + 2,
+        "{inferred} runs for {written} frames"
+    );
+}
+
+#[test]
 fn smoothing_steadies_the_mask_of_a_still_picture() {
     let _serial = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
