@@ -80,11 +80,10 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
                     eprintln!("the source sent nothing for {silent:.1} s; stopped");
                     Ok(0)
                 }
-                Some(error) => Err(Error::Input {
-                    path: PathBuf::from(input.describe()),
-                    reason: format!("{error} (nothing for {silent:.1} s, reconnecting failed)"),
-                }
-                .into()),
+                // The source's own error, which names the feed.
+                Some(error) => Err(anyhow::anyhow!(
+                    "{error} (no frame for {silent:.1} s; reconnecting did not bring it back)"
+                )),
             }
         }
     }

@@ -1,4 +1,4 @@
-//! Keeping a live source going: when it falls silent, ends or fails after frames have flowed,
+//! Keeping a live source going: when it falls silent or fails after frames have flowed,
 //! it is restarted (a network source reconnects) every [`RETRY_EVERY`] until frames come back;
 //! after [`Patience::reconnect`] without a frame the run ends cleanly. A source that never
 //! delivered a frame is not retried: its error, or silence past [`Patience::first_frame`], is
@@ -58,8 +58,8 @@ impl Reconnect {
         self.seen_frame = true;
     }
 
-    /// No frame came this time (`error` when the source failed, otherwise it was silent or
-    /// ended): reconnects when it is time, and says whether to go on.
+    /// No frame came this time (`error` when the source failed, otherwise it was silent):
+    /// reconnects when it is time, and says whether to go on.
     ///
     /// # Errors
     /// `error` itself before the first frame; an [`Error::Pipeline`] when no first frame comes

@@ -65,8 +65,8 @@ pub(super) struct SourceEnd {
     pub ending: Ending,
 }
 
-/// Pulls frames until the input ends, the stop flag is set or a stage fails. With `patience`
-/// (live), a silent or failing source is reconnected instead of ending.
+/// Pulls frames until the input ends (end of stream), the stop flag is set or a stage fails.
+/// With `patience` (live), a silent or failing source is reconnected instead of ending.
 pub(super) fn read_source(
     mut source: FrameSource,
     frames_out: &Outlet<Frame>,
@@ -97,12 +97,8 @@ pub(super) fn read_source(
                 continue;
             }
             Ok(Pulled::Timeout) => None,
-            Ok(Pulled::End) if watch.is_none() => break Ending::Finished,
-            Ok(Pulled::End) => {
-                // An ended pipeline answers at once: wait as a silent one would.
-                std::thread::sleep(Duration::from_nanos(SOURCE_POLL.nseconds()));
-                None
-            }
+            // End of stream is the source saying it is done, live or not: nothing to reconnect.
+            Ok(Pulled::End) => break Ending::Finished,
             Err(error) => Some(error),
         };
         match (watch.as_mut(), error) {

@@ -488,6 +488,52 @@ fn the_default_output_is_a_window() {
 }
 
 #[test]
+fn a_source_pipeline_that_ends_ends_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, json) = (dir.path().join("out.mkv"), dir.path().join("stats.json"));
+    // A file decoded as fast as it goes: far faster than the model, so most frames are dropped.
+    let description = format!(
+        "filesrc location={} ! decodebin ! videoconvert ! appsink name=frames",
+        clip("asl_again.mkv").display()
+    );
+    let args = [
+        "camera",
+        "--source-pipeline",
+        &description,
+        "-o",
+        output.to_str().unwrap(),
+        "--stats-json",
+        json.to_str().unwrap(),
+    ];
+    let started = Instant::now();
+    let result = crate::helpers::segstream(&args);
+    assert_eq!(
+        result.status.code(),
+        Some(0),
+        "{}",
+        describe(&args, &result)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "end of stream was waited on"
+    );
+    let stats = stats(&json);
+    let (read, written, dropped) = (
+        count(&stats, "frames_read"),
+        count(&stats, "frames_written"),
+        count(&stats, "frames_dropped"),
+    );
+    assert_eq!(stats["ending"], "finished");
+    assert_eq!(read, 77, "asl_again has 77 frames");
+    assert_eq!(read, written + dropped);
+    assert!(
+        dropped > 0 && written > 0,
+        "{written} written, {dropped} dropped"
+    );
+    assert_eq!(decoded_frames(&output).0, written);
+}
+
+#[test]
 fn an_absent_camera_is_a_clear_error() {
     assert_fails(
         &["camera", "--device", "/dev/video9", "-o", "/tmp/never.mkv"],
