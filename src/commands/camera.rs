@@ -61,7 +61,8 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
         stop,
         progress: ProgressBar::hidden(),
         ticker: ticker(args.stats_interval),
-    })?;
+    })
+    .map_err(|error| with_hint(&input, error))?;
 
     print_summary(&report, &target);
     if args.stats {
@@ -86,6 +87,22 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
                 )),
             }
         }
+    }
+}
+
+/// `error`, with how to find a format the camera offers when it refused the one asked for.
+fn with_hint(input: &LiveInput, error: Error) -> anyhow::Error {
+    match input {
+        LiveInput::Camera { device, format }
+            if *format != CameraFormat::default() && error.to_string().contains("not-negotiated") =>
+        {
+            anyhow::Error::new(error).context(format!(
+                "{} does not offer the size or rate asked for; its formats: v4l2-ctl -d {} --list-formats-ext",
+                device.display(),
+                device.display()
+            ))
+        }
+        _ => error.into(),
     }
 }
 
