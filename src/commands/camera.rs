@@ -28,6 +28,9 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
     if let Some(LiveOutput::File(path, kind)) = &output {
         check_output_folder(path, *kind)?;
     }
+    // The feed is checked (the device exists, the pipeline parses) before anything is loaded
+    // or written.
+    let source = input.open()?;
     let model = model_path(args.model.as_deref())?;
     let options = args.runtime.options();
     let segmenter = Segmenter::load(&model, &options)?;
@@ -42,10 +45,10 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
         (None, Some(output)) => (output.open()?, output.describe()),
         (None, None) => unreachable!("an output is parsed when there is no sink pipeline"),
     };
+    // Started before the output, so that a feed that cannot start leaves no empty file behind.
+    source.start()?;
     sink.start()
         .with_context(|| format!("opening the output {target}"))?;
-    let source = input.open()?;
-    source.start()?;
     eprintln!(
         "segmenting {} live into {target} (Ctrl-C to stop)",
         input.describe()

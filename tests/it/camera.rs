@@ -549,12 +549,24 @@ fn a_source_pipeline_that_ends_ends_the_run() {
 }
 
 #[test]
-fn an_absent_camera_is_a_clear_error() {
+fn an_absent_camera_is_a_clear_error_and_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("never.mkv");
     assert_fails(
-        &["camera", "--device", "/dev/video9", "-o", "/tmp/never.mkv"],
+        &[
+            "camera",
+            "--device",
+            "/dev/video9",
+            "-o",
+            output.to_str().unwrap(),
+        ],
         &[],
         1,
         &["/dev/video9", "no such camera"],
+    );
+    assert!(
+        !output.exists(),
+        "an output file was created for an absent camera"
     );
 }
 
