@@ -436,40 +436,36 @@ struct VirtualDisplay {
 }
 
 impl VirtualDisplay {
+    /// Starts Xvfb on a display it picks itself, and waits until it accepts clients: with
+    /// `-displayfd` it writes the display number once it is ready. `-noreset`: autovideosink
+    /// probes xvimagesink first, and without it Xvfb restarts when that probe disconnects,
+    /// refusing the ximagesink that comes next.
     fn start() -> Self {
-        let number = (90..200)
-            .find(|n| !Path::new(&format!("/tmp/.X{n}-lock")).exists())
-            .expect("a free display number");
-        let name = format!(":{number}");
-        let server = Command::new("Xvfb")
-            .args([
-                name.as_str(),
-                "-screen",
-                "0",
-                "800x600x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::null())
+        let mut server = Command::new("Xvfb")
+            .args(["-displayfd", "1", "-noreset", "-nolisten", "tcp"])
+            .args(["-screen", "0", "800x600x24"])
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("Xvfb runs (scripts/setup installs it)");
-        let socket = format!("/tmp/.X11-unix/X{number}");
-        let started = Instant::now();
-        while !Path::new(&socket).exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "Xvfb did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let mut number = String::new();
+        let stdout = server.stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut number).unwrap();
+        let number = number.trim();
+        assert!(!number.is_empty(), "Xvfb did not start");
+        VirtualDisplay {
+            server,
+            name: format!(":{number}"),
         }
-        VirtualDisplay { server, name }
     }
 }
 
 impl Drop for VirtualDisplay {
     fn drop(&mut self) {
-        let _ = self.server.kill();
+        // SIGTERM, so that Xvfb removes its lock file and socket.
+        let _ = Command::new("kill")
+            .arg(self.server.id().to_string())
+            .status();
         let _ = self.server.wait();
     }
 }
