@@ -49,6 +49,16 @@ pub struct RuntimeArgs {
     pub threads: usize,
 }
 
+/// The model `segment`, `camera` and `bench` run, and how.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// The ONNX model (default: the shipped model).
+    #[arg(long = "model")]
+    pub path: Option<PathBuf>,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
 impl RuntimeArgs {
     /// The segmenter options these name.
     pub fn options(&self) -> SegmenterOptions {
@@ -102,11 +112,8 @@ pub struct SegmentArgs {
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub draw: DrawArgs,
-    /// The ONNX model (default: the shipped model).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
     #[command(flatten)]
-    pub runtime: RuntimeArgs,
+    pub model: ModelArgs,
     /// Frames per inference call.
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
@@ -160,11 +167,8 @@ pub struct CameraArgs {
     pub sink_pipeline: Option<String>,
     #[command(flatten)]
     pub draw: DrawArgs,
-    /// The ONNX model (default: the shipped model).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
     #[command(flatten)]
-    pub runtime: RuntimeArgs,
+    pub model: ModelArgs,
     /// Frames per inference call (1 keeps latency lowest).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
@@ -252,11 +256,8 @@ pub struct BenchArgs {
     /// The clip to measure on.
     #[arg(long)]
     pub input: PathBuf,
-    /// The ONNX model (default: the shipped model).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
     #[command(flatten)]
-    pub runtime: RuntimeArgs,
+    pub model: ModelArgs,
     /// Batch sizes for the inference-only and end-to-end figures.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
     pub batch: Vec<usize>,

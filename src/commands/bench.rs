@@ -10,8 +10,8 @@ use super::draw::label_styles;
 use super::model_path;
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    let model = model_path(args.model.as_deref())?;
-    let runtime = args.runtime.options();
+    let model = model_path(&args.model)?;
+    let runtime = args.model.runtime.options();
     let card = Segmenter::load(&model, &runtime)?.card().clone();
     let config = BenchConfig {
         input: args.input.clone(),

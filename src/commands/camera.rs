@@ -8,12 +8,11 @@ use indicatif::ProgressBar;
 
 use crate::Error;
 use crate::cli::CameraArgs;
-use crate::infer::Segmenter;
 use crate::stream::{self, Ending, EngineConfig, Interval, Job, Patience, Policy, Report, Ticker};
 use crate::video::{CameraFormat, FrameSink, LiveInput, LiveOutput};
 
 use super::segment::check_output_folder;
-use super::{EXIT_INTERRUPTED, draw, interrupt_flag, model_path, report};
+use super::{EXIT_INTERRUPTED, draw, interrupt_flag, load_model, report};
 
 /// The camera used when no source is given.
 const DEFAULT_DEVICE: &str = "/dev/video0";
@@ -31,9 +30,7 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
     // The feed is checked (the device exists, the pipeline parses) before anything is loaded
     // or written.
     let source = input.open()?;
-    let model = model_path(args.model.as_deref())?;
-    let options = args.runtime.options();
-    let segmenter = Segmenter::load(&model, &options)?;
+    let segmenter = load_model(&args.model)?;
     let keeps_alpha = output.as_ref().is_none_or(LiveOutput::keeps_alpha);
     let compositors = draw::compositors(&args.draw, segmenter.card(), keeps_alpha, 1)?;
 

@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 
-use crate::cli::Command;
+use crate::cli::{Command, ModelArgs};
+use crate::infer::Segmenter;
 use crate::paths::checkout_candidates;
 
 /// Exit code for usage errors (options that cannot work), as clap uses.
@@ -64,10 +65,10 @@ fn interrupt_flag(message: &'static str) -> anyhow::Result<Arc<AtomicBool>> {
 /// people are what the README demo clip and a camera show (models/README.md).
 const DEFAULT_MODEL: &str = "models/people.onnx";
 
-/// `model`, or the shipped default model.
-fn model_path(model: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(model) = model {
-        return Ok(model.to_path_buf());
+/// The model `args` name, or the shipped default model.
+fn model_path(args: &ModelArgs) -> anyhow::Result<PathBuf> {
+    if let Some(model) = &args.path {
+        return Ok(model.clone());
     }
     let found = checkout_candidates(Path::new(DEFAULT_MODEL))
         .into_iter()
@@ -77,4 +78,12 @@ fn model_path(model: Option<&Path>) -> anyhow::Result<PathBuf> {
         })?;
     tracing::info!("no --model: using the shipped {}", found.display());
     Ok(found)
+}
+
+/// Loads the model `args` name (or the shipped default) with their runtime options.
+fn load_model(args: &ModelArgs) -> anyhow::Result<Segmenter> {
+    Ok(Segmenter::load(
+        &model_path(args)?,
+        &args.runtime.options(),
+    )?)
 }

@@ -8,11 +8,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::Error;
 use crate::cli::SegmentArgs;
-use crate::infer::Segmenter;
 use crate::stream::{self, EngineConfig, Job};
 use crate::video::{self, FrameSink, FrameSource, OutputKind};
 
-use super::{EXIT_INTERRUPTED, draw, interrupt_flag, model_path, report};
+use super::{EXIT_INTERRUPTED, draw, interrupt_flag, load_model, report};
 
 pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
     validate(args)?;
@@ -20,9 +19,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
         (Some(input), None) => Some(video::probe_file(input)?),
         _ => None,
     };
-    let model = model_path(args.model.as_deref())?;
-    let options = args.runtime.options();
-    let segmenter = Segmenter::load(&model, &options)?;
+    let segmenter = load_model(&args.model)?;
     let kind = args
         .output
         .as_deref()

@@ -331,6 +331,35 @@ struct Tally {
     first_latency: usize,
 }
 
+/// What the sink stage has written: statistics, each frame's latency, first and last write.
+struct Written {
+    stats: StageStats,
+    latency: Vec<Duration>,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl Written {
+    /// Pushes `frame` into `sink` and records it (`depth`: frames still waiting).
+    fn push(
+        &mut self,
+        sink: &mut FrameSink,
+        frame: Frame,
+        depth: usize,
+        progress: &ProgressBar,
+    ) -> Result<()> {
+        let (started, received) = (Instant::now(), frame.received);
+        sink.push(frame)?;
+        let now = Instant::now();
+        self.latency.push(now - received);
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+        self.stats.record(started, 1, depth);
+        progress.inc(1);
+        Ok(())
+    }
+}
+
 impl SinkStage<'_> {
     /// Writes what arrives until the post-processors finish, then finishes the sink as the
     /// input's `ending` (received once the source has stopped) requires.
@@ -340,10 +369,14 @@ impl SinkStage<'_> {
         output_rx: &Receiver<Frame>,
         ending_rx: &Receiver<Ending>,
     ) -> Result<SinkEnd> {
-        let mut stats = StageStats::new("sink");
+        let mut written = Written {
+            stats: StageStats::new("sink"),
+            latency: Vec::new(),
+            first: None,
+            last: None,
+        };
         let mut reorder = Reorder::default();
-        let (mut latency, mut intervals) = (Vec::new(), Vec::new());
-        let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+        let mut intervals = Vec::new();
         let mut tally = Tally {
             at: self.started,
             read: 0,
@@ -362,27 +395,24 @@ impl SinkStage<'_> {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             for frame in frames {
-                let (started, received) = (Instant::now(), frame.received);
-                sink.push(frame)?;
-                let now = Instant::now();
-                latency.push(now - received);
-                first.get_or_insert(now);
-                last = Some(now);
-                stats.record(started, 1, output_rx.len());
-                self.progress.inc(1);
+                written.push(&mut sink, frame, output_rx.len(), &self.progress)?;
             }
-            self.tick(&mut tally, &latency, &mut intervals);
+            self.tick(&mut tally, &written.latency, &mut intervals);
         }
         for frame in reorder.drain() {
-            let started = Instant::now();
-            sink.push(frame)?;
-            stats.record(started, 1, 0);
+            written.push(&mut sink, frame, 0, &self.progress)?;
         }
         let ending = ending_rx.recv().unwrap_or(Ending::Finished);
-        let written = sink.finish(ending == Ending::Interrupted)?;
+        let count = sink.finish(ending == Ending::Interrupted)?;
+        let Written {
+            stats,
+            latency,
+            first,
+            last,
+        } = written;
         Ok(SinkEnd {
             stats,
-            written,
+            written: count,
             span: first.zip(last).map_or(Duration::ZERO, |(a, b)| b - a),
             latency,
             intervals,

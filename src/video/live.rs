@@ -79,11 +79,11 @@ impl LiveInput {
     /// # Errors
     /// [`Error::Config`] for another scheme or a malformed address.
     pub fn from_uri(uri: &str) -> Result<Self> {
-        let (scheme, rest) = uri.split_once("://").unwrap_or(("", uri));
+        let scheme = uri.split_once("://").map_or("", |(scheme, _)| scheme);
         match scheme {
             "rtsp" | "rtsps" => Ok(LiveInput::Rtsp(uri.to_string())),
             "udp" | "rtp" => {
-                let (host, port) = host_port(uri, rest)?;
+                let (host, port) = host_port(uri)?;
                 let address = match host {
                     "" | "@" => "0.0.0.0",
                     host => host,
@@ -171,7 +171,7 @@ impl LiveOutput {
         match output {
             None | Some("window") => Ok(LiveOutput::Window),
             Some(uri) if uri.starts_with("udp://") || uri.starts_with("rtp://") => {
-                let (host, port) = host_port(uri, &uri[6..])?;
+                let (host, port) = host_port(uri)?;
                 if host.is_empty() {
                     return Err(Error::Config(format!(
                         "-o {uri}: give the receiver's address, e.g. udp://127.0.0.1:5000"
@@ -244,8 +244,9 @@ impl LiveOutput {
     }
 }
 
-/// Splits `HOST:PORT` (the part of `uri` after the scheme).
-fn host_port<'a>(uri: &str, rest: &'a str) -> Result<(&'a str, u16)> {
+/// The `HOST:PORT` after the scheme of `uri`.
+fn host_port(uri: &str) -> Result<(&str, u16)> {
+    let rest = uri.split_once("://").map_or(uri, |(_, rest)| rest);
     rest.trim_end_matches('/')
         .rsplit_once(':')
         .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
