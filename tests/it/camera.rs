@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::helpers::{assert_fails, describe};
+use crate::helpers::{assert_fails, count_after, describe, interrupt};
 use crate::media::{clip, decode};
 
 /// Live tests run one at a time: each measures latency in real time.
@@ -74,6 +74,13 @@ fn finish(child: Child, limit: Duration) -> Output {
     waiter.join().unwrap()
 }
 
+/// Waits for `camera` (20 s at most) and asserts that it succeeded.
+fn finish_ok(camera: Child, args: &[&str]) -> Output {
+    let result = finish(camera, Duration::from_secs(20));
+    assert_eq!(result.status.code(), Some(0), "{}", describe(args, &result));
+    result
+}
+
 fn stats(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -82,6 +89,23 @@ fn count(stats: &serde_json::Value, key: &str) -> u64 {
     stats[key]
         .as_u64()
         .unwrap_or_else(|| panic!("no {key} in {stats}"))
+}
+
+/// Frames read, written and dropped.
+fn frame_counts(stats: &serde_json::Value) -> (u64, u64, u64) {
+    (
+        count(stats, "frames_read"),
+        count(stats, "frames_written"),
+        count(stats, "frames_dropped"),
+    )
+}
+
+/// The figures of stage `name`.
+fn stage<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    stats["stages"]
+        .as_array()
+        .and_then(|stages| stages.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no stage {name} in {stats}"))
 }
 
 fn decoded_frames(path: &Path) -> (u64, (usize, usize)) {
@@ -110,20 +134,10 @@ fn an_rtp_feed_is_segmented_into_a_playable_file_with_latency_reported() {
     let camera = receive(port, &args);
     let mut sender = send("asl_book.mkv", port, "identity", None, 2000);
     assert!(sender.wait().unwrap().success(), "the sender failed");
-    let result = finish(camera, Duration::from_secs(20));
-    assert_eq!(
-        result.status.code(),
-        Some(0),
-        "{}",
-        describe(&args, &result)
-    );
+    finish_ok(camera, &args);
 
     let stats = stats(&json);
-    let (read, written, dropped) = (
-        count(&stats, "frames_read"),
-        count(&stats, "frames_written"),
-        count(&stats, "frames_dropped"),
-    );
+    let (read, written, dropped) = frame_counts(&stats);
     println!(
         "read {read}, written {written}, dropped {dropped}: {}",
         stats["latency"]
@@ -175,27 +189,11 @@ fn an_overloaded_feed_drops_the_oldest_frames_instead_of_queueing() {
     std::thread::sleep(Duration::from_secs(9));
     sender.kill().unwrap();
     sender.wait().unwrap();
-    let result = finish(camera, Duration::from_secs(20));
-    assert_eq!(
-        result.status.code(),
-        Some(0),
-        "{}",
-        describe(&args, &result)
-    );
+    finish_ok(camera, &args);
 
     let stats = stats(&json);
-    let (read, written, dropped) = (
-        count(&stats, "frames_read"),
-        count(&stats, "frames_written"),
-        count(&stats, "frames_dropped"),
-    );
-    let infer_p95 = stats["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "infer")
-        .and_then(|s| s["p95_ms"].as_f64())
-        .unwrap();
+    let (read, written, dropped) = frame_counts(&stats);
+    let infer_p95 = stage(&stats, "infer")["p95_ms"].as_f64().unwrap();
     let intervals = stats["intervals"].as_array().unwrap();
     let p95s: Vec<f64> = intervals
         .iter()
@@ -242,18 +240,10 @@ fn every_third_frame_runs_the_model_and_the_others_reuse_its_mask() {
     let camera = receive(port, &args);
     let mut sender = send("asl_book.mkv", port, "identity", None, 2000);
     sender.wait().unwrap();
-    let result = finish(camera, Duration::from_secs(20));
-    assert_eq!(
-        result.status.code(),
-        Some(0),
-        "{}",
-        describe(&args, &result)
-    );
+    finish_ok(camera, &args);
     let stats = stats(&json);
     let written = count(&stats, "frames_written");
-    let stages = stats["stages"].as_array().unwrap();
-    let infer = stages.iter().find(|s| s["name"] == "infer").unwrap();
-    let inferred = count(infer, "frames");
+    let inferred = count(stage(&stats, "infer"), "frames");
     println!("the model ran on {inferred} of {written} frames written");
     assert!(written >= 20, "{written} frames written");
     // Each model run serves at most 3 frames.
@@ -293,13 +283,7 @@ fn smoothing_steadies_the_mask_of_a_still_picture() {
         let camera = receive(port, &args);
         let mut sender = send("asl_book.mkv", port, picture, Some(30), 300);
         sender.wait().unwrap();
-        let result = finish(camera, Duration::from_secs(20));
-        assert_eq!(
-            result.status.code(),
-            Some(0),
-            "{}",
-            describe(&args, &result)
-        );
+        finish_ok(camera, &args);
         stats(&json)["flicker"].as_f64().unwrap()
     };
     let (raw, smoothed) = (flicker("0"), flicker("0.8"));
@@ -327,15 +311,9 @@ fn a_sender_that_stops_ends_the_run_within_the_reconnect_timeout_with_the_file_f
     sender.kill().unwrap();
     sender.wait().unwrap();
     let stopped = Instant::now();
-    let result = finish(camera, Duration::from_secs(20));
+    let result = finish_ok(camera, &args);
     let waited = stopped.elapsed();
     let stderr = String::from_utf8_lossy(&result.stderr);
-    assert_eq!(
-        result.status.code(),
-        Some(0),
-        "{}",
-        describe(&args, &result)
-    );
     assert!(stderr.contains("the source sent nothing for"), "{stderr}");
     // The reconnect timeout, plus finalising the file and the process exit.
     assert!(
@@ -361,22 +339,13 @@ fn ctrl_c_finalises_the_live_recording() {
         2000,
     );
     std::thread::sleep(Duration::from_secs(3));
-    let status = Command::new("kill")
-        .args(["-INT", &camera.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    interrupt(&camera);
     let result = finish(camera, Duration::from_secs(10));
     sender.kill().unwrap();
     sender.wait().unwrap();
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(130), "{stderr}");
-    let written: u64 = stderr
-        .split("interrupted: wrote ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no frame count in: {stderr}"));
+    let written = count_after(&stderr, "interrupted: wrote ");
     let (frames, _) = decoded_frames(&output);
     assert!(written > 0, "{stderr}");
     assert_eq!(
@@ -409,20 +378,8 @@ fn the_rtp_output_feeds_another_receiver() {
     let relay = receive(first, &["-o", &relay_to, "--reconnect-timeout", "1.5"]);
     let mut sender = send("asl_book.mkv", first, "identity", None, 2000);
     sender.wait().unwrap();
-    let relayed = finish(relay, Duration::from_secs(20));
-    assert_eq!(
-        relayed.status.code(),
-        Some(0),
-        "{}",
-        describe(&[], &relayed)
-    );
-    let received = finish(receiver, Duration::from_secs(20));
-    assert_eq!(
-        received.status.code(),
-        Some(0),
-        "{}",
-        describe(&[], &received)
-    );
+    finish_ok(relay, &[]);
+    finish_ok(receiver, &[]);
     let frames = count(&stats(&json), "frames_read");
     println!("{frames} frames came through the relay");
     assert!(frames >= 20, "{frames} frames came through the relay");
@@ -485,15 +442,9 @@ fn the_default_output_is_a_window() {
     std::thread::sleep(Duration::from_millis(1500));
     let mut sender = send("asl_book.mkv", port, "identity", None, 2000);
     sender.wait().unwrap();
-    let result = finish(camera, Duration::from_secs(20));
+    let result = finish_ok(camera, &["camera", "--source", &source]);
     let stderr = String::from_utf8_lossy(&result.stderr);
-    assert_eq!(result.status.code(), Some(0), "{stderr}");
-    let written: u64 = stderr
-        .split("wrote ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no frame count in: {stderr}"));
+    let written = count_after(&stderr, "wrote ");
     assert!(stderr.contains("to a window"), "{stderr}");
     assert!(written > 30, "{written} frames shown");
 }
@@ -529,11 +480,7 @@ fn a_source_pipeline_that_ends_ends_the_run() {
         "end of stream was waited on"
     );
     let stats = stats(&json);
-    let (read, written, dropped) = (
-        count(&stats, "frames_read"),
-        count(&stats, "frames_written"),
-        count(&stats, "frames_dropped"),
-    );
+    let (read, written, dropped) = frame_counts(&stats);
     assert_eq!(stats["ending"], "finished");
     assert_eq!(read, 77, "asl_again has 77 frames");
     assert_eq!(read, written + dropped);
@@ -636,10 +583,7 @@ fn a_real_camera_is_segmented_live() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(5));
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    interrupt(&child);
     let result = finish(child, Duration::from_secs(10));
     assert_eq!(result.status.code(), Some(130));
     let (frames, size) = decoded_frames(&output);

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use image::{GrayImage, Luma, Rgb, RgbImage};
 
-use crate::helpers::{assert_fails, run_json};
+use crate::helpers::{assert_fails, eval_json, run_json};
 use crate::media::{channel_classifier, red_detector};
 
 const W: u32 = 32;
@@ -35,23 +35,6 @@ fn dataset(root: &Path, object_columns: u32) {
     }
 }
 
-fn eval_json(model: &Path, data: &Path, report: Option<&Path>) -> serde_json::Value {
-    let mut args = vec![
-        "eval",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--split",
-        "all",
-        "--json",
-    ];
-    if let Some(report) = report {
-        args.extend(["-o", report.to_str().unwrap()]);
-    }
-    run_json(&args)
-}
-
 #[test]
 fn a_model_that_predicts_the_masks_exactly_scores_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -59,7 +42,11 @@ fn a_model_that_predicts_the_masks_exactly_scores_one() {
     dataset(&data, W / 2);
     let model = red_detector(dir.path(), [H as usize, W as usize]);
     let report = dir.path().join("report");
-    let json = eval_json(&model, &data, Some(&report));
+    let json = eval_json(
+        &model,
+        &data,
+        &["--split", "all", "-o", report.to_str().unwrap()],
+    );
     assert_eq!(json["images"], 3);
     assert_eq!(json["pixels"], 3 * W * H);
     for key in ["dice", "iou", "pixel_accuracy"] {
@@ -82,7 +69,7 @@ fn a_model_that_misses_part_of_the_object_scores_what_hand_counting_gives() {
     // tp = 1/2, fn = 1/4, fp = 0 of the pixels.
     dataset(&data, W * 3 / 4);
     let model = red_detector(dir.path(), [H as usize, W as usize]);
-    let json = eval_json(&model, &data, None);
+    let json = eval_json(&model, &data, &["--split", "all"]);
     let close = |key: &str, want: f64| {
         let got = json[key].as_f64().unwrap();
         assert!((got - want).abs() < 1e-9, "{key}: {got} != {want}");

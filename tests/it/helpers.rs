@@ -1,7 +1,7 @@
 //! Shared test helpers: running the binary with a readable failure message, test inputs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 
 /// Folder of committed test fixtures.
 pub fn fixtures() -> PathBuf {
@@ -57,4 +57,37 @@ pub fn assert_fails(args: &[&str], env: &[(&str, &str)], code: i32, needles: &[&
         assert!(stderr.contains(needle), "stderr lacks {needle:?}\n{text}");
     }
     assert!(!stderr.contains("panicked"), "{text}");
+}
+
+/// Sends Ctrl-C (SIGINT) to `child`.
+pub fn interrupt(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -INT {} failed", child.id());
+}
+
+/// The number right after `prefix` in `stderr` (e.g. the count in "wrote 42 frames").
+pub fn count_after(stderr: &str, prefix: &str) -> u64 {
+    stderr
+        .split(prefix)
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count after {prefix:?} in: {stderr}"))
+}
+
+/// Runs `segstream eval --json` for `model` on `data` with `extra` options; returns its JSON.
+pub fn eval_json(model: &Path, data: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend(extra);
+    run_json(&args)
 }

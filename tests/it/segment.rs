@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use segstream::video::{Frame, probe_file};
 
-use crate::helpers::{assert_fails, describe, fixture_model, segstream};
+use crate::helpers::{assert_fails, count_after, describe, fixture_model, interrupt, segstream};
 use crate::media::{
     channel_classifier, clip, decode, dominant_channel, identity_model, is_red, opencv_clip,
     png_frames, red_detector,
@@ -313,20 +313,11 @@ fn ctrl_c_finalises_the_output_with_the_frames_read() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    interrupt(&child);
     let result = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(130), "{stderr}");
-    let written: u64 = stderr
-        .split("interrupted: wrote ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no frame count in: {stderr}"));
+    let written = count_after(&stderr, "interrupted: wrote ");
     assert!(written > 0 && written < 377, "{written} frames of 377");
     let mut decoded = 0;
     decode(&output, |_| decoded += 1);

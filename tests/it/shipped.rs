@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::helpers::{describe, run_json, segstream};
+use crate::helpers::{describe, eval_json, segstream};
 use crate::media::{clip, decode};
 
 fn shipped(name: &str) -> PathBuf {
@@ -18,22 +18,9 @@ fn shared(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn eval(model: &Path, data: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec![
-        "eval",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--json",
-    ];
-    args.extend(extra);
-    run_json(&args)
-}
-
 #[test]
 fn the_people_model_finds_people() {
-    let json = eval(&shipped("people.onnx"), &shared("human_seg"), &[]);
+    let json = eval_json(&shipped("people.onnx"), &shared("human_seg"), &[]);
     let dice = json["dice"].as_f64().unwrap();
     println!("people: {json}");
     assert_eq!(json["images"], 47, "train's validation split");
@@ -42,7 +29,7 @@ fn the_people_model_finds_people() {
 
 #[test]
 fn the_camvid_model_labels_road_scenes() {
-    let json = eval(
+    let json = eval_json(
         &shipped("camvid.onnx"),
         &shared("camvid"),
         &["--limit", "30"],
