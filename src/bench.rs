@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::imaging::{Compositor, LabelStyle, Mode, Preprocessor};
 use crate::infer::{Segmenter, SegmenterOptions};
 use crate::stream::{self, EngineConfig, Job, StageSummary};
-use crate::video::{FrameSink, FrameSource, OutputKind};
+use crate::video::{FrameSink, FrameSource, OutputKind, probe_file};
 use crate::{Error, Result};
 
 /// How long a pull may wait before the source is considered stalled.
@@ -114,6 +114,8 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
             "--repeats and --batch values must be at least 1".into(),
         ));
     }
+    // A file that cannot be decoded fails here, named, before anything is timed.
+    probe_file(&config.input)?;
     let scratch = tempfile_dir()?;
     let mut measurements = vec![
         repeat(config, "decode", None, || {

@@ -16,7 +16,7 @@ use crate::imaging::postprocess::changed_labels;
 use crate::imaging::{Postprocessor, Preprocessor, Scaler};
 use crate::infer::Segmenter;
 use crate::metrics::{Confusion, Scores};
-use crate::video::FrameSource;
+use crate::video::{FrameSource, probe_file};
 use crate::{Error, Result};
 
 /// How to score.
@@ -226,6 +226,7 @@ pub fn temporal_stability(
     let mut preprocessor = Preprocessor::new(&card);
     let mut raw = Postprocessor::new(0.5);
     let mut smoothed = Postprocessor::new(0.5).with_smoothing(smoothing);
+    probe_file(video)?;
     let mut source = FrameSource::file(video)?;
     source.start()?;
     let (mut previous, mut flips, mut flips_smoothed, mut pixels, mut frames) =

@@ -7,6 +7,11 @@ use clap::Parser;
 use segstream::cli::Cli;
 
 fn main() -> ExitCode {
+    // First of all: a Ctrl-C during start-up must not kill the process with an output half-made.
+    if let Err(error) = segstream::commands::interrupt::install() {
+        eprintln!("error: {error:#}");
+        return ExitCode::FAILURE;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SEGSTREAM_LOG")

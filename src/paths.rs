@@ -16,3 +16,18 @@ pub fn checkout_candidates(relative: &Path) -> Vec<PathBuf> {
     candidates.dedup();
     candidates
 }
+
+/// Whether `a` and `b` name the same existing file, through `..`, symbolic links or hard
+/// links alike: on Unix the same device and inode, elsewhere the same canonical path.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let id = |p: &Path| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+        matches!((id(a), id(b)), (Ok(x), Ok(y)) if x == y)
+    }
+    #[cfg(not(unix))]
+    {
+        matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+    }
+}

@@ -12,12 +12,14 @@ use crate::stream::{self, Ending, EngineConfig, Interval, Job, Patience, Policy,
 use crate::video::{CameraFormat, FrameSink, LiveInput, LiveOutput};
 
 use super::segment::check_output_folder;
-use super::{EXIT_INTERRUPTED, draw, interrupt_flag, load_model, report};
+use super::{EXIT_INTERRUPTED, draw, interrupt, load_model, output, report};
 
 /// The camera used when no source is given.
 const DEFAULT_DEVICE: &str = "/dev/video0";
 
 pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
+    // Claimed before anything is opened: a Ctrl-C from here on finalises what was written.
+    let stop = interrupt::claim("stopping: finishing the frames in flight");
     let config = engine_config(args)?;
     let input = live_input(args)?;
     let output = match &args.sink_pipeline {
@@ -34,12 +36,16 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
     let keeps_alpha = output.as_ref().is_none_or(LiveOutput::keeps_alpha);
     let compositors = draw::compositors(&args.draw, segmenter.card(), keeps_alpha, 1)?;
 
-    let (sink, target) = match (&args.sink_pipeline, &output) {
+    let (sink, staged, target) = match (&args.sink_pipeline, &output) {
         (Some(description), _) => (
             FrameSink::from_description(description)?,
+            None,
             "the sink pipeline".to_string(),
         ),
-        (None, Some(output)) => (output.open()?, output.describe()),
+        (None, Some(output)) => {
+            let (sink, staged) = output.open()?;
+            (sink, staged, output.describe())
+        }
         (None, None) => unreachable!("an output is parsed when there is no sink pipeline"),
     };
     // Started before the output, so that a feed that cannot start leaves no empty file behind.
@@ -51,8 +57,7 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
         input.describe()
     );
 
-    let stop = interrupt_flag("stopping: finishing the frames in flight")?;
-    let report = stream::run(Job {
+    let outcome = stream::run(Job {
         source,
         segmenter,
         sink,
@@ -62,7 +67,8 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
         progress: ProgressBar::hidden(),
         ticker: ticker(args.stats_interval),
     })
-    .map_err(|error| with_hint(&input, error))?;
+    .map_err(|error| with_hint(&input, error));
+    let report = output::settle(staged, outcome)?;
 
     print_summary(&report, &target);
     if args.stats {

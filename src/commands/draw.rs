@@ -1,8 +1,6 @@
 //! What `segment` and `camera` draw: the mode and one style per mask label, from the drawing
 //! options they share.
 
-use anyhow::Context;
-
 use crate::Error;
 use crate::cli::{DrawArgs, ModeArg};
 use crate::imaging::{Background, Compositor, LabelStyle, Mode};
@@ -53,6 +51,10 @@ pub(super) fn label_styles(
     mode: ModeArg,
 ) -> anyhow::Result<Vec<LabelStyle>> {
     let colors = &card.colors;
+    let selected = selected
+        .iter()
+        .map(|name| class_index(card, name))
+        .collect::<crate::Result<Vec<_>>>()?;
     if card.num_classes() == 1 {
         let background = LabelStyle {
             color: None,
@@ -70,22 +72,7 @@ pub(super) fn label_styles(
     if selected.is_empty() && mode == ModeArg::Cutout {
         shown[0] = false;
     }
-    for name in selected {
-        let index = card
-            .classes
-            .iter()
-            .position(|c| c == name)
-            .or_else(|| {
-                name.parse::<usize>()
-                    .ok()
-                    .filter(|&i| i < card.num_classes())
-            })
-            .with_context(|| {
-                format!(
-                    "--classes: '{name}' is not one of {}",
-                    card.classes.join(", ")
-                )
-            })?;
+    for index in selected {
         shown[index] = true;
     }
     Ok(shown
@@ -97,4 +84,27 @@ pub(super) fn label_styles(
             mask_value: i as u8,
         })
         .collect())
+}
+
+/// The index of the class `name` (a class name or an index) names.
+///
+/// # Errors
+/// [`Error::Config`] when the model has no such class.
+fn class_index(card: &ModelCard, name: &str) -> crate::Result<usize> {
+    card.classes
+        .iter()
+        .position(|c| c == name)
+        .or_else(|| {
+            name.parse::<usize>()
+                .ok()
+                .filter(|&i| i < card.num_classes())
+        })
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "--classes: '{name}' is not a class of this model (classes: {}; or an index \
+                 below {})",
+                card.classes.join(", "),
+                card.num_classes()
+            ))
+        })
 }

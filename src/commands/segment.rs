@@ -8,12 +8,18 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::Error;
 use crate::cli::SegmentArgs;
-use crate::stream::{self, EngineConfig, Job};
-use crate::video::{self, FrameSink, FrameSource, OutputKind};
+use crate::paths::same_file;
+use crate::stream::{self, EngineConfig, Job, Report};
+use crate::video::{self, FrameSink, FrameSource, InputInfo, OutputKind, StagedOutput};
 
-use super::{EXIT_INTERRUPTED, draw, interrupt_flag, load_model, report};
+use super::{EXIT_INTERRUPTED, draw, interrupt, load_model, output, report};
+
+/// Share of the frames the container announces below which the input looks truncated.
+const TRUNCATED_SHARE: f64 = 0.9;
 
 pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
+    // Claimed before anything is opened: a Ctrl-C from here on finalises what was written.
+    let stop = interrupt::claim("stopping: finishing the frames already read");
     validate(args)?;
     let input_info = match (&args.input, &args.source_pipeline) {
         (Some(input), None) => Some(video::probe_file(input)?),
@@ -34,9 +40,13 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
         (Some(input), Some(info)) if info.has_audio && !args.no_audio => Some(input.as_path()),
         _ => None,
     };
-    let sink = match (&args.sink_pipeline, &args.output, kind) {
-        (Some(description), _, _) => FrameSink::from_description(description)?,
-        (None, Some(output), Some(kind)) => FrameSink::to_path(output, kind, audio_from)?,
+    let (sink, staged) = match (&args.sink_pipeline, &args.output, kind) {
+        (Some(description), _, _) => (FrameSink::from_description(description)?, None),
+        (None, Some(output), Some(kind)) => {
+            let staged = StagedOutput::new(output, kind);
+            let sink = FrameSink::to_path(staged.temp_path(), kind, audio_from)?;
+            (sink, Some(staged))
+        }
         _ => unreachable!("validate() requires an output or a sink pipeline"),
     };
     sink.start().context("opening the output")?;
@@ -47,9 +57,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
     };
     source.start().context("starting the input")?;
 
-    let stop = interrupt_flag("stopping: finishing the frames already read")?;
-
-    let progress = progress_bar(input_info.as_ref().and_then(|i| i.expected_frames()));
+    let progress = progress_bar(input_info.as_ref().and_then(InputInfo::expected_frames));
     let job = Job {
         source,
         segmenter,
@@ -66,23 +74,29 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
         progress: progress.clone(),
         ticker: None,
     };
-    let report = stream::run(job)?;
+    let outcome = stream::run(job);
     progress.finish_and_clear();
-    let target = args.output.as_ref().map_or_else(
-        || "the sink pipeline".to_string(),
-        |p| p.display().to_string(),
-    );
+    let report = output::settle(staged, outcome)?;
     let how = if report.interrupted() {
         "interrupted: "
     } else {
         ""
     };
-    eprintln!(
-        "{how}wrote {} frames to {target} in {:.1} s ({:.1} fps)",
-        report.frames_written,
-        report.elapsed.as_secs_f64(),
-        report.fps()
-    );
+    if report.frames_written > 0 {
+        let target = args.output.as_ref().map_or_else(
+            || "the sink pipeline".to_string(),
+            |p| p.display().to_string(),
+        );
+        eprintln!(
+            "{how}wrote {} frames to {target} in {:.1} s ({:.1} fps)",
+            report.frames_written,
+            report.elapsed.as_secs_f64(),
+            report.fps()
+        );
+    }
+    if let Some(info) = &input_info {
+        warn_if_truncated(info, &report);
+    }
     if args.stats {
         report::print_stages(&report);
     }
@@ -96,9 +110,35 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
     })
 }
 
+/// Says so when a file that ran to its end gave clearly fewer frames than its container
+/// announces (a file cut short, a damaged stream).
+fn warn_if_truncated(info: &InputInfo, report: &Report) {
+    let Some(expected) = info.expected_frames() else {
+        return;
+    };
+    if !report.interrupted() && (report.frames_read as f64) < TRUNCATED_SHARE * expected as f64 {
+        eprintln!(
+            "warning: decoded {} frames, but the container announces about {expected}: the \
+             file looks truncated or damaged",
+            report.frames_read
+        );
+    }
+}
+
 fn validate(args: &SegmentArgs) -> crate::Result<()> {
-    if args.batch == 0 {
-        return Err(Error::Config("--batch must be at least 1".into()));
+    if args.batch == 0 || args.workers == Some(0) {
+        return Err(Error::Config(
+            "--batch and --workers must be at least 1".into(),
+        ));
+    }
+    if let (Some(input), Some(output)) = (&args.input, &args.output)
+        && same_file(input, output)
+    {
+        return Err(Error::Config(format!(
+            "the output {} is the input file; writing it would destroy the input: choose \
+             another output name",
+            output.display()
+        )));
     }
     match (&args.output, &args.sink_pipeline) {
         (Some(output), None) => check_output_folder(output, OutputKind::from_path(output)?),

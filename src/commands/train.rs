@@ -12,7 +12,7 @@ use crate::train::learner::{Learner, Outcome, StopRules};
 use crate::train::loss::LossKind;
 use crate::train::lr_find::lr_find;
 
-use super::{EXIT_INTERRUPTED, interrupt_flag};
+use super::{EXIT_INTERRUPTED, interrupt};
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
     let (config, run) = match &args.resume {
@@ -50,7 +50,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
         }
         return Ok(0);
     }
-    let interrupt = interrupt_flag("stopping: saving a checkpoint after this step")?;
+    let interrupt = interrupt::claim("stopping: saving a checkpoint after this step");
     let stop = StopRules {
         interrupt: &interrupt,
         after_epochs: args.stop_after,

@@ -32,6 +32,27 @@ impl Scaler {
         out
     }
 
+    /// Fits packed RGBA `pixels` of `from` (width, height) into a frame of `to`, keeping the
+    /// aspect ratio: the picture is scaled to touch two opposite sides and centred on opaque
+    /// black (letterbox or pillarbox).
+    pub fn rgba_fit(&mut self, pixels: &[u8], from: [usize; 2], to: [usize; 2]) -> Vec<u8> {
+        // Scale by the tighter side, compared exactly in integers.
+        let fitted = if from[0] * to[1] >= from[1] * to[0] {
+            [to[0], (from[1] * to[0] / from[0]).clamp(1, to[1])]
+        } else {
+            [(from[0] * to[1] / from[1]).clamp(1, to[0]), to[1]]
+        };
+        let scaled = self.rgba(pixels, from, fitted);
+        let mut out = [0, 0, 0, 255].repeat(to[0] * to[1]);
+        let (left, top) = ((to[0] - fitted[0]) / 2, (to[1] - fitted[1]) / 2);
+        let row = fitted[0] * 4;
+        for (y, line) in scaled.chunks_exact(row).enumerate() {
+            let start = ((top + y) * to[0] + left) * 4;
+            out[start..start + row].copy_from_slice(line);
+        }
+        out
+    }
+
     /// Resizes packed RGB `pixels` of `from` (width, height) to `to`.
     pub fn rgb(&mut self, pixels: &[u8], from: [usize; 2], to: [usize; 2]) -> Vec<u8> {
         let mut out = vec![0u8; to[0] * to[1] * 3];
@@ -85,5 +106,22 @@ impl Scaler {
         self.resizer
             .resize(&src, &mut dst, options)
             .expect("same pixel type on both sides");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fitting_keeps_the_aspect_ratio_on_black() {
+        let white = [255u8; 4].repeat(40 * 10);
+        let out = Scaler::default().rgba_fit(&white, [40, 10], [20, 20]);
+        let pixel = |x: usize, y: usize| &out[(y * 20 + x) * 4..][..4];
+        // 40×10 into 20×20 is 20×5, centred: rows 7..12 white, the rest opaque black.
+        assert_eq!(pixel(10, 9), [255, 255, 255, 255]);
+        assert_eq!(pixel(0, 7), [255, 255, 255, 255]);
+        assert_eq!(pixel(10, 6), [0, 0, 0, 255]);
+        assert_eq!(pixel(10, 12), [0, 0, 0, 255]);
     }
 }

@@ -84,10 +84,14 @@ impl ModelCard {
         let mut missing = Vec::new();
         macro_rules! read {
             ($field:ident) => {
+                read!($field, |text: &str| serde_json::from_str(text)
+                    .map_err(|e| e.to_string()))
+            };
+            ($field:ident, $parse:expr) => {
                 let key = stringify!($field);
                 match lookup(&format!("{METADATA_PREFIX}{key}")) {
                     Some(text) => {
-                        card.$field = serde_json::from_str(&text).map_err(|e| {
+                        card.$field = $parse(&text).map_err(|e: String| {
                             format!("metadata {METADATA_PREFIX}{key} is malformed: {e}")
                         })?
                     }
@@ -97,16 +101,57 @@ impl ModelCard {
         }
         read!(classes);
         read!(colors);
-        read!(mean);
-        read!(std);
+        read!(mean, rgb_values);
+        read!(std, rgb_values);
         read!(input_size);
         read!(architecture);
         read!(training);
         if card.colors.len() != card.classes.len() {
             card.colors = default_colors(card.classes.len());
         }
+        card.validate()?;
         Ok((card, missing))
     }
+
+    /// Checks the values a model cannot run without: a class, finite mean, positive finite
+    /// std, a non-empty input size. The error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let field =
+            |key: &str, problem: String| format!("metadata {METADATA_PREFIX}{key} {problem}");
+        if self.classes.is_empty() {
+            return Err(field("classes", "is empty".into()));
+        }
+        if self.mean.iter().any(|m| !m.is_finite()) {
+            return Err(field("mean", format!("{:?} is not finite", self.mean)));
+        }
+        if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(field(
+                "std",
+                format!("{:?} must be positive and finite", self.std),
+            ));
+        }
+        if self.input_size.contains(&0) {
+            return Err(field(
+                "input_size",
+                format!(
+                    "{:?} is empty: height and width must be at least 1",
+                    self.input_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Three numbers, one per channel (R, G, B), from a JSON array.
+fn rgb_values(text: &str) -> Result<[f32; 3], String> {
+    let values: Vec<f32> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    <[f32; 3]>::try_from(values.as_slice()).map_err(|_| {
+        format!(
+            "expected 3 values (R, G, B), found an array of length {}",
+            values.len()
+        )
+    })
 }
 
 /// Distinct overlay colours: red for a single class, then a fixed qualitative palette.
@@ -152,6 +197,24 @@ mod tests {
         let (card, missing) = ModelCard::from_metadata(defaults.clone(), |_| None).unwrap();
         assert_eq!(card, defaults);
         assert_eq!(missing.len(), 7);
+    }
+
+    #[test]
+    fn values_a_model_cannot_run_with_are_refused_naming_the_field() {
+        for (key, value) in [
+            ("segstream.std", "[0.2, 0.0, 0.2]"),
+            ("segstream.std", "[0.2, -1.0, 0.2]"),
+            ("segstream.input_size", "[0, 0]"),
+            ("segstream.classes", "[]"),
+            ("segstream.mean", "[0.5, 0.5]"),
+            ("segstream.std", "[0.5, 0.5, 0.5, 0.5]"),
+        ] {
+            let err = ModelCard::from_metadata(ModelCard::with_defaults(1, [8, 8]), |k| {
+                (k == key).then(|| value.to_string())
+            })
+            .unwrap_err();
+            assert!(err.contains(key), "{key} = {value}: {err}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array4, ArrayView4, Ix4};
+use ndarray::{Array4, ArrayView4, Axis, Ix4, s};
 use ort::ep;
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
@@ -60,13 +60,17 @@ pub struct Segmenter {
     card: ModelCard,
     provider: Provider,
     path: PathBuf,
+    /// The batch size the model's input fixes, if it fixes one.
+    fixed_batch: Option<usize>,
 }
 
 impl Segmenter {
-    /// Opens `path`, checks it against the model contract and reads its model card.
+    /// Opens `path`, checks it against the model contract, reads its model card and runs one
+    /// test inference at the card's input size, so that a model that loads is one that runs.
     ///
     /// # Errors
-    /// [`Error::Model`] naming the file when it is missing, not ONNX, or of the wrong shape;
+    /// [`Error::Model`] naming the file when it is missing, not ONNX, of the wrong shape, or
+    /// fails the test inference;
     /// [`Error::Runtime`] when ONNX Runtime cannot be loaded or `cuda` was asked for and is
     /// unavailable.
     pub fn load(path: &Path, options: &SegmenterOptions) -> Result<Self> {
@@ -94,20 +98,51 @@ impl Segmenter {
                 Err(other) => return Err(other),
             },
         };
-        let card = read_card(&session, path)?;
-        tracing::info!(
-            model = %path.display(),
-            provider = %provider,
-            classes = card.num_classes(),
-            input = ?card.input_size,
-            "model loaded"
-        );
-        Ok(Segmenter {
+        let (card, fixed_batch) = read_card(&session, path)?;
+        let mut segmenter = Segmenter {
             session,
             card,
             provider,
             path: path.to_path_buf(),
-        })
+            fixed_batch,
+        };
+        segmenter.test_inference()?;
+        tracing::info!(
+            model = %path.display(),
+            provider = %provider,
+            classes = segmenter.card.num_classes(),
+            input = ?segmenter.card.input_size,
+            "model loaded"
+        );
+        Ok(segmenter)
+    }
+
+    /// Runs one batch of zeros at the card's input size and checks the output's shape: one
+    /// map per class, of a non-empty size. (It also warms the session up.)
+    fn test_inference(&mut self) -> Result<()> {
+        let [height, width] = self.card.input_size;
+        let batch = self.fixed_batch.unwrap_or(1);
+        let shape = format!("{batch}×3×{height}×{width}");
+        let logits = self
+            .run(Array4::zeros((batch, 3, height, width)).view())
+            .map_err(|e| {
+                Error::model(
+                    &self.path,
+                    format!("a test inference on a {shape} input failed: {e}"),
+                )
+            })?;
+        let (n, classes, h, w) = logits.dim();
+        if n != batch || classes != self.card.num_classes() || h == 0 || w == 0 {
+            return Err(Error::model(
+                &self.path,
+                format!(
+                    "a {shape} input gave a {n}×{classes}×{h}×{w} output; expected \
+                     {batch}×{}×H×W",
+                    self.card.num_classes()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The model's card (from its metadata, or defaults).
@@ -121,10 +156,35 @@ impl Segmenter {
     }
 
     /// Runs a batch: `input` is N×3×H×W, normalised as the card says; returns N×C×H×W logits.
+    /// Any N runs: for a model whose input fixes the batch size, the batch is cut into calls
+    /// of that size, the last one padded with zeros.
     ///
     /// # Errors
     /// [`Error::Model`] when ONNX Runtime rejects the input or the output is not rank 4.
     pub fn run(&mut self, input: ArrayView4<'_, f32>) -> Result<Array4<f32>> {
+        let Some(fixed) = self.fixed_batch.filter(|&n| n != input.dim().0) else {
+            return self.run_once(input);
+        };
+        let mut parts = Vec::new();
+        for chunk in input.axis_chunks_iter(Axis(0), fixed) {
+            let frames = chunk.dim().0;
+            let logits = if frames == fixed {
+                self.run_once(chunk)?
+            } else {
+                let mut padded =
+                    Array4::zeros((fixed, chunk.dim().1, chunk.dim().2, chunk.dim().3));
+                padded.slice_mut(s![..frames, .., .., ..]).assign(&chunk);
+                self.run_once(padded.view())?
+            };
+            parts.push(logits.slice_move(s![..frames, .., .., ..]));
+        }
+        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+        ndarray::concatenate(Axis(0), &views)
+            .map_err(|e| Error::model(&self.path, format!("joining the batch's outputs: {e}")))
+    }
+
+    /// One ONNX Runtime call on `input` as it is.
+    fn run_once(&mut self, input: ArrayView4<'_, f32>) -> Result<Array4<f32>> {
         let input = input.as_standard_layout();
         let tensor = TensorRef::from_array_view(input.view()).map_err(|e| self.error(e))?;
         let outputs = self
@@ -172,8 +232,9 @@ fn open_session(path: &Path, provider: Provider, threads: usize) -> Result<Sessi
         .map_err(|e| Error::model(path, format!("ONNX Runtime cannot open it as a model: {e}")))
 }
 
-/// Checks the session's single input and output against the contract and reads the card.
-fn read_card(session: &Session, path: &Path) -> Result<ModelCard> {
+/// Checks the session's single input and output against the contract; reads the card and the
+/// batch size the input fixes, if any.
+fn read_card(session: &Session, path: &Path) -> Result<(ModelCard, Option<usize>)> {
     let [input] = session.inputs() else {
         return Err(Error::model(
             path,
@@ -250,7 +311,8 @@ fn read_card(session: &Session, path: &Path) -> Result<ModelCard> {
             ),
         ));
     }
-    Ok(card)
+    let fixed_batch = usize::try_from(input_dims[0]).ok().filter(|&n| n > 0);
+    Ok((card, fixed_batch))
 }
 
 /// The dimensions of a rank-4 f32 tensor (-1 where dynamic), or an error naming the tensor.

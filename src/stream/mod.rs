@@ -204,6 +204,7 @@ pub fn run(job: Job) -> Result<Report> {
         progress,
         ticker,
     } = job;
+
     let in_order = config.policy == Policy::DropOldest || config.smoothing > 0.0;
     if in_order && (config.workers != 1 || compositors.len() != 1) {
         return Err(Error::Config(

@@ -5,6 +5,8 @@ use std::time::Instant;
 use gstreamer as gst;
 use gstreamer_video as gst_video;
 
+use crate::{Error, Result};
+
 /// A tightly packed RGBA picture with its position in the stream.
 #[derive(Debug, Clone)]
 pub struct Frame {
@@ -44,4 +46,31 @@ impl Frame {
             received: self.received,
         }
     }
+
+    /// The same frame (sequence, timestamps, frame rate, arrival) at another size: `pixels`
+    /// are packed RGBA of `width` × `height`.
+    ///
+    /// # Errors
+    /// [`Error::Pipeline`] when GStreamer refuses the geometry.
+    pub fn resized(&self, width: usize, height: usize, pixels: Vec<u8>) -> Result<Frame> {
+        let mut frame = self.with_pixels(pixels);
+        frame.info = packed_rgba(width as u32, height as u32, &self.info)?;
+        Ok(frame)
+    }
+}
+
+/// Packed RGBA geometry of `width` × `height`, with the frame rate and pixel aspect of `like`.
+///
+/// # Errors
+/// [`Error::Pipeline`] when GStreamer refuses the geometry.
+pub(super) fn packed_rgba(
+    width: u32,
+    height: u32,
+    like: &gst_video::VideoInfo,
+) -> Result<gst_video::VideoInfo> {
+    gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgba, width, height)
+        .fps(like.fps())
+        .par(like.par())
+        .build()
+        .map_err(|e| Error::Pipeline(format!("frame geometry: {e}")))
 }

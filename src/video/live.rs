@@ -10,6 +10,7 @@ use gstreamer::prelude::*;
 
 use super::sink::FrameSink;
 use super::source::FrameSource;
+use super::staged::StagedOutput;
 use super::templates::{OutputKind, strip_comments};
 use crate::{Error, Result};
 
@@ -209,13 +210,14 @@ impl LiveOutput {
         matches!(self, LiveOutput::File(_, kind) if kind.keeps_alpha())
     }
 
-    /// Builds the sink pipeline (not started).
+    /// Builds the sink pipeline (not started); a file is written under a temporary name,
+    /// staged until the run settles it.
     ///
     /// # Errors
     /// [`Error::Config`] when there is no display for a window; [`Error::Input`] when the
     /// loopback device does not exist; [`Error::Pipeline`] when the pipeline cannot be built.
-    pub fn open(&self) -> Result<FrameSink> {
-        match self {
+    pub fn open(&self) -> Result<(FrameSink, Option<StagedOutput>)> {
+        let sink = match self {
             LiveOutput::Window => {
                 if !has_display() {
                     return Err(Error::Config(
@@ -224,23 +226,28 @@ impl LiveOutput {
                             .into(),
                     ));
                 }
-                FrameSink::from_description(&strip_comments(DISPLAY_SINK))
+                FrameSink::from_description(&strip_comments(DISPLAY_SINK))?
             }
             LiveOutput::Udp { host, port } => {
                 let sink = FrameSink::from_description(&strip_comments(UDP_SINK))?;
                 let udp = sink.element("udp")?;
                 udp.set_property("host", host);
                 udp.set_property("port", i32::from(*port));
-                Ok(sink)
+                sink.with_even_size()
             }
             LiveOutput::Loopback(device) => {
                 check_device(device, "video output device")?;
                 let sink = FrameSink::from_description(&strip_comments(V4L2_SINK))?;
                 sink.element("device")?.set_property("device", device);
-                Ok(sink)
+                sink.with_even_size()
             }
-            LiveOutput::File(path, kind) => FrameSink::to_path(path, *kind, None),
-        }
+            LiveOutput::File(path, kind) => {
+                let staged = StagedOutput::new(path, *kind);
+                let sink = FrameSink::to_path(staged.temp_path(), *kind, None)?;
+                return Ok((sink, Some(staged)));
+            }
+        };
+        Ok((sink, None))
     }
 }
 

@@ -13,6 +13,7 @@ use gstreamer_app as gst_app;
 
 use super::bus;
 use super::frame::Frame;
+use super::staged::FRAME_PREFIX;
 use super::templates::{APPSRC, AUDIO_SOURCE, FILE_SINK, OutputKind, launch, named};
 use crate::{Error, Result};
 
@@ -25,7 +26,11 @@ const PUSH_POLL: std::time::Duration = std::time::Duration::from_millis(2);
 pub struct FrameSink {
     pipeline: gst::Pipeline,
     appsrc: gst_app::AppSrc,
-    caps_set: bool,
+    /// Size of the frames pushed, set by the first (after padding).
+    size: Option<[usize; 2]>,
+    /// Whether the encoder needs even sizes (4:2:0 chroma): odd frames get one more column or
+    /// row, a copy of the last.
+    even_size: bool,
     frames_written: u64,
 }
 
@@ -38,11 +43,12 @@ impl FrameSink {
     /// cannot be built or the output cannot be opened for writing.
     pub fn to_path(path: &Path, kind: OutputKind, audio_from: Option<&Path>) -> Result<Self> {
         let with_audio = audio_from.is_some() && kind.has_audio();
-        let sink = Self::from_description(&kind.description(with_audio))?;
+        let mut sink = Self::from_description(&kind.description(with_audio))?;
+        sink.even_size = kind.needs_even_size();
         let file = sink.element(FILE_SINK)?;
         if kind == OutputKind::PngFolder {
             std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
-            file.set_property("location", path.join("frame-%06d.png"));
+            file.set_property("location", path.join(format!("{FRAME_PREFIX}%06d.png")));
         } else {
             file.set_property("location", path);
         }
@@ -66,9 +72,16 @@ impl FrameSink {
         Ok(FrameSink {
             pipeline,
             appsrc,
-            caps_set: false,
+            size: None,
+            even_size: false,
             frames_written: 0,
         })
+    }
+
+    /// The same sink for an encoder that needs even frame sizes (H.264 in 4:2:0).
+    pub fn with_even_size(mut self) -> Self {
+        self.even_size = true;
+        self
     }
 
     /// The element named `name` of the sink pipeline.
@@ -92,15 +105,22 @@ impl FrameSink {
     /// # Errors
     /// [`Error::Pipeline`] when the pipeline refuses it (encoder or writer failure).
     pub fn push(&mut self, frame: Frame) -> Result<()> {
-        if !self.caps_set {
-            let caps = frame
-                .info
-                .to_caps()
-                .map_err(|e| Error::Pipeline(format!("frame caps: {e}")))?;
-            self.appsrc.set_caps(Some(&caps));
-            self.appsrc
-                .set_max_bytes(APPSRC_QUEUED_FRAMES * frame.pixels.len() as u64);
-            self.caps_set = true;
+        let frame = if self.even_size {
+            padded_to_even(frame)?
+        } else {
+            frame
+        };
+        let size = [frame.width(), frame.height()];
+        match self.size {
+            None => self.set_caps(&frame)?,
+            // The source keeps every frame at the first one's size; a sink never guesses.
+            Some(first) if first != size => {
+                return Err(Error::Pipeline(format!(
+                    "a {}×{} frame after {}×{} ones: the output cannot change size",
+                    size[0], size[1], first[0], first[1]
+                )));
+            }
+            Some(_) => {}
         }
         self.wait_for_room()?;
         let mut buffer = gst::Buffer::from_mut_slice(frame.pixels);
@@ -114,6 +134,19 @@ impl FrameSink {
                 .unwrap_or_else(|| Error::Pipeline(format!("the sink refused a frame: {flow:?}")))
         })?;
         self.frames_written += 1;
+        Ok(())
+    }
+
+    /// Takes the stream's caps from its first frame.
+    fn set_caps(&mut self, frame: &Frame) -> Result<()> {
+        let caps = frame
+            .info
+            .to_caps()
+            .map_err(|e| Error::Pipeline(format!("frame caps: {e}")))?;
+        self.appsrc.set_caps(Some(&caps));
+        self.appsrc
+            .set_max_bytes(APPSRC_QUEUED_FRAMES * frame.pixels.len() as u64);
+        self.size = Some([frame.width(), frame.height()]);
         Ok(())
     }
 
@@ -146,4 +179,33 @@ impl FrameSink {
         let _ = self.pipeline.set_state(gst::State::Null);
         result.map(|()| self.frames_written)
     }
+}
+
+/// `frame` with one more column and/or row (copies of the last) when its width or height is
+/// odd; said once per process.
+fn padded_to_even(frame: Frame) -> Result<Frame> {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    let (width, height) = (frame.width(), frame.height());
+    let (even_width, even_height) = (width.next_multiple_of(2), height.next_multiple_of(2));
+    if (even_width, even_height) == (width, height) {
+        return Ok(frame);
+    }
+    SAID.call_once(|| {
+        tracing::warn!(
+            "the encoder needs even frame sizes: {width}×{height} is written as \
+             {even_width}×{even_height} (the last column/row repeated)"
+        );
+    });
+    let mut pixels = Vec::with_capacity(even_width * even_height * 4);
+    for row in frame.pixels.chunks_exact(width * 4) {
+        pixels.extend_from_slice(row);
+        if even_width > width {
+            pixels.extend_from_slice(&row[row.len() - 4..]);
+        }
+    }
+    if even_height > height {
+        let last = pixels.len() - even_width * 4;
+        pixels.extend_from_within(last..);
+    }
+    frame.resized(even_width, even_height, pixels)
 }

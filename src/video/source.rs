@@ -14,12 +14,16 @@ use gstreamer_pbutils as gst_pbutils;
 use gstreamer_video as gst_video;
 
 use super::bus;
-use super::frame::Frame;
+use super::frame::{Frame, packed_rgba};
 use super::templates::{APPSINK, FILE_SOURCE, FILE_SOURCE_TEMPLATE, launch, named, strip_comments};
+use crate::imaging::resize::Scaler;
 use crate::{Error, Result};
 
 /// Frames the appsink holds before it blocks the decoder (back-pressure, bounded memory).
 const APPSINK_MAX_BUFFERS: u32 = 4;
+/// The smallest frame side segstream works on: below it there is nothing to segment, and the
+/// encoders refuse such frames anyway.
+pub const MIN_FRAME_SIDE: u32 = 16;
 /// How long probing a file may take.
 const PROBE_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(15);
 
@@ -32,6 +36,8 @@ pub struct InputInfo {
     pub fps: f64,
     /// Whether the file has an audio stream.
     pub has_audio: bool,
+    /// Width and height of the video stream as stored (before any orientation tag).
+    pub size: (u32, u32),
 }
 
 impl InputInfo {
@@ -54,7 +60,8 @@ pub fn init() -> Result<()> {
 ///
 /// # Errors
 /// [`Error::Input`] naming the file when it is missing, empty, not a media file, has no video
-/// stream or needs a decoder that is not installed.
+/// stream, needs a decoder that is not installed, or has frames smaller than
+/// [`MIN_FRAME_SIDE`].
 pub fn probe_file(path: &Path) -> Result<InputInfo> {
     let input_error = |reason: String| Error::Input {
         path: path.to_path_buf(),
@@ -86,6 +93,13 @@ pub fn probe_file(path: &Path) -> Result<InputInfo> {
     let Some(video) = info.video_streams().into_iter().next() else {
         return Err(input_error("no video stream in the file".into()));
     };
+    let size = (video.width(), video.height());
+    if size.0 < MIN_FRAME_SIDE || size.1 < MIN_FRAME_SIDE {
+        return Err(input_error(format!(
+            "its frames are {}×{} pixels; segstream needs at least {MIN_FRAME_SIDE}×{MIN_FRAME_SIDE}",
+            size.0, size.1
+        )));
+    }
     let rate = video.framerate();
     let fps = if rate.denom() > 0 {
         f64::from(rate.numer()) / f64::from(rate.denom())
@@ -96,6 +110,7 @@ pub fn probe_file(path: &Path) -> Result<InputInfo> {
         duration: info.duration(),
         fps,
         has_audio: !info.audio_streams().is_empty(),
+        size,
     })
 }
 
@@ -132,6 +147,11 @@ pub struct FrameSource {
     expected_pts: gst::ClockTime,
     /// Frames whose timestamp was missing or out of order.
     repaired_timestamps: u64,
+    /// Size of the first frame: every later frame is delivered at this size.
+    first_size: Option<[usize; 2]>,
+    /// Frames of another size, fitted into the first size.
+    refitted: u64,
+    scaler: Scaler,
 }
 
 impl FrameSource {
@@ -140,8 +160,9 @@ impl FrameSource {
     /// # Errors
     /// [`Error::Pipeline`] when the pipeline cannot be built.
     pub fn file(path: &Path) -> Result<Self> {
-        let source = Self::from_description(&strip_comments(FILE_SOURCE_TEMPLATE))?;
+        let mut source = Self::from_description(&strip_comments(FILE_SOURCE_TEMPLATE))?;
         source.element(FILE_SOURCE)?.set_property("location", path);
+        source.origin = Some(path.to_path_buf());
         Ok(source)
     }
 
@@ -168,6 +189,9 @@ impl FrameSource {
             origin: None,
             expected_pts: gst::ClockTime::ZERO,
             repaired_timestamps: 0,
+            first_size: None,
+            refitted: 0,
+            scaler: Scaler::default(),
         })
     }
 
@@ -179,7 +203,7 @@ impl FrameSource {
         self
     }
 
-    /// A pipeline error of a live feed as an input error naming the feed.
+    /// A pipeline error of a file or live feed as an input error naming it.
     fn attributed(&self, error: Error) -> Error {
         match (error, &self.origin) {
             (Error::Pipeline(reason), Some(path)) => Error::Input {
@@ -225,6 +249,7 @@ impl FrameSource {
                 let received = Instant::now();
                 let mut frame = frame_from_sample(&sample, self.next_seq, received)?;
                 self.next_seq += 1;
+                self.keep_first_size(&mut frame)?;
                 match &mut self.timing {
                     Timing::Stream => self.fill_timestamps(&mut frame),
                     Timing::Arrival { first } => {
@@ -254,6 +279,33 @@ impl FrameSource {
                 "no frame for {timeout}: the source stalled"
             ))),
         }
+    }
+
+    /// A stream can change resolution midway (clips joined in MPEG-TS or Matroska, a camera
+    /// switching modes), but an encoder keeps the size it started with: a frame of another
+    /// size is fitted into the first size (aspect ratio kept, black borders), said once.
+    fn keep_first_size(&mut self, frame: &mut Frame) -> Result<()> {
+        let size = [frame.width(), frame.height()];
+        let first = *self.first_size.get_or_insert(size);
+        if size == first {
+            return Ok(());
+        }
+        self.refitted += 1;
+        if self.refitted == 1 {
+            tracing::warn!(
+                frame = frame.seq,
+                "the input changes resolution from {}×{} to {}×{}; fitting later frames into {}×{}",
+                first[0],
+                first[1],
+                size[0],
+                size[1],
+                first[0],
+                first[1]
+            );
+        }
+        let pixels = self.scaler.rgba_fit(&frame.pixels, size, first);
+        *frame = frame.resized(first[0], first[1], pixels)?;
+        Ok(())
     }
 
     /// Damaged files can yield frames without timestamps, or with timestamps that repeat or go
@@ -325,17 +377,11 @@ fn frame_from_sample(sample: &gst::Sample, seq: u64, received: Instant) -> Resul
             .copied()
             .collect()
     };
-    let packed =
-        gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgba, info.width(), info.height())
-            .fps(info.fps())
-            .par(info.par())
-            .build()
-            .map_err(|e| Error::Pipeline(format!("frame geometry: {e}")))?;
     Ok(Frame {
         seq,
         pts: buffer.pts(),
         duration: buffer.duration(),
-        info: packed,
+        info: packed_rgba(info.width(), info.height(), &info)?,
         pixels,
         received,
     })

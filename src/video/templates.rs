@@ -33,7 +33,7 @@ pub enum OutputKind {
     Mkv,
     /// `.webm`: VP8 + Opus.
     Webm,
-    /// `.mov`: QuickTime Animation (keeps alpha) + AAC.
+    /// `.mov`: ProRes 4444 (keeps alpha) + AAC.
     Mov,
     /// A folder: one PNG per frame (keeps alpha), no audio.
     PngFolder,
@@ -88,6 +88,11 @@ impl OutputKind {
             description.push_str(&strip_comments(AUDIO_TEMPLATE).replace("{encoder}", encoder));
         }
         description
+    }
+
+    /// Whether this output's encoder needs even frame sizes (H.264 in 4:2:0).
+    pub fn needs_even_size(self) -> bool {
+        matches!(self, OutputKind::Mp4 | OutputKind::Mkv)
     }
 
     /// Whether this output can carry the input's audio.

@@ -1,4 +1,4 @@
-//! `camera` on real live streams: a `gst-launch-1.0` sender streams a shared clip as RTP/H.264
+//! `camera` on real live streams: a `gst-launch-1.0` sender streams a clip of people as RTP/H.264
 //! over UDP on 127.0.0.1 in real time, and `segstream camera` receives, segments and writes it.
 
 use std::net::UdpSocket;
@@ -8,23 +8,23 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::helpers::{assert_fails, count_after, describe, interrupt};
-use crate::media::{clip, decode};
+use crate::media::{decode, people_clip};
 
 /// Live tests run one at a time: each measures latency in real time.
 static REAL_TIME: Mutex<()> = Mutex::new(());
 
-/// A `gst-launch-1.0` process streaming `clip` as 640×480 RTP/H.264 to 127.0.0.1:`port` at
-/// the clip's pace (`sync=true`). `picture` (elements) goes between the decoder and the
-/// encoder; `fps` fixes the frame rate it delivers.
-fn send(clip_name: &str, port: u16, picture: &str, fps: Option<u32>, bitrate_kbps: u32) -> Child {
-    let location = clip(clip_name);
-    let rate = fps.map(|f| format!(",framerate={f}/1")).unwrap_or_default();
+/// A `gst-launch-1.0` process streaming the pedestrians clip as 640×480 RTP/H.264 at `fps`
+/// to 127.0.0.1:`port`, in real time (`sync=true`), for `frames` frames (else until killed).
+/// `picture` (elements) goes between the decoder and the encoder.
+fn send(port: u16, picture: &str, fps: u32, frames: Option<u32>, bitrate_kbps: u32) -> Child {
+    let eos_after = frames.map_or(-1, i64::from);
     let description = format!(
-        "filesrc location={} ! decodebin ! videoconvert ! videoscale ! {picture} ! \
-         video/x-raw,width=640,height=480{rate} ! videoconvert ! \
+        "filesrc location={} ! decodebin ! videoconvert ! videoscale ! videorate ! {picture} ! \
+         video/x-raw,width=640,height=480,framerate={fps}/1 ! identity eos-after={eos_after} ! \
+         videoconvert ! \
          x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 bitrate={bitrate_kbps} ! \
          rtph264pay config-interval=-1 ! udpsink host=127.0.0.1 port={port} sync=true",
-        location.display()
+        people_clip().display()
     );
     Command::new("gst-launch-1.0")
         .arg("-q")
@@ -33,6 +33,11 @@ fn send(clip_name: &str, port: u16, picture: &str, fps: Option<u32>, bitrate_kbp
         .stderr(Stdio::null())
         .spawn()
         .expect("gst-launch-1.0 runs")
+}
+
+/// 109 frames at 30 fps, as a short clip is sent.
+fn send_short(port: u16) -> Child {
+    send(port, "identity", 30, Some(109), 2000)
 }
 
 /// A UDP port nobody listens on right now.
@@ -132,7 +137,7 @@ fn an_rtp_feed_is_segmented_into_a_playable_file_with_latency_reported() {
         "2",
     ];
     let camera = receive(port, &args);
-    let mut sender = send("asl_book.mkv", port, "identity", None, 2000);
+    let mut sender = send_short(port);
     assert!(sender.wait().unwrap().success(), "the sender failed");
     finish_ok(camera, &args);
 
@@ -142,7 +147,7 @@ fn an_rtp_feed_is_segmented_into_a_playable_file_with_latency_reported() {
         "read {read}, written {written}, dropped {dropped}: {}",
         stats["latency"]
     );
-    // asl_book has 109 frames; the first ones may go before the decoder has a key frame.
+    // 109 frames are sent; the first ones may go before the decoder has a key frame.
     assert!((80..=109).contains(&read), "{read} frames received");
     assert_eq!(
         read,
@@ -179,13 +184,7 @@ fn an_overloaded_feed_drops_the_oldest_frames_instead_of_queueing() {
         "2",
     ];
     let camera = receive(port, &args);
-    let mut sender = send(
-        "one-by-one-person-detection.mp4",
-        port,
-        "videorate",
-        Some(60),
-        2000,
-    );
+    let mut sender = send(port, "identity", 60, None, 2000);
     std::thread::sleep(Duration::from_secs(9));
     sender.kill().unwrap();
     sender.wait().unwrap();
@@ -238,7 +237,7 @@ fn every_third_frame_runs_the_model_and_the_others_reuse_its_mask() {
         "1.5",
     ];
     let camera = receive(port, &args);
-    let mut sender = send("asl_book.mkv", port, "identity", None, 2000);
+    let mut sender = send_short(port);
     sender.wait().unwrap();
     finish_ok(camera, &args);
     let stats = stats(&json);
@@ -281,7 +280,7 @@ fn smoothing_steadies_the_mask_of_a_still_picture() {
             "1.5",
         ];
         let camera = receive(port, &args);
-        let mut sender = send("asl_book.mkv", port, picture, Some(30), 300);
+        let mut sender = send(port, picture, 30, None, 300);
         sender.wait().unwrap();
         finish_ok(camera, &args);
         stats(&json)["flicker"].as_f64().unwrap()
@@ -300,13 +299,7 @@ fn a_sender_that_stops_ends_the_run_within_the_reconnect_timeout_with_the_file_f
     let port = free_port();
     let args = ["-o", output.to_str().unwrap(), "--reconnect-timeout", "2"];
     let camera = receive(port, &args);
-    let mut sender = send(
-        "one-by-one-person-detection.mp4",
-        port,
-        "identity",
-        None,
-        2000,
-    );
+    let mut sender = send(port, "identity", 30, None, 2000);
     std::thread::sleep(Duration::from_secs(4));
     sender.kill().unwrap();
     sender.wait().unwrap();
@@ -331,13 +324,7 @@ fn ctrl_c_finalises_the_live_recording() {
     let output = dir.path().join("live.mp4");
     let port = free_port();
     let camera = receive(port, &["-o", output.to_str().unwrap()]);
-    let mut sender = send(
-        "one-by-one-person-detection.mp4",
-        port,
-        "identity",
-        None,
-        2000,
-    );
+    let mut sender = send(port, "identity", 30, None, 2000);
     std::thread::sleep(Duration::from_secs(3));
     interrupt(&camera);
     let result = finish(camera, Duration::from_secs(10));
@@ -376,7 +363,7 @@ fn the_rtp_output_feeds_another_receiver() {
     ];
     let receiver = receive(second, &receiver_args);
     let relay = receive(first, &["-o", &relay_to, "--reconnect-timeout", "1.5"]);
-    let mut sender = send("asl_book.mkv", first, "identity", None, 2000);
+    let mut sender = send_short(first);
     sender.wait().unwrap();
     finish_ok(relay, &[]);
     finish_ok(receiver, &[]);
@@ -440,7 +427,7 @@ fn the_default_output_is_a_window() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let mut sender = send("asl_book.mkv", port, "identity", None, 2000);
+    let mut sender = send_short(port);
     sender.wait().unwrap();
     let result = finish_ok(camera, &["camera", "--source", &source]);
     let stderr = String::from_utf8_lossy(&result.stderr);
@@ -454,14 +441,12 @@ fn a_source_pipeline_that_ends_ends_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let (output, json) = (dir.path().join("out.mkv"), dir.path().join("stats.json"));
     // A file decoded as fast as it goes: far faster than the model, so most frames are dropped.
-    let description = format!(
-        "filesrc location={} ! decodebin ! videoconvert ! appsink name=frames",
-        clip("asl_again.mkv").display()
-    );
+    let description = "videotestsrc num-buffers=77 pattern=ball ! \
+                       video/x-raw,width=640,height=480 ! videoconvert ! appsink name=frames";
     let args = [
         "camera",
         "--source-pipeline",
-        &description,
+        description,
         "-o",
         output.to_str().unwrap(),
         "--stats-json",
@@ -482,7 +467,7 @@ fn a_source_pipeline_that_ends_ends_the_run() {
     let stats = stats(&json);
     let (read, written, dropped) = frame_counts(&stats);
     assert_eq!(stats["ending"], "finished");
-    assert_eq!(read, 77, "asl_again has 77 frames");
+    assert_eq!(read, 77, "the source made 77 frames");
     assert_eq!(read, written + dropped);
     assert!(
         dropped > 0 && written > 0,

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use image::{GrayImage, Luma, Rgb, RgbImage};
+
+use crate::media::shared;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use segstream::dataset::{ClassSet, Dataset, Layout, Pair, Sample, grouped_split, load_resized};
@@ -31,7 +33,7 @@ fn write_pair(
 }
 
 fn human_seg() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/human_seg")
+    shared("human_seg")
 }
 
 #[test]
@@ -40,7 +42,7 @@ fn layouts_are_detected_and_paired() {
     assert_eq!(people.layout, Layout::Generic);
     assert_eq!(people.train.len(), 235);
     assert!(people.valid.is_none());
-    let camvid_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/camvid");
+    let camvid_root = shared("camvid");
     let camvid = Dataset::open(&camvid_root, None).unwrap();
     assert_eq!(camvid.layout, Layout::CamVid);
     assert_eq!(

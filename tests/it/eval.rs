@@ -83,7 +83,7 @@ fn a_model_that_misses_part_of_the_object_scores_what_hand_counting_gives() {
 #[test]
 fn masks_with_more_classes_than_the_model_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let camvid = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/camvid");
+    let camvid = crate::media::shared("camvid");
     let model = channel_classifier(dir.path(), [H as usize, W as usize]);
     let args = [
         "eval",
@@ -102,7 +102,7 @@ fn smoothing_steadies_masks_over_a_clip() {
     // "Red ≥ 128" flickers where codec noise crosses the threshold, like a real model's edges.
     let dir = tempfile::tempdir().unwrap();
     let model = red_detector(dir.path(), [96, 128]);
-    let clip = crate::media::clip("asl_book.mkv");
+    let clip = crate::media::generated("bars.mkv");
     let args = [
         "eval",
         "--model",

@@ -11,6 +11,7 @@ mod eval;
 mod helpers;
 mod media;
 mod model_errors;
+mod outputs;
 #[cfg(feature = "train")]
 mod parity;
 mod segment;

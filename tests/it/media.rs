@@ -1,28 +1,170 @@
 //! Test media: the shared clips, decoding outputs back, and test models with known behaviour.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use gstreamer::prelude::*;
 
 use prost::Message;
 use segstream::infer::ModelCard;
 use segstream::onnx::proto::{
-    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
-    ValueInfoProto,
+    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
     tensor_shape_proto::{Dimension, dimension::Value},
     type_proto,
 };
 use segstream::onnx::{GraphBuilder, INPUT, Weights, Window};
 use segstream::video::{Frame, FrameSource, Pulled};
 
+/// Folder of the shared data (`../shared/data/NAME`), for tests that need labelled datasets or
+/// the shared clips. When it is missing the test fails with one line saying so.
+pub fn shared(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: this test needs the shared data folder beside the checkout",
+        path.display()
+    );
+    path
+}
+
 /// A clip from the shared test data (`../shared/data/videos`).
 pub fn clip(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/videos")
-        .join(name)
+    shared("videos").join(name)
 }
 
 /// A clip Debian's `opencv-doc` ships (installed by `scripts/setup`).
 pub fn opencv_clip(name: &str) -> PathBuf {
     Path::new("/usr/share/doc/opencv-doc/examples/data").join(name)
+}
+
+/// The pedestrians clip of `opencv-doc` (768×576, 10 fps, 795 frames): people for live tests.
+pub fn people_clip() -> PathBuf {
+    opencv_clip("vtest.avi")
+}
+
+/// A clip made with GStreamer's test sources for the tests that need only *some* video, once
+/// per test run (under Cargo's temporary folder for tests):
+/// - `bars.mkv`: 60 frames, 640×480 at 30 fps, SMPTE bars moving sideways (red, green and blue
+///   areas in every frame, different pixels in each);
+/// - `tone.mp4`: 90 frames, 320×240 at 30 fps, with 3 s of a sine tone (H.264 + AAC);
+/// - `rotated.mp4`: 10 frames stored 64×32 and tagged to be shown turned 90° clockwise;
+/// - `two-sizes.ts`: 15 red frames 320×240, then 15 blue frames 160×160 (MPEG-TS, as joined
+///   clips are);
+/// - `odd.mkv`: 10 frames of 321×241 (lossless FFV1);
+/// - `tiny.mkv`: 10 frames of 2×2.
+pub fn generated(name: &str) -> PathBuf {
+    static MADE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("clips");
+    let path = dir.join(name);
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if made.iter().any(|m| m == name) {
+        return path;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let bars = "videotestsrc pattern=smpte horizontal-speed=8";
+    let h264 = "videoconvert ! x264enc speed-preset=ultrafast";
+    match name {
+        "bars.mkv" => make_clip(
+            &format!(
+                "{bars} num-buffers=60 ! video/x-raw,width=640,height=480,framerate=30/1 ! \
+                 {h264} ! matroskamux ! filesink name=file"
+            ),
+            &path,
+        ),
+        "tone.mp4" => make_clip(
+            &format!(
+                "{bars} num-buffers=90 ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+                 {h264} ! mux. audiotestsrc num-buffers=129 samplesperbuffer=1024 ! \
+                 audio/x-raw,rate=44100 ! audioconvert ! avenc_aac ! aacparse ! \
+                 mp4mux name=mux ! filesink name=file"
+            ),
+            &path,
+        ),
+        "rotated.mp4" => {
+            make_clip(
+                &format!(
+                    "{bars} num-buffers=10 ! video/x-raw,width=64,height=32,framerate=30/1 ! \
+                     {h264} ! mp4mux ! filesink name=file"
+                ),
+                &path,
+            );
+            tag_rotated_90(&path);
+        }
+        "two-sizes.ts" => {
+            let part = |pattern: &str, size: &str, file: &Path| {
+                make_clip(
+                    &format!(
+                        "videotestsrc pattern={pattern} num-buffers=15 ! \
+                         video/x-raw,{size},framerate=30/1 ! {h264} key-int-max=5 ! \
+                         mpegtsmux ! filesink name=file"
+                    ),
+                    file,
+                );
+                std::fs::read(file).unwrap()
+            };
+            let first = part("red", "width=320,height=240", &dir.join("part1.ts"));
+            let second = part("blue", "width=160,height=160", &dir.join("part2.ts"));
+            std::fs::write(&path, [first, second].concat()).unwrap();
+        }
+        "odd.mkv" => make_clip(
+            &format!(
+                "{bars} num-buffers=10 ! video/x-raw,width=321,height=241,framerate=30/1 ! \
+                 videoconvert ! avenc_ffv1 ! matroskamux ! filesink name=file"
+            ),
+            &path,
+        ),
+        "tiny.mkv" => make_clip(
+            "videotestsrc num-buffers=10 ! video/x-raw,width=2,height=2,framerate=30/1 ! \
+             videoconvert ! x264enc ! matroskamux ! filesink name=file",
+            &path,
+        ),
+        other => panic!("no recipe for the generated clip {other}"),
+    }
+    made.push(name.to_string());
+    path
+}
+
+/// Runs the gst-launch `description` (its `filesink name=file` writing `path`) to its end.
+fn make_clip(description: &str, path: &Path) {
+    gstreamer::init().unwrap();
+    let pipeline = gstreamer::parse::launch(description)
+        .unwrap_or_else(|e| panic!("{description}: {e}"))
+        .downcast::<gstreamer::Pipeline>()
+        .unwrap();
+    pipeline
+        .by_name("file")
+        .unwrap()
+        .set_property("location", path);
+    pipeline.set_state(gstreamer::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    for message in bus.iter_timed(gstreamer::ClockTime::from_seconds(60)) {
+        match message.view() {
+            gstreamer::MessageView::Eos(_) => break,
+            gstreamer::MessageView::Error(e) => panic!("making {}: {e:?}", path.display()),
+            _ => {}
+        }
+    }
+    pipeline.set_state(gstreamer::State::Null).unwrap();
+}
+
+/// Writes the 90° rotation matrix into the MP4's track header, as phones tag upright clips
+/// filmed sideways (GStreamer 1.22's mp4mux cannot be asked for it).
+fn tag_rotated_90(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let header = bytes
+        .windows(4)
+        .position(|w| w == b"tkhd")
+        .expect("an MP4 track header");
+    // Version-0 tkhd: the matrix follows 40 bytes of version, flags, times, ids and volume.
+    let matrix_at = header + 4 + 40;
+    let rotate_90: [u32; 9] = [0, 0x0001_0000, 0, 0xFFFF_0000, 0, 0, 0, 0, 0x4000_0000];
+    for (i, value) in rotate_90.iter().enumerate() {
+        bytes[matrix_at + 4 * i..][..4].copy_from_slice(&value.to_be_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
 }
 
 /// Decodes every frame of `path` with segstream's own source and hands it to `visit`.
@@ -178,4 +320,18 @@ pub fn identity_model(dims: &[i64]) -> Vec<u8> {
         ..Default::default()
     }
     .encode_to_vec()
+}
+
+/// Writes `to`: the model `from` with its metadata `key` set to `value` (raw JSON text), for
+/// cards that are malformed or that the graph cannot run with.
+pub fn with_metadata(from: &Path, to: &Path, key: &str, value: &str) {
+    let mut model = ModelProto::decode(std::fs::read(from).unwrap().as_slice()).unwrap();
+    model
+        .metadata_props
+        .retain(|entry| entry.key.as_deref() != Some(key));
+    model.metadata_props.push(StringStringEntryProto {
+        key: Some(key.into()),
+        value: Some(value.into()),
+    });
+    std::fs::write(to, model.encode_to_vec()).unwrap();
 }

@@ -2,7 +2,7 @@
 //! clear errors naming the file, with exit code 1 and no panic.
 
 use crate::helpers::{assert_fails, describe, fixture_model, segstream};
-use crate::media::identity_model;
+use crate::media::{channel_classifier, generated, identity_model, red_detector, with_metadata};
 
 #[test]
 fn fixture_model_loads_with_its_card() {
@@ -81,4 +81,87 @@ fn missing_runtime_library_says_what_to_run() {
         1,
         &["scripts/setup", "/nonexistent/libonnxruntime.so"],
     );
+}
+
+#[test]
+fn cards_a_model_cannot_run_with_are_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    for (key, value, needle) in [
+        ("segstream.std", "[0.2, 0.0, 0.2]", "positive"),
+        ("segstream.input_size", "[0, 0]", "at least 1"),
+        ("segstream.mean", "[0.5, 0.5]", "length"),
+        ("segstream.std", "[0.2, 0.2, 0.2, 0.2]", "length"),
+    ] {
+        let path = dir.path().join("bad-card.onnx");
+        with_metadata(&fixture_model(), &path, key, value);
+        let path = path.to_str().unwrap();
+        assert_fails(&["inspect", path], &[], 1, &[path, key, needle]);
+    }
+}
+
+#[test]
+fn inspect_runs_the_model_as_segment_would() {
+    // The fixture U-Net (depth 2) cannot run at 30×30: its skip connections stop matching.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("odd-size.onnx");
+    with_metadata(&fixture_model(), &path, "segstream.input_size", "[30, 30]");
+    let path = path.to_str().unwrap();
+    assert_fails(
+        &["inspect", path],
+        &[],
+        1,
+        &[path, "test inference", "1×3×30×30"],
+    );
+    // Channels-last input (N×H×W×3) is not the contract: refused by inspect too.
+    let nhwc = dir.path().join("nhwc.onnx");
+    std::fs::write(&nhwc, identity_model(&[1, 8, 8, 3])).unwrap();
+    let nhwc = nhwc.to_str().unwrap();
+    assert_fails(&["inspect", nhwc], &[], 1, &[nhwc, "expected 3 (RGB)"]);
+}
+
+#[test]
+fn classes_a_model_does_not_have_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated("bars.mkv");
+    let output = dir.path().join("never.mp4");
+    for (model, class) in [
+        (red_detector(dir.path(), [48, 64]), "person"),
+        (red_detector(dir.path(), [48, 64]), "1"),
+        (channel_classifier(dir.path(), [48, 64]), "yellow"),
+        (channel_classifier(dir.path(), [48, 64]), "3"),
+    ] {
+        assert_fails(
+            &[
+                "segment",
+                input.to_str().unwrap(),
+                "-o",
+                output.to_str().unwrap(),
+                "--model",
+                model.to_str().unwrap(),
+                "--classes",
+                class,
+            ],
+            &[],
+            2,
+            &["--classes", class, "not a class of this model"],
+        );
+        assert!(!output.exists());
+    }
+}
+
+#[test]
+fn eval_and_bench_name_a_bad_video_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.mp4");
+    std::fs::write(&bad, "not a video").unwrap();
+    let (bad, model) = (bad.to_str().unwrap(), fixture_model());
+    let model = model.to_str().unwrap();
+    for args in [
+        ["eval", "--model", model, "--video", bad],
+        ["bench", "--model", model, "--input", bad],
+    ] {
+        let started = std::time::Instant::now();
+        assert_fails(&args, &[], 1, &[bad, "cannot read it as video"]);
+        println!("{} failed in {:?}", args[0], started.elapsed());
+    }
 }

@@ -8,8 +8,8 @@ use segstream::video::{Frame, probe_file};
 
 use crate::helpers::{assert_fails, count_after, describe, fixture_model, interrupt, segstream};
 use crate::media::{
-    channel_classifier, clip, decode, dominant_channel, identity_model, is_red, opencv_clip,
-    png_frames, red_detector,
+    channel_classifier, decode, dominant_channel, generated, identity_model, is_red, opencv_clip,
+    people_clip, png_frames, red_detector,
 };
 
 fn run_ok(args: &[&str]) -> String {
@@ -39,15 +39,15 @@ fn segment_with_fixture(input: &Path, name: &str) -> (tempfile::TempDir, PathBuf
 
 #[test]
 fn segment_keeps_frames_timestamps_size_and_audio() {
-    let input = clip("solidWhiteRight.mp4");
+    let input = generated("tone.mp4");
     let (_dir, output, stderr) = segment_with_fixture(&input, "out.mp4");
-    assert!(stderr.contains("wrote 221 frames"), "{stderr}");
+    assert!(stderr.contains("wrote 90 frames"), "{stderr}");
 
     let mut frames_in = Vec::new();
     decode(&input, |f| frames_in.push((f.pts, f.width(), f.height())));
     let mut frames_out = Vec::new();
     decode(&output, |f| frames_out.push((f.pts, f.width(), f.height())));
-    assert_eq!(frames_in.len(), 221);
+    assert_eq!(frames_in.len(), 90);
     assert_eq!(frames_out.len(), frames_in.len());
     assert_eq!(
         frames_out.first(),
@@ -70,7 +70,7 @@ fn model_pngs(
     make_model: fn(&Path, [usize; 2]) -> PathBuf,
     extra: &[&str],
 ) -> (Vec<Frame>, Vec<image::RgbaImage>) {
-    let input = clip(clip_name);
+    let input = generated(clip_name);
     let dir = tempfile::tempdir().unwrap();
     let model = make_model(dir.path(), [480, 640]);
     let frames_dir = dir.path().join("frames");
@@ -93,7 +93,7 @@ fn model_pngs(
 
 #[test]
 fn cutout_alpha_matches_the_expected_mask() {
-    let (inputs, outputs) = model_pngs("asl_again.mkv", red_detector, &["--mode", "cutout"]);
+    let (inputs, outputs) = model_pngs("bars.mkv", red_detector, &["--mode", "cutout"]);
     let (mut both, mut either, mut rgb_changed) = (0u64, 0u64, 0u64);
     for (frame, png) in inputs.iter().zip(&outputs) {
         for (pixel, out) in frame.pixels.chunks_exact(4).zip(png.pixels()) {
@@ -115,7 +115,7 @@ fn cutout_alpha_matches_the_expected_mask() {
 
 #[test]
 fn overlay_tints_exactly_the_expected_pixels() {
-    let (inputs, outputs) = model_pngs("asl_book.mkv", red_detector, &["--opacity", "0.5"]);
+    let (inputs, outputs) = model_pngs("bars.mkv", red_detector, &["--opacity", "0.5"]);
     // The default colour of a one-class model is the palette's first, #e6194b.
     let color = [230.0f32, 25.0, 75.0];
     let mut wrong = 0u64;
@@ -139,7 +139,7 @@ fn overlay_tints_exactly_the_expected_pixels() {
 
 #[test]
 fn multi_class_mask_holds_the_class_ids() {
-    let (inputs, outputs) = model_pngs("asl_walk.mkv", channel_classifier, &["--mode", "mask"]);
+    let (inputs, outputs) = model_pngs("bars.mkv", channel_classifier, &["--mode", "mask"]);
     let mut counts = [0u64; 3];
     let mut wrong = 0u64;
     for (frame, png) in inputs.iter().zip(&outputs) {
@@ -162,7 +162,7 @@ fn multi_class_mask_holds_the_class_ids() {
 
 #[test]
 fn batch_sizes_give_identical_outputs() {
-    let input = clip("asl_sister.mkv");
+    let input = generated("bars.mkv");
     let dir = tempfile::tempdir().unwrap();
     // Input at half size: frames are resized down and masks up, so batching, splitting and
     // reordering all have per-frame content to get wrong.
@@ -219,7 +219,7 @@ fn bad_inputs_are_clear_errors() {
     std::fs::write(&empty, b"").unwrap();
     let text = dir.path().join("text.mp4");
     std::fs::write(&text, b"this is not a video\n").unwrap();
-    let good = clip("asl_again.mkv");
+    let good = generated("bars.mkv");
     let good = good.to_str().unwrap();
 
     let cases: Vec<(Vec<&str>, i32, Vec<&str>)> = vec![
@@ -279,7 +279,7 @@ fn model_that_is_not_rgb_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gray.onnx");
     std::fs::write(&path, identity_model(&[-1, 1, 8, 8])).unwrap();
-    let input = clip("asl_again.mkv");
+    let input = generated("bars.mkv");
     assert_fails(
         &[
             "segment",
@@ -297,7 +297,7 @@ fn model_that_is_not_rgb_is_refused() {
 
 #[test]
 fn ctrl_c_finalises_the_output_with_the_frames_read() {
-    let input = clip("car-detection.mp4");
+    let input = people_clip();
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.mkv");
     let model = fixture_model();
@@ -318,7 +318,7 @@ fn ctrl_c_finalises_the_output_with_the_frames_read() {
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(130), "{stderr}");
     let written = count_after(&stderr, "interrupted: wrote ");
-    assert!(written > 0 && written < 377, "{written} frames of 377");
+    assert!(written > 0 && written < 795, "{written} frames of 795");
     let mut decoded = 0;
     decode(&output, |_| decoded += 1);
     assert_eq!(

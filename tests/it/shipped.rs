@@ -4,17 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use crate::helpers::{describe, eval_json, segstream};
-use crate::media::{clip, decode};
+use crate::media::{clip, decode, shared};
 
 fn shipped(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("models")
-        .join(name)
-}
-
-fn shared(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data")
         .join(name)
 }
 

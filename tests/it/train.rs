@@ -11,12 +11,12 @@ use segstream::train::loss::LossKind;
 use segstream::train::model::Architecture;
 
 use crate::helpers::{describe, segstream};
-use crate::media::{clip, decode};
+use crate::media::{clip, decode, shared};
 
 /// A small, fast configuration on the first `limit` human_seg images.
 fn config(limit: usize, size: usize, epochs: usize) -> TrainConfig {
     TrainConfig {
-        data: Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/human_seg"),
+        data: shared("human_seg"),
         layout: None,
         classes: Some("person".into()),
         ignore_index: None,
@@ -144,7 +144,7 @@ fn resuming_after_an_epoch_matches_an_uninterrupted_run() {
 fn train_cli_rejects_bad_options_and_data() {
     let run = tempfile::tempdir().unwrap();
     let out = run.path().to_str().unwrap();
-    let data: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/human_seg");
+    let data: PathBuf = shared("human_seg");
     let data = data.to_str().unwrap();
     for (args, needle) in [
         (

@@ -1,0 +1,38 @@
+//! What happens to a file output once a run is over: moved into place when the run finalised
+//! it, kept as partial or removed when the run failed (see [`StagedOutput`]).
+
+use crate::stream::Report;
+use crate::video::{Settled, StagedOutput};
+
+/// Settles `staged` (when the output is a file) after a run that ended with `outcome`, and
+/// passes the outcome on.
+///
+/// # Errors
+/// The run's own error, or the error of moving the output into place.
+pub(super) fn settle(
+    staged: Option<StagedOutput>,
+    outcome: Result<Report, impl Into<anyhow::Error>>,
+) -> anyhow::Result<Report> {
+    let Some(staged) = staged else {
+        return outcome.map_err(Into::into);
+    };
+    match outcome {
+        Ok(report) => {
+            if staged.commit(report.frames_written)? == Settled::Removed {
+                eprintln!("no frame was written: no output file was made and nothing was replaced");
+            }
+            Ok(report)
+        }
+        Err(error) => {
+            match staged.abandon() {
+                Ok(Settled::Partial(path)) => eprintln!(
+                    "the run failed; the frames written before it are kept in {}",
+                    path.display()
+                ),
+                Ok(_) => {}
+                Err(move_error) => eprintln!("{move_error}"),
+            }
+            Err(error.into())
+        }
+    }
+}
