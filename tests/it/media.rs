@@ -54,7 +54,9 @@ pub fn people_clip() -> PathBuf {
 /// - `two-sizes.ts`: 15 red frames 320×240, then 15 blue frames 160×160 (MPEG-TS, as joined
 ///   clips are);
 /// - `odd.mkv`: 10 frames of 321×241 (lossless FFV1);
-/// - `tiny.mkv`: 10 frames of 2×2.
+/// - `tiny.mkv`: 10 frames of 2×2;
+/// - `people.mkv`: the first 36 frames of the pedestrians clip at 30 fps (each shown three
+///   times, about 110 frames), 640×480.
 pub fn generated(name: &str) -> PathBuf {
     static MADE: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("clips");
@@ -119,6 +121,15 @@ pub fn generated(name: &str) -> PathBuf {
         "tiny.mkv" => make_clip(
             "videotestsrc num-buffers=10 ! video/x-raw,width=2,height=2,framerate=30/1 ! \
              videoconvert ! x264enc ! matroskamux ! filesink name=file",
+            &path,
+        ),
+        "people.mkv" => make_clip(
+            &format!(
+                "filesrc location={} ! decodebin ! identity eos-after=36 ! videoconvert ! \
+                 videoscale ! videorate ! video/x-raw,width=640,height=480,framerate=30/1 ! \
+                 {h264} ! matroskamux ! filesink name=file",
+                people_clip().display()
+            ),
             &path,
         ),
         other => panic!("no recipe for the generated clip {other}"),
