@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::infer::{DeviceChoice, SegmenterOptions};
+use crate::onnx::import::{LayoutChoice, OutputChoice};
 
 /// Segment video as it streams: GStreamer in and out, a U-Net run by ONNX Runtime in between.
 #[derive(Debug, Parser)]
@@ -32,6 +33,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Show a model's card (classes, colours, normalisation, input size) and check it loads.
     Inspect(InspectArgs),
+    /// Rewrite another program's ONNX segmentation model into segstream's contract.
+    Import(ImportArgs),
     /// Write a randomly initialised U-Net as ONNX (fixtures, smoke tests, a starting point).
     #[cfg(feature = "train")]
     InitModel(InitModelArgs),
@@ -279,6 +282,47 @@ pub struct InspectArgs {
     pub model: PathBuf,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
+}
+
+/// `segstream import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The ONNX segmentation model to import (e.g. a TensorFlow or MediaPipe conversion).
+    pub model: PathBuf,
+    /// Where to write the model in segstream's contract.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Tensor layout (auto: channels-last when the input's last dimension is 3).
+    #[arg(long, value_enum, default_value_t = LayoutChoice::Auto)]
+    pub layout: LayoutChoice,
+    /// What the model's output holds (auto: a probability when the graph ends in Sigmoid or
+    /// Softmax, else logits).
+    #[arg(long, value_enum, default_value_t = OutputChoice::Auto)]
+    pub output_is: OutputChoice,
+    /// The input the model expects: RGB in 0..1, in 0..255, or ImageNet-normalised.
+    #[arg(long, default_value = "0..1", value_parser = ["0..1", "0..255", "imagenet"])]
+    pub input_range: String,
+    /// Mean per channel (R,G,B) of RGB in 0..1, subtracted before dividing by --std (instead
+    /// of --input-range).
+    #[arg(long, value_delimiter = ',', requires = "std")]
+    pub mean: Vec<f32>,
+    /// Standard deviation per channel (R,G,B), with --mean.
+    #[arg(long, value_delimiter = ',', requires = "mean")]
+    pub std: Vec<f32>,
+    /// Class names, one per output channel, comma-separated (default: foreground, or class0…).
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Vec<String>,
+    /// Overlay colours, one per class, comma-separated #rrggbb (default: the palette).
+    #[arg(long, value_delimiter = ',', value_parser = parse_color_arg)]
+    pub colors: Vec<[u8; 3]>,
+    /// Where the model comes from and its licence, recorded in the card.
+    #[arg(long)]
+    pub source: Option<String>,
+}
+
+fn parse_color_arg(text: &str) -> Result<[u8; 3], String> {
+    crate::imaging::compose::parse_color(text)
+        .ok_or_else(|| format!("'{text}' is not a colour written #rrggbb"))
 }
 
 /// Which U-Net `init-model` and `train` build.

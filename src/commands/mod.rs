@@ -5,6 +5,7 @@ mod bench;
 mod camera;
 mod draw;
 mod eval;
+mod import;
 #[cfg(feature = "train")]
 mod init_model;
 mod inspect;
@@ -33,6 +34,7 @@ pub const EXIT_USAGE: u8 = 2;
 pub fn run(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Inspect(args) => inspect::run(&args).map(|()| 0),
+        Command::Import(args) => import::run(&args).map(|()| 0),
         #[cfg(feature = "train")]
         Command::InitModel(args) => init_model::run(&args).map(|()| 0),
         Command::Segment(args) => segment::run(&args),

@@ -46,17 +46,10 @@ impl Background {
     /// # Errors
     /// [`Error::Config`] for a malformed colour or a path that does not exist.
     pub fn parse(text: &str) -> Result<Self> {
-        if let Some(hex) = text.strip_prefix('#') {
-            let channel = |i: usize| {
-                hex.get(i..i + 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            };
-            return match (hex.len(), channel(0), channel(2), channel(4)) {
-                (6, Some(r), Some(g), Some(b)) => Ok(Background::Color([r, g, b])),
-                _ => Err(Error::Config(format!(
-                    "--background {text}: a colour is written #rrggbb"
-                ))),
-            };
+        if text.starts_with('#') {
+            return parse_color(text).map(Background::Color).ok_or_else(|| {
+                Error::Config(format!("--background {text}: a colour is written #rrggbb"))
+            });
         }
         match text {
             "blur" => Ok(Background::Blur),
@@ -67,6 +60,16 @@ impl Background {
             ))),
         }
     }
+}
+
+/// A colour written `#rrggbb`.
+pub fn parse_color(text: &str) -> Option<[u8; 3]> {
+    let hex = text.strip_prefix('#').filter(|h| h.len() == 6)?;
+    let channel = |i: usize| {
+        hex.get(i..i + 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+    };
+    Some([channel(0)?, channel(2)?, channel(4)?])
 }
 
 /// How one mask label is drawn.

@@ -2,7 +2,7 @@
 //! Binary models: sigmoid, bilinear upsampling of the probability, threshold (label 1 = object).
 //! Multi-class models: softmax, upsampling of every class probability, arg-max (label = class).
 
-use ndarray::ArrayView3;
+use ndarray::{Array3, ArrayView3};
 
 use super::resize::Scaler;
 
@@ -113,6 +113,19 @@ impl Postprocessor {
 /// How many labels differ between two masks of the same size (temporal flicker).
 pub fn changed_labels(a: &[u8], b: &[u8]) -> u64 {
     a.iter().zip(b).filter(|(x, y)| x != y).count() as u64
+}
+
+/// Probabilities of C×h×w `logits`: sigmoid for one class, softmax over the classes for several.
+pub fn probabilities(logits: ArrayView3<'_, f32>) -> Array3<f32> {
+    if logits.dim().0 == 1 {
+        return logits.mapv(sigmoid);
+    }
+    let mut out = Array3::zeros(logits.dim());
+    let buffer = out
+        .as_slice_mut()
+        .expect("a new array is contiguous and in standard order");
+    softmax_over_channels(logits, buffer);
+    out
 }
 
 fn sigmoid(x: f32) -> f32 {

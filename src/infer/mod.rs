@@ -2,6 +2,7 @@
 //! model contract, reading its card and running batches.
 
 pub mod model_card;
+pub mod raw;
 mod runtime;
 mod segmenter;
 

@@ -253,7 +253,8 @@ fn read_card(session: &Session, path: &Path) -> Result<(ModelCard, Option<usize>
         return Err(Error::model(
             path,
             format!(
-                "input '{}' has {} channels, expected 3 (RGB)",
+                "input '{}' has {} channels, expected 3 (RGB); a channels-last (N×H×W×3) \
+                 model is converted by `segstream import`",
                 input.name(),
                 input_dims[1]
             ),
@@ -286,7 +287,8 @@ fn read_card(session: &Session, path: &Path) -> Result<(ModelCard, Option<usize>
     if !missing.is_empty() {
         tracing::warn!(
             model = %path.display(),
-            "no segstream metadata for {}; using defaults (ImageNet mean/std, input {}×{})",
+            "no segstream metadata for {}; using defaults (ImageNet mean/std, input {}×{}); \
+             a model from elsewhere is best brought in with `segstream import`",
             missing.join(", "),
             card.input_size[0],
             card.input_size[1]

@@ -235,7 +235,7 @@ fn int_attribute(name: &str, value: i64) -> AttributeProto {
     }
 }
 
-fn ints_attribute(name: &str, values: &[usize]) -> AttributeProto {
+pub(super) fn ints_attribute(name: &str, values: &[usize]) -> AttributeProto {
     AttributeProto {
         name: Some(name.to_string()),
         r#type: Some(AttributeType::Ints as i32),
@@ -244,21 +244,21 @@ fn ints_attribute(name: &str, values: &[usize]) -> AttributeProto {
     }
 }
 
-fn dim_value(value: usize) -> Dimension {
+pub(super) fn dim_value(value: usize) -> Dimension {
     Dimension {
         value: Some(Value::DimValue(value as i64)),
         ..Default::default()
     }
 }
 
-fn dim_param(name: &str) -> Dimension {
+pub(super) fn dim_param(name: &str) -> Dimension {
     Dimension {
         value: Some(Value::DimParam(name.to_string())),
         ..Default::default()
     }
 }
 
-fn tensor_info(name: &str, dims: [Dimension; 4]) -> ValueInfoProto {
+pub(super) fn tensor_info(name: &str, dims: [Dimension; 4]) -> ValueInfoProto {
     ValueInfoProto {
         name: Some(name.to_string()),
         r#type: Some(TypeProto {

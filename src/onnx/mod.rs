@@ -1,10 +1,11 @@
-//! Writing ONNX models: the protobuf types compiled from the vendored `proto/onnx.proto`, and
+//! Writing ONNX models, and rewriting foreign ones into the contract ([`import`]): the protobuf types compiled from the vendored `proto/onnx.proto`, and
 //! [`GraphBuilder`], which emits one node per call so that adding an op is one small function.
 //!
 //! Every graph has the model contract's signature: input `input` (N×3×H×W f32) and output
 //! `logits` (N×C×H×W f32), N always dynamic, H and W dynamic unless fixed by the caller.
 
 mod graph;
+pub mod import;
 
 pub use graph::{GraphBuilder, Weights, Window};
 

@@ -9,6 +9,7 @@ mod dataset;
 mod encoder_weights;
 mod eval;
 mod helpers;
+mod import;
 mod media;
 mod model_errors;
 mod outputs;

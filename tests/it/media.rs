@@ -287,7 +287,13 @@ pub fn png_frames(dir: &Path) -> Vec<image::RgbaImage> {
 
 /// A model whose single input and output have the given shape (-1 = dynamic): `Identity`.
 pub fn identity_model(dims: &[i64]) -> Vec<u8> {
-    let info = |name: &str| ValueInfoProto {
+    foreign_model(&[("input", dims)], "Identity", ("logits", dims))
+}
+
+/// A model of one node `op` reading the f32 `inputs` (name, shape) into `output`, as another
+/// program would write it (no segstream card).
+pub fn foreign_model(inputs: &[(&str, &[i64])], op: &str, output: (&str, &[i64])) -> Vec<u8> {
+    let info = |name: &str, dims: &[i64]| ValueInfoProto {
         name: Some(name.into()),
         r#type: Some(TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
@@ -317,15 +323,15 @@ pub fn identity_model(dims: &[i64]) -> Vec<u8> {
             version: Some(17),
         }],
         graph: Some(GraphProto {
-            name: Some("identity".into()),
+            name: Some(op.to_lowercase()),
             node: vec![NodeProto {
-                op_type: Some("Identity".into()),
-                input: vec!["input".into()],
-                output: vec!["logits".into()],
+                op_type: Some(op.into()),
+                input: inputs.iter().map(|(name, _)| name.to_string()).collect(),
+                output: vec![output.0.into()],
                 ..Default::default()
             }],
-            input: vec![info("input")],
-            output: vec![info("logits")],
+            input: inputs.iter().map(|(name, dims)| info(name, dims)).collect(),
+            output: vec![info(output.0, output.1)],
             ..Default::default()
         }),
         ..Default::default()

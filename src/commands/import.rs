@@ -1,0 +1,195 @@
+//! `segstream import MODEL -o OUT`: another program's segmentation model rewritten into the
+//! model contract, checked against the original with ONNX Runtime before it is kept.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use ndarray::{Array4, Axis};
+use prost::Message;
+use rand::{RngExt as _, SeedableRng, rngs::StdRng};
+
+use crate::Error;
+use crate::cli::ImportArgs;
+use crate::imaging::postprocess::probabilities;
+use crate::infer::model_card::{IMAGENET_MEAN, IMAGENET_STD};
+use crate::infer::raw::run_once;
+use crate::infer::{Segmenter, SegmenterOptions};
+use crate::onnx::import::{ImportOptions, Imported, rewrite};
+use crate::onnx::proto::ModelProto;
+
+/// Largest difference between the original's output and the imported model's that counts as
+/// the same model (f32 arithmetic in another order).
+const AGREEMENT: f32 = 1e-4;
+
+pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
+    // Written under a temporary name and checked there: a model that fails a check is never
+    // left where the output should be.
+    let temp = args.output.with_extension("onnx.tmp");
+    let result = import_into(args, &temp);
+    match &result {
+        Ok(()) => std::fs::rename(&temp, &args.output).map_err(|e| Error::io(&args.output, e))?,
+        Err(_) => {
+            let _ = std::fs::remove_file(&temp);
+        }
+    }
+    result
+}
+
+fn import_into(args: &ImportArgs, temp: &Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.model).map_err(|e| Error::io(&args.model, e))?;
+    let original = ModelProto::decode(bytes.as_slice())
+        .map_err(|e| Error::model(&args.model, format!("not an ONNX model: {e}")))?;
+    let mut options = import_options(args)?;
+    let (imported, batch_note) = match import_checked(original.clone(), &options, temp) {
+        Ok(imported) => (imported, None),
+        Err(reason) => {
+            // Some graphs bake the batch into more than reshapes; they keep their own.
+            options.dynamic_batch = false;
+            let imported = import_checked(original, &options, temp)
+                .map_err(|e| Error::model(&args.model, e))?;
+            (imported, Some(reason))
+        }
+    };
+    let difference = agreement_with_original(&args.model, temp, &imported)?;
+    anyhow::ensure!(
+        difference <= AGREEMENT,
+        "the imported model differs from the original by {difference:.1e} (more than \
+         {AGREEMENT:.0e}); nothing was written"
+    );
+
+    println!(
+        "imported {} into {}",
+        args.model.display(),
+        args.output.display()
+    );
+    for change in &imported.changes {
+        println!("  - {change}");
+    }
+    if let Some(reason) = batch_note {
+        println!("  - the batch stays fixed (segment still runs any --batch): {reason}");
+    }
+    let card = &imported.card;
+    println!(
+        "card: classes {}, input {}x{}, mean {:?}, std {:?}",
+        card.classes.join(", "),
+        card.input_size[0],
+        card.input_size[1],
+        card.mean,
+        card.std
+    );
+    println!(
+        "checked: ONNX Runtime gives the original's {} to max |Δ| = {difference:.1e}",
+        if imported.was_probability {
+            "probabilities"
+        } else {
+            "logits"
+        }
+    );
+    Ok(())
+}
+
+/// The import options the arguments name.
+fn import_options(args: &ImportArgs) -> crate::Result<ImportOptions> {
+    let (mean, std) = match (args.mean.as_slice(), args.std.as_slice()) {
+        ([], []) => match args.input_range.as_str() {
+            "0..255" => ([0.0; 3], [1.0 / 255.0; 3]),
+            "imagenet" => (IMAGENET_MEAN, IMAGENET_STD),
+            _ => ([0.0; 3], [1.0; 3]),
+        },
+        (&[r, g, b], &[sr, sg, sb]) => ([r, g, b], [sr, sg, sb]),
+        _ => {
+            return Err(Error::Config(
+                "--mean and --std take three values each (R,G,B)".into(),
+            ));
+        }
+    };
+    Ok(ImportOptions {
+        layout: args.layout,
+        output: args.output_is,
+        classes: (!args.classes.is_empty()).then(|| args.classes.clone()),
+        colors: (!args.colors.is_empty()).then(|| args.colors.clone()),
+        mean,
+        std,
+        dynamic_batch: true,
+        source: serde_json::json!({
+            "file": args.model.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "note": args.source,
+        }),
+    })
+}
+
+/// Rewrites `original`, writes it to `output` and checks that it loads and, with a dynamic
+/// batch, that a batch of two gives what two batches of one give. Refusals and failed checks
+/// are the reason, as text.
+fn import_checked(
+    original: ModelProto,
+    options: &ImportOptions,
+    output: &Path,
+) -> Result<Imported, String> {
+    let imported = rewrite(original, options)?;
+    std::fs::write(output, imported.model.encode_to_vec())
+        .map_err(|e| format!("writing {}: {e}", output.display()))?;
+    let mut segmenter =
+        Segmenter::load(output, &SegmenterOptions::default()).map_err(|e| e.to_string())?;
+    if options.dynamic_batch {
+        let pair = random_input(2, imported.card.input_size, 7);
+        let together = segmenter.run(pair.view()).map_err(|e| e.to_string())?;
+        for (i, one) in pair.axis_chunks_iter(Axis(0), 1).enumerate() {
+            let alone = segmenter.run(one).map_err(|e| e.to_string())?;
+            let gap = max_difference(&alone, &together.slice_axis(Axis(0), (i..=i).into()));
+            if gap > AGREEMENT {
+                return Err(format!(
+                    "a batch of 2 differs from single runs by {gap:.1e}"
+                ));
+            }
+        }
+    }
+    Ok(imported)
+}
+
+/// Runs the original and the imported model on the same random input; returns the largest
+/// difference between the original's output and the imported one's (as probabilities when the
+/// original gave probabilities).
+fn agreement_with_original(
+    original: &Path,
+    imported_path: &Path,
+    imported: &Imported,
+) -> anyhow::Result<f32> {
+    let input = random_input(1, imported.card.input_size, 11);
+    let mut segmenter = Segmenter::load(imported_path, &SegmenterOptions::default())?;
+    let logits = segmenter.run(input.view())?;
+    let ours = if imported.was_probability {
+        probabilities(logits.index_axis(Axis(0), 0)).insert_axis(Axis(0))
+    } else {
+        logits
+    };
+    let theirs = if imported.channels_last {
+        let nhwc = input.view().permuted_axes([0, 2, 3, 1]).into_dyn();
+        run_once(original, nhwc)?.permuted_axes(vec![0, 3, 1, 2])
+    } else {
+        run_once(original, input.view().into_dyn())?
+    };
+    let theirs = theirs
+        .into_dimensionality::<ndarray::Ix4>()
+        .context("the original's output is not rank 4")?;
+    anyhow::ensure!(
+        theirs.dim() == ours.dim(),
+        "the original's output is {:?}, the imported model's {:?}",
+        theirs.dim(),
+        ours.dim()
+    );
+    Ok(max_difference(&ours, &theirs.view()))
+}
+
+/// A seeded batch of `n` random RGB images in 0..1, N×3×H×W.
+fn random_input(n: usize, [height, width]: [usize; 2], seed: u64) -> Array4<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    Array4::from_shape_simple_fn((n, 3, height, width), || rng.random::<f32>())
+}
+
+fn max_difference(a: &Array4<f32>, b: &ndarray::ArrayView4<'_, f32>) -> f32 {
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

@@ -1,0 +1,204 @@
+//! `segstream import`: foreign models rewritten into the contract (layout, logits, batch,
+//! card), checked against the original, and refused by name when they cannot be.
+
+use std::path::Path;
+
+use crate::helpers::{assert_fails, describe, eval_json, segstream};
+use crate::media::{foreign_model, generated, shared};
+
+/// Runs `segstream import MODEL -o OUT EXTRA…`, asserting success; returns stdout.
+fn import(model: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "import",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let output = segstream(&args);
+    let text = describe(&args, &output);
+    assert!(output.status.success(), "{text}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn mediapipe_models_import_score_as_published_and_segment_at_any_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = shared("models/mediapipe_selfie");
+    // SOURCE.md: Dice on all of human_seg, measured with ONNX Runtime on the original files.
+    for (file, published) in [
+        ("selfie_segmentation.onnx", 0.951),
+        ("selfie_segmentation_landscape.onnx", 0.940),
+    ] {
+        let out = dir.path().join(file);
+        let stdout = import(&folder.join(file), &out, &["--classes", "person"]);
+        for change in [
+            "removed the final Sigmoid",
+            "input transposed",
+            "output transposed",
+            "batch made dynamic",
+        ] {
+            assert!(
+                stdout.contains(change),
+                "{file}: no '{change}' in\n{stdout}"
+            );
+        }
+        let json = eval_json(&out, &shared("human_seg"), &["--split", "all"]);
+        let dice = json["dice"].as_f64().unwrap();
+        println!("{file}: Dice {dice:.4} (published {published})");
+        assert!((dice - published).abs() <= 0.002, "{file}: Dice {dice}");
+    }
+    let model = dir.path().join("selfie_segmentation.onnx");
+    let frames = dir.path().join("frames");
+    let input = generated("bars.mkv");
+    let args = [
+        "segment",
+        input.to_str().unwrap(),
+        "-o",
+        frames.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--batch",
+        "3",
+    ];
+    let output = segstream(&args);
+    assert!(output.status.success(), "{}", describe(&args, &output));
+    assert_eq!(std::fs::read_dir(&frames).unwrap().count(), 60);
+}
+
+#[test]
+fn an_nchw_logits_model_keeps_its_graph_and_gets_a_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("three.onnx");
+    std::fs::write(
+        &model,
+        foreign_model(
+            &[("x", &[1, 3, 16, 16])],
+            "Identity",
+            ("y", &[1, 3, 16, 16]),
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("three-imported.onnx");
+    let stdout = import(
+        &model,
+        &out,
+        &["--classes", "r,g,b", "--input-range", "imagenet"],
+    );
+    assert!(
+        !stdout.contains("removed") && !stdout.contains("transposed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("logits to max |Δ| = 0.0e0"), "{stdout}");
+    let inspect = segstream(&["inspect", out.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(text.contains("class:        g"), "{text}");
+    assert!(text.contains("0.485"), "ImageNet mean: {text}");
+}
+
+#[test]
+fn a_declared_probability_without_a_final_activation_becomes_log_odds() {
+    let dir = tempfile::tempdir().unwrap();
+    // A "probability" that is the mean of the RGB channels: one class, values in 0..1.
+    let model = dir.path().join("mean.onnx");
+    std::fs::write(
+        &model,
+        foreign_model(&[("x", &[1, 3, 8, 8])], "ReduceMean", ("p", &[1, 1, 8, 8])),
+    )
+    .unwrap();
+    let out = dir.path().join("mean-imported.onnx");
+    let stdout = import(&model, &out, &["--output-is", "probability"]);
+    assert!(stdout.contains("appended log-odds"), "{stdout}");
+    assert!(stdout.contains("original's probabilities"), "{stdout}");
+}
+
+#[test]
+fn what_import_cannot_adapt_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, Vec<u8>, &[&str]); 4] = [
+        (
+            "two-inputs.onnx",
+            foreign_model(
+                &[("a", &[1, 3, 8, 8]), ("b", &[1, 3, 8, 8])],
+                "Add",
+                ("y", &[1, 3, 8, 8]),
+            ),
+            &["2 inputs", "a, b"],
+        ),
+        (
+            "flat.onnx",
+            foreign_model(&[("x", &[1, 3])], "Identity", ("y", &[1, 3])),
+            &["'x'", "rank 2"],
+        ),
+        (
+            "four-channels.onnx",
+            foreign_model(&[("x", &[1, 4, 8, 8])], "Identity", ("y", &[1, 4, 8, 8])),
+            &["'x'", "cannot tell the layout", "--layout"],
+        ),
+        (
+            "free-size.onnx",
+            foreign_model(
+                &[("x", &[1, 3, -1, -1])],
+                "Identity",
+                ("y", &[1, 3, -1, -1]),
+            ),
+            &["'x'", "no fixed height and width"],
+        ),
+    ];
+    for (name, bytes, needles) in cases {
+        let model = dir.path().join(name);
+        std::fs::write(&model, bytes).unwrap();
+        let out = dir.path().join("out.onnx");
+        let mut expected = vec![model.to_str().unwrap()];
+        expected.extend(needles);
+        assert_fails(
+            &[
+                "import",
+                model.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            &[],
+            1,
+            &expected,
+        );
+        assert!(!out.exists(), "{name}: nothing written");
+    }
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(names.len(), 4, "no temporary files left");
+}
+
+#[test]
+fn a_model_with_a_fixed_batch_runs_at_any_batch_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated("bars.mkv");
+    for (fixed, batch) in [(1, "4"), (4, "7")] {
+        let model = dir.path().join(format!("fixed{fixed}.onnx"));
+        let dims = [fixed, 3, 16, 16];
+        std::fs::write(
+            &model,
+            foreign_model(&[("x", &dims)], "Identity", ("y", &dims)),
+        )
+        .unwrap();
+        let frames = dir.path().join(format!("frames{fixed}"));
+        let args = [
+            "segment",
+            input.to_str().unwrap(),
+            "-o",
+            frames.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--mode",
+            "mask",
+            "--batch",
+            batch,
+        ];
+        let output = segstream(&args);
+        assert!(output.status.success(), "{}", describe(&args, &output));
+        assert_eq!(
+            std::fs::read_dir(&frames).unwrap().count(),
+            60,
+            "batch {fixed}"
+        );
+    }
+}
