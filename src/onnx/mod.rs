@@ -6,6 +6,8 @@
 
 mod graph;
 pub mod import;
+#[cfg(feature = "train")]
+pub mod interpret;
 
 pub use graph::{GraphBuilder, Weights, Window};
 

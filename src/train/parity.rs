@@ -1,5 +1,6 @@
 //! The proof that an exported file keeps the model contract: burn's forward pass (inference
-//! mode) and ONNX Runtime's run of the exported file agree on the same input.
+//! mode) and ONNX Runtime's run of the exported file agree on the same input; and that the
+//! graph interpreter runs an ONNX file as ONNX Runtime does.
 
 use std::path::Path;
 
@@ -7,8 +8,12 @@ use burn::prelude::*;
 use ndarray::{Array4, ArrayView4};
 
 use super::model::SegmentationModel;
-use crate::Result;
+use prost::Message;
+
 use crate::infer::{DeviceChoice, Segmenter, SegmenterOptions};
+use crate::onnx::interpret::GraphModel;
+use crate::onnx::proto::ModelProto;
+use crate::{Error, Result};
 
 /// Largest absolute difference between burn's and ONNX Runtime's logits for `input` (N×3×H×W).
 ///
@@ -19,7 +24,30 @@ pub fn max_logit_difference(
     onnx: &Path,
     input: ArrayView4<'_, f32>,
 ) -> Result<f32> {
-    let expected = burn_forward(model, input);
+    difference_from_runtime(&burn_forward(model, input), onnx, input)
+}
+
+/// Largest absolute difference between the graph interpreter's logits (the ONNX file read as a
+/// burn module, the way `train --init-from` reads it) and ONNX Runtime's, for `input`.
+///
+/// # Errors
+/// When the file cannot be read, interpreted or run.
+pub fn interpreter_difference(onnx: &Path, input: ArrayView4<'_, f32>) -> Result<f32> {
+    let bytes = std::fs::read(onnx).map_err(|e| Error::io(onnx, e))?;
+    let proto = ModelProto::decode(bytes.as_slice())
+        .map_err(|e| Error::model(onnx, format!("not an ONNX model: {e}")))?;
+    let device = Device::flex();
+    let graph = GraphModel::from_onnx(&proto, &device).map_err(|e| Error::model(onnx, e))?;
+    let logits = graph.forward(tensor_from(input, &device));
+    difference_from_runtime(&array_from(logits), onnx, input)
+}
+
+/// Largest absolute difference between `expected` and ONNX Runtime's run of `onnx` on `input`.
+fn difference_from_runtime(
+    expected: &Array4<f32>,
+    onnx: &Path,
+    input: ArrayView4<'_, f32>,
+) -> Result<f32> {
     let options = SegmenterOptions {
         device: DeviceChoice::Cpu,
         threads: 0,
@@ -39,12 +67,19 @@ pub fn max_logit_difference(
 pub fn burn_forward(model: &SegmentationModel, input: ArrayView4<'_, f32>) -> Array4<f32> {
     let device = Device::flex();
     let model = model.valid().to_device(&device);
+    array_from(model.forward(tensor_from(input, &device)))
+}
+
+fn tensor_from(input: ArrayView4<'_, f32>, device: &Device) -> Tensor<4> {
     let shape = input.dim();
     let data = TensorData::new(
         input.iter().copied().collect::<Vec<f32>>(),
         [shape.0, shape.1, shape.2, shape.3],
     );
-    let logits = model.forward(Tensor::from_data(data, &device));
+    Tensor::from_data(data, device)
+}
+
+fn array_from(logits: Tensor<4>) -> Array4<f32> {
     let dims = logits.dims();
     let values = logits
         .into_data_as::<f32>()
