@@ -450,9 +450,18 @@ pub struct TrainArgs {
     /// ResNet34 U-Net: train only the decoder during the first stage.
     #[arg(long)]
     pub freeze_encoder: bool,
-    /// With --encoder-weights: the encoder's learning rate as a share of --lr once unfrozen.
-    #[arg(long, default_value_t = 0.1)]
+    /// With --encoder-weights or --init-from: the pretrained encoder's or body's learning
+    /// rate as a share of --lr once unfrozen (differential learning rates).
+    #[arg(long, alias = "body-lr-ratio", default_value_t = 0.1)]
     pub encoder_lr_ratio: f64,
+    /// Fine-tune this ONNX model (in segstream's contract: `segstream import` brings others
+    /// in): its graph is trained as it is, with a new head when --classes differ from its own.
+    #[arg(long, conflicts_with_all = ["arch", "encoder_weights"])]
+    pub init_from: Option<PathBuf>,
+    /// With --init-from: train only the head for this many epochs first (a stage of its own,
+    /// at the first --size), then everything.
+    #[arg(long, requires = "init_from")]
+    pub freeze_body: Option<usize>,
     /// Stop after this many epochs in total, leaving a checkpoint for --resume.
     #[arg(long)]
     pub stop_after: Option<usize>,

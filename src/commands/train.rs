@@ -103,6 +103,12 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         .data
         .clone()
         .expect("clap requires --data unless --resume");
+    // --freeze-body N: a first stage of N epochs with the body frozen, at the first size.
+    let (mut sizes, mut epochs) = (args.size.clone(), args.epochs.clone());
+    if let (Some(frozen), Some(&first)) = (args.freeze_body.filter(|&n| n > 0), sizes.first()) {
+        sizes.insert(0, first);
+        epochs.insert(0, frozen);
+    }
     Ok(TrainConfig {
         data,
         layout: args
@@ -113,8 +119,8 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         classes: args.classes.clone(),
         ignore_index: args.ignore_index,
         architecture: args.network.architecture(),
-        sizes: args.size.clone(),
-        epochs: args.epochs.clone(),
+        sizes,
+        epochs,
         batch_size: args.batch,
         lr: args.lr,
         weight_decay: args.weight_decay,
@@ -131,8 +137,9 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
             args.cache.clone().or_else(default_cache_dir)
         },
         encoder_weights: args.encoder_weights.clone(),
-        freeze_encoder: args.freeze_encoder,
+        freeze_encoder: args.freeze_encoder || args.freeze_body.is_some_and(|n| n > 0),
         encoder_lr_ratio: args.encoder_lr_ratio,
+        init_from: args.init_from.clone(),
     })
 }
 

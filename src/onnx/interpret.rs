@@ -24,11 +24,15 @@ use burn::tensor::ops::{
 use super::proto::tensor_proto::DataType;
 use super::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
 
-/// An ONNX graph as a burn module: its weights are the module's parameters.
+/// An ONNX graph as a burn module: its weights are the module's parameters, split into the
+/// head (the layer that produces the output) and the body (the rest), so that the body can be
+/// frozen or trained slower (parameter paths contain `head` or `body`).
 #[derive(Module, Debug)]
 pub struct GraphModel {
-    /// Trainable initializers, flat, in [`Graph::trainable`] order; shaped where used.
-    params: Vec<Param<Tensor<1>>>,
+    /// Trainable initializers of the body, flat; shaped where used.
+    body: Vec<Param<Tensor<1>>>,
+    /// Trainable initializers of the head, flat.
+    head: Vec<Param<Tensor<1>>>,
     /// The nodes and constants (shared, never trained).
     #[module(skip)]
     graph: Arc<Graph>,
@@ -82,11 +86,20 @@ struct Graph {
     nodes: Vec<Node>,
     /// Names and shapes of the trainable initializers, in parameter order.
     trainable: Vec<(String, Vec<usize>)>,
-    /// Parameter index by initializer name.
-    index: HashMap<String, usize>,
+    /// Where each trainable initializer is, by name.
+    index: HashMap<String, Slot>,
     constants: HashMap<String, Constant>,
     /// The model read, kept to be written back with new weights.
     model: ModelProto,
+}
+
+/// Where a trainable initializer lives: in the head or the body, at an index.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    head: bool,
+    index: usize,
+    /// Position in [`Graph::trainable`].
+    order: usize,
 }
 
 /// Which inputs of `op` are weights (trainable when they are initializers).
@@ -123,9 +136,12 @@ impl GraphModel {
             .and_then(|o| o.name.clone())
             .ok_or("the graph has no output")?;
 
+        let head_inputs: Vec<String> = head_node(model)
+            .map(|i| graph.node[i].input.clone())
+            .unwrap_or_default();
         let mut trainable = Vec::new();
         let mut index = HashMap::new();
-        let mut params = Vec::new();
+        let (mut body, mut head) = (Vec::new(), Vec::new());
         let mut constants = HashMap::new();
         let mut nodes = Vec::new();
         for node in &graph.node {
@@ -140,7 +156,14 @@ impl GraphModel {
                 let (dims, values) = tensor_values(tensor)?;
                 let is_float = tensor.data_type == Some(DataType::Float as i32);
                 if is_float && weighs(op_type, slot) {
-                    index.insert(name.clone(), params.len());
+                    let in_head = head_inputs.contains(name);
+                    let params = if in_head { &mut head } else { &mut body };
+                    let slot = Slot {
+                        head: in_head,
+                        index: params.len(),
+                        order: trainable.len(),
+                    };
+                    index.insert(name.clone(), slot);
                     params.push(Param::from_tensor(Tensor::<1>::from_data(
                         TensorData::new(values, [dims.iter().product::<usize>()]),
                         device,
@@ -153,7 +176,8 @@ impl GraphModel {
             nodes.push(read_node(node, &constants)?);
         }
         Ok(GraphModel {
-            params,
+            body,
+            head,
             graph: Arc::new(Graph {
                 input,
                 output,
@@ -187,7 +211,7 @@ impl GraphModel {
             return value.clone();
         }
         let (flat, dims) = match self.graph.index.get(name) {
-            Some(&i) => (self.params[i].val(), self.graph.trainable[i].1.clone()),
+            Some(&slot) => (self.param(slot), self.graph.trainable[slot.order].1.clone()),
             None => {
                 let constant = &self.graph.constants[name];
                 let device = self.device();
@@ -204,7 +228,7 @@ impl GraphModel {
     /// The vector (rank 1) named `name`: a parameter or a constant.
     fn vector(&self, name: &str) -> Tensor<1> {
         match self.graph.index.get(name) {
-            Some(&i) => self.params[i].val(),
+            Some(&slot) => self.param(slot),
             None => {
                 let values = self.graph.constants[name].values.clone();
                 let length = values.len();
@@ -213,9 +237,16 @@ impl GraphModel {
         }
     }
 
+    fn param(&self, slot: Slot) -> Tensor<1> {
+        let params = if slot.head { &self.head } else { &self.body };
+        params[slot.index].val()
+    }
+
     fn device(&self) -> Device {
-        self.params
-            .first()
+        self.body
+            .iter()
+            .chain(&self.head)
+            .next()
             .map_or_else(Device::flex, |p| p.val().device())
     }
 
@@ -278,11 +309,11 @@ impl GraphModel {
         let mut model = self.graph.model.clone();
         if let Some(graph) = model.graph.as_mut() {
             for tensor in &mut graph.initializer {
-                let Some(&i) = tensor.name.as_ref().and_then(|n| self.graph.index.get(n)) else {
+                let Some(&slot) = tensor.name.as_ref().and_then(|n| self.graph.index.get(n)) else {
                     continue;
                 };
-                let values: Vec<f32> = self.params[i]
-                    .val()
+                let values: Vec<f32> = self
+                    .param(slot)
                     .into_data_as::<f32>()
                     .try_to_vec()
                     .expect("into_data_as::<f32> yields f32 data");
@@ -296,6 +327,98 @@ impl GraphModel {
     /// Names and shapes of the trainable initializers, in graph order.
     pub fn trainable(&self) -> &[(String, Vec<usize>)] {
         &self.graph.trainable
+    }
+}
+
+/// The index of the head: the convolution that produces the output, found by walking back
+/// from the output through ops that only move values (Transpose, Reshape, Identity).
+fn head_node(model: &ModelProto) -> Option<usize> {
+    let graph = model.graph.as_ref()?;
+    let mut tensor = graph.output.first()?.name.clone()?;
+    loop {
+        let index = graph.node.iter().position(|n| n.output.contains(&tensor))?;
+        let node = &graph.node[index];
+        match node.op_type.as_deref()? {
+            "Conv" | "ConvTranspose" => return Some(index),
+            "Transpose" | "Reshape" | "Identity" => tensor = node.input.first()?.clone(),
+            _ => return None,
+        }
+    }
+}
+
+/// `model` with a freshly initialised head of `classes` outputs (the seed's "new head on a
+/// pretrained body"): the head convolution's weights drawn uniformly in ±1/√fan-in from
+/// `seed`, its bias zero, and the graph's output declared with `classes` channels.
+///
+/// # Errors
+/// When the graph has no convolution producing its output, or its weights are not f32.
+pub fn with_new_head(model: &ModelProto, classes: usize, seed: u64) -> Result<ModelProto, String> {
+    use rand::{RngExt as _, SeedableRng, rngs::StdRng};
+    let mut model = model.clone();
+    let index =
+        head_node(&model).ok_or("no convolution produces the output: no head to replace")?;
+    let graph = model.graph.as_mut().expect("head_node found a graph");
+    let node = graph.node[index].clone();
+    let transposed = node.op_type.as_deref() == Some("ConvTranspose");
+    let mut rng = StdRng::seed_from_u64(seed);
+    for (slot, name) in node.input.iter().enumerate().skip(1) {
+        let tensor = graph
+            .initializer
+            .iter_mut()
+            .find(|t| t.name.as_ref() == Some(name))
+            .ok_or_else(|| format!("the head's input '{name}' is not an initializer"))?;
+        let mut dims: Vec<usize> = tensor.dims.iter().map(|&d| d as usize).collect();
+        let values = if slot == 1 {
+            // Conv: [out, in, kh, kw]; ConvTranspose: [in, out, kh, kw].
+            let out_axis = usize::from(transposed);
+            dims[out_axis] = classes;
+            let fan_in: usize = if transposed {
+                dims[0]
+            } else {
+                dims[1..].iter().product()
+            };
+            let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+            (0..dims.iter().product::<usize>())
+                .map(|_| rng.random_range(-bound..bound))
+                .collect()
+        } else {
+            dims = vec![classes];
+            vec![0.0; classes]
+        };
+        tensor.dims = dims.iter().map(|&d| d as i64).collect();
+        tensor.data_type = Some(DataType::Float as i32);
+        tensor.raw_data = None;
+        tensor.float_data = values;
+    }
+    let output = graph.output.first_mut().ok_or("the graph has no output")?;
+    set_channels(output, classes);
+    Ok(model)
+}
+
+/// The height and width an N×C×H×W graph input fixes, if it fixes them.
+pub fn fixed_input_size(model: &ModelProto) -> Option<[usize; 2]> {
+    use super::proto::tensor_shape_proto::dimension::Value;
+    use super::proto::type_proto::Value as Type;
+    let input = model.graph.as_ref()?.input.first()?;
+    let Some(Type::TensorType(tensor)) = input.r#type.as_ref()?.value.as_ref() else {
+        return None;
+    };
+    let dims = &tensor.shape.as_ref()?.dim;
+    let fixed = |i: usize| match dims.get(i)?.value {
+        Some(Value::DimValue(v)) if v > 0 => Some(v as usize),
+        _ => None,
+    };
+    Some([fixed(2)?, fixed(3)?])
+}
+
+/// Declares `classes` channels (dimension 1) on an N×C×H×W tensor's type.
+fn set_channels(info: &mut super::proto::ValueInfoProto, classes: usize) {
+    use super::proto::tensor_shape_proto::dimension::Value;
+    use super::proto::type_proto::Value as Type;
+    if let Some(Type::TensorType(tensor)) = info.r#type.as_mut().and_then(|t| t.value.as_mut())
+        && let Some(dim) = tensor.shape.as_mut().and_then(|s| s.dim.get_mut(1))
+    {
+        dim.value = Some(Value::DimValue(classes as i64));
     }
 }
 

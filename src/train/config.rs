@@ -53,10 +53,15 @@ pub struct TrainConfig {
     pub cache: Option<PathBuf>,
     /// ResNet34 U-Net: torchvision ResNet34 weights for the encoder.
     pub encoder_weights: Option<PathBuf>,
-    /// ResNet34 U-Net: train only the decoder in the first stage.
+    /// Train only the new parts in the first stage: the ResNet34 U-Net's decoder, or the head
+    /// of a model started from `init_from`.
     pub freeze_encoder: bool,
-    /// ResNet34 U-Net with pretrained weights: encoder LR = this × `lr` once unfrozen.
+    /// A pretrained ResNet34 encoder or `init_from` body learns at this × `lr` once unfrozen.
     pub encoder_lr_ratio: f64,
+    /// Start from this ONNX model (fine-tuning): its graph is trained as it is, with a new
+    /// head when the classes differ.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
 }
 
 impl TrainConfig {
@@ -73,7 +78,11 @@ impl TrainConfig {
                 self.epochs.len()
             ));
         }
-        let multiple = self.architecture.size_multiple();
+        let multiple = if self.init_from.is_some() {
+            1
+        } else {
+            self.architecture.size_multiple()
+        };
         if let Some([h, w]) = self
             .sizes
             .iter()
@@ -94,8 +103,18 @@ impl TrainConfig {
             return fail(format!("--valid-frac {} must be in 0..1", self.valid_frac));
         }
         let resnet = self.architecture == Architecture::ResNet34;
-        if !resnet && (self.freeze_encoder || self.encoder_weights.is_some()) {
-            return fail("--freeze-encoder and --encoder-weights need --arch resnet34".into());
+        if self.init_from.is_some() && (resnet || self.encoder_weights.is_some()) {
+            return fail(
+                "--init-from brings its own network: leave out --arch and --encoder-weights".into(),
+            );
+        }
+        if !resnet && self.init_from.is_none() && self.freeze_encoder {
+            return fail(
+                "--freeze-encoder needs --arch resnet34 (--freeze-body needs --init-from)".into(),
+            );
+        }
+        if !resnet && self.encoder_weights.is_some() {
+            return fail("--encoder-weights needs --arch resnet34".into());
         }
         self.group_regex().map(|_| ())
     }

@@ -11,6 +11,9 @@ use burn::prelude::*;
 
 use super::model::{BasicBlock, ConvNorm, DoubleConv, ResNetUNet, SegmentationModel, UNet, UpStep};
 use crate::infer::ModelCard;
+use prost::Message;
+
+use crate::onnx::proto::StringStringEntryProto;
 use crate::onnx::{GraphBuilder, INPUT, Weights, Window};
 use crate::{Error, Result};
 
@@ -20,6 +23,19 @@ use crate::{Error, Result};
 /// # Errors
 /// [`Error::Export`] when a layer uses a setting the exporter does not write (e.g. dilation).
 pub fn export(model: &SegmentationModel, card: &ModelCard) -> Result<Vec<u8>> {
+    if let SegmentationModel::Graph(graph) = model {
+        // The graph it was read from, with the trained weights and the new card.
+        let mut proto = graph.to_onnx();
+        proto.metadata_props = card
+            .to_metadata()
+            .into_iter()
+            .map(|(key, value)| StringStringEntryProto {
+                key: Some(key),
+                value: Some(value),
+            })
+            .collect();
+        return Ok(proto.encode_to_vec());
+    }
     let mut graph = GraphBuilder::new();
     let logits = model.to_onnx(&mut graph, INPUT)?;
     Ok(graph.finish(&logits, card.num_classes(), None, card.to_metadata()))
@@ -45,6 +61,9 @@ impl ToOnnx for SegmentationModel {
         match self {
             SegmentationModel::UNet(model) => model.to_onnx(graph, x),
             SegmentationModel::ResNet34(model) => model.to_onnx(graph, x),
+            SegmentationModel::Graph(_) => Err(Error::Export(
+                "an interpreted graph is written back by export(), not node by node".into(),
+            )),
         }
     }
 }

@@ -23,6 +23,7 @@ use super::loader::{Batch, EpochPlan, derive_seed};
 use super::loss::{LossKind, Targets};
 use super::model::SegmentationModel;
 use super::parity::max_logit_difference;
+use super::pretrained::Pretrained;
 use super::report::{EpochRecord, draw_curves, write_csv};
 use super::schedule::OneCycle;
 use crate::dataset::{Resized, Sample, load_resized};
@@ -77,6 +78,8 @@ pub struct Learner {
     command: String,
     pub(super) device: Device,
     checkpoints: Checkpoints,
+    /// The model the run starts from (`--init-from`).
+    pretrained: Option<Pretrained>,
 }
 
 impl Learner {
@@ -90,10 +93,29 @@ impl Learner {
         let data = config.prepare()?;
         std::fs::create_dir_all(run).map_err(|e| Error::io(run, e))?;
         let size = *config.sizes.last().expect("validated: at least one size");
-        let mut card = ModelCard::with_defaults(data.classes.names.len(), size);
+        let classes = data.classes.names.len();
+        let mut card = ModelCard::with_defaults(classes, size);
         card.classes = data.classes.names.clone();
         card.colors = data.classes.colors.clone();
         card.architecture = config.architecture.to_string();
+        let pretrained = match &config.init_from {
+            Some(path) => {
+                let pretrained = Pretrained::read(path, classes, config.seed)?;
+                pretrained.check_sizes(&config.sizes)?;
+                if let Some(before) = pretrained.replaced_head {
+                    println!(
+                        "{}: new head ({before} → {classes} classes)",
+                        path.display()
+                    );
+                }
+                // The body was trained on inputs normalised this way.
+                card.mean = pretrained.card.mean;
+                card.std = pretrained.card.std;
+                card.architecture = pretrained.card.architecture.clone();
+                Some(pretrained)
+            }
+            None => None,
+        };
         let device = Device::flex().autodiff();
         device.seed(config.seed);
         Ok(Learner {
@@ -104,6 +126,7 @@ impl Learner {
             card,
             command,
             device,
+            pretrained,
         })
     }
 
@@ -144,6 +167,29 @@ impl Learner {
             let size = self.config.sizes[stage];
             let train_set = Arc::new(self.load(&self.data.train, size, "training")?.samples);
             let valid_set = Arc::new(self.load(&self.data.valid, size, "validation")?.samples);
+            if let (Some(pretrained), 0, false) = (&self.pretrained, stage, resume) {
+                // Where fine-tuning starts from, so its epochs can be judged against it.
+                let start = validate(
+                    &model.valid(),
+                    &valid_set,
+                    size,
+                    normalizer,
+                    &self.config,
+                    self.card.num_classes(),
+                );
+                let scores = start.confusion.scores(self.card.num_classes());
+                println!(
+                    "before training ({}): valid loss {:.4}, {} {:.4}",
+                    pretrained.path.display(),
+                    start.loss,
+                    if scores.dice.is_some() {
+                        "dice"
+                    } else {
+                        "mIoU"
+                    },
+                    scores.headline()
+                );
+            }
             let epochs = self.config.epochs[stage];
             let plan_of = |epoch: usize| {
                 let seed = derive_seed(&[self.config.seed, stage as u64, epoch as u64]);
@@ -160,7 +206,7 @@ impl Learner {
                 total_steps: epochs * steps_per_epoch,
             };
             let frozen = self.config.freeze_encoder && stage == 0;
-            model = model.set_require_grad_group(encoder_group(), !frozen);
+            model = model.set_require_grad_group(body_group(), !frozen);
             let first_epoch = if stage == state.position.stage {
                 state.position.epoch
             } else {
@@ -277,13 +323,10 @@ impl Learner {
         self.finish(&state).map(Outcome::Finished)
     }
 
-    /// A fresh model, its encoder loaded from `--encoder-weights` when given.
+    /// A fresh model for training: the `--init-from` graph, or a new U-Net (its encoder
+    /// loaded from `--encoder-weights` when given).
     pub(super) fn new_model(&self) -> Result<SegmentationModel> {
-        let mut model = SegmentationModel::new(
-            &self.config.architecture,
-            self.card.num_classes(),
-            &self.device,
-        );
+        let mut model = self.build_model(&self.device)?;
         if let (Some(path), SegmentationModel::ResNet34(unet)) =
             (&self.config.encoder_weights, &mut model)
         {
@@ -293,14 +336,27 @@ impl Learner {
         Ok(model)
     }
 
-    /// The step's learning rates: a pretrained, unfrozen encoder learns at
+    /// The run's network on `device`, with its starting weights.
+    fn build_model(&self, device: &Device) -> Result<SegmentationModel> {
+        match &self.pretrained {
+            Some(pretrained) => pretrained.model(device).map(SegmentationModel::Graph),
+            None => Ok(SegmentationModel::new(
+                &self.config.architecture,
+                self.card.num_classes(),
+                device,
+            )),
+        }
+    }
+
+    /// The step's learning rates: a pretrained, unfrozen encoder or body learns at
     /// `encoder_lr_ratio × lr` (the seed's differential learning rates).
     pub(super) fn lr_policy(&self, lr: f64, frozen: bool) -> ModuleLearningRate {
-        if self.config.encoder_weights.is_none() || frozen {
+        let pretrained = self.config.encoder_weights.is_some() || self.pretrained.is_some();
+        if !pretrained || frozen {
             return lr.into();
         }
         ModuleLrScheduler::new(lr)
-            .with_group(encoder_group(), lr * self.config.encoder_lr_ratio)
+            .with_group(body_group(), lr * self.config.encoder_lr_ratio)
             .step()
     }
 
@@ -381,11 +437,7 @@ impl Learner {
             .and_then(|b| state.history.iter().find(|r| r.epoch == b.epoch))
             .ok_or_else(|| Error::Config("no epoch was completed".into()))?
             .clone();
-        let mut model = SegmentationModel::new(
-            &self.config.architecture,
-            self.card.num_classes(),
-            &Device::flex(),
-        );
+        let mut model = self.build_model(&Device::flex())?;
         load_model(&mut model, &self.checkpoints.best_model_file())?;
         let mut card = self.card.clone();
         // The best epoch may come from an earlier (smaller) stage of progressive resizing.
@@ -402,6 +454,12 @@ impl Learner {
             "lr": self.config.lr,
             "loss": if self.config.loss.dice { "ce+dice" } else { "ce" },
             "seed": self.config.seed,
+            "init_from": self.pretrained.as_ref().map(|p| serde_json::json!({
+                "file": p.path.display().to_string(),
+                "source": p.card.training.get("source"),
+                "architecture": p.card.architecture,
+                "new_head_replaced_classes": p.replaced_head,
+            })),
             "best_epoch": best.epoch,
             "validation": best.scores,
             "seconds": state.seconds.round(),
@@ -434,9 +492,10 @@ impl Learner {
     }
 }
 
-/// The ResNet34 U-Net's encoder parameters (the classic U-Net has none by this name).
-fn encoder_group() -> ParamGroup {
-    ParamGroup::from_predicate("encoder")
+/// The pretrained part: the ResNet34 U-Net's encoder, or an `--init-from` graph's body (the
+/// classic U-Net has neither).
+fn body_group() -> ParamGroup {
+    ParamGroup::from_any_predicates(vec!["encoder", "body"])
 }
 
 /// One optimisation step on `batch`; returns the updated model and the batch loss.

@@ -14,5 +14,6 @@ pub mod lr_find;
 pub mod model;
 pub mod parity;
 mod plot;
+pub mod pretrained;
 pub mod report;
 pub mod schedule;

@@ -15,6 +15,8 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
+use crate::onnx::interpret::GraphModel;
+
 /// Which U-Net to build.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Architecture {
@@ -61,6 +63,8 @@ pub enum SegmentationModel {
     UNet(UNet),
     /// The ResNet34-encoder U-Net.
     ResNet34(ResNetUNet),
+    /// An ONNX graph read by the interpreter (`train --init-from`).
+    Graph(GraphModel),
 }
 
 impl SegmentationModel {
@@ -81,6 +85,7 @@ impl SegmentationModel {
         match self {
             SegmentationModel::UNet(model) => model.forward(images),
             SegmentationModel::ResNet34(model) => model.forward(images),
+            SegmentationModel::Graph(model) => model.forward(images),
         }
     }
 
@@ -89,6 +94,8 @@ impl SegmentationModel {
         match self {
             SegmentationModel::UNet(model) => 1 << model.down.len(),
             SegmentationModel::ResNet34(_) => 32,
+            // A graph states its own sizes: the learner checks them against its input.
+            SegmentationModel::Graph(_) => 1,
         }
     }
 }

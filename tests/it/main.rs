@@ -8,6 +8,8 @@ mod dataset;
 #[cfg(feature = "train")]
 mod encoder_weights;
 mod eval;
+#[cfg(feature = "train")]
+mod fine_tune;
 mod helpers;
 mod import;
 mod media;

@@ -37,6 +37,7 @@ fn config(limit: usize, size: usize, epochs: usize) -> TrainConfig {
         encoder_weights: None,
         freeze_encoder: false,
         encoder_lr_ratio: 0.1,
+        init_from: None,
     }
 }
 

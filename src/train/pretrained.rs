@@ -1,0 +1,97 @@
+//! `train --init-from`: the ONNX model a run starts from. Its graph is read by the interpreter
+//! and trained as it is; when the run has other classes than the model, its head (the layer
+//! producing the output) is replaced by a fresh one; its card gives the normalisation.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use prost::Message;
+
+use crate::infer::ModelCard;
+use crate::onnx::interpret::{GraphModel, fixed_input_size, with_new_head};
+use crate::onnx::proto::ModelProto;
+use crate::{Error, Result};
+
+/// A pretrained model ready to be trained further.
+#[derive(Debug, Clone)]
+pub struct Pretrained {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Its graph, with the new head when there is one.
+    proto: ModelProto,
+    /// Its card as read from the file.
+    pub card: ModelCard,
+    /// The output channels it had, when a new head replaced them.
+    pub replaced_head: Option<usize>,
+}
+
+impl Pretrained {
+    /// Reads `path` for a run with `classes` output channels; a new head (seeded by `seed`)
+    /// replaces the old one when the counts differ.
+    ///
+    /// # Errors
+    /// [`Error::Model`] when the file is not an ONNX model in segstream's contract (foreign
+    /// models go through `segstream import` first), or has no head to replace.
+    pub fn read(path: &Path, classes: usize, seed: u64) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let proto = ModelProto::decode(bytes.as_slice())
+            .map_err(|e| Error::model(path, format!("not an ONNX model: {e}")))?;
+        let metadata = |key: &str| {
+            proto
+                .metadata_props
+                .iter()
+                .find(|p| p.key.as_deref() == Some(key))
+                .and_then(|p| p.value.clone())
+        };
+        let (card, missing) =
+            ModelCard::from_metadata(ModelCard::with_defaults(1, [0, 0]), metadata)
+                .map_err(|reason| Error::model(path, reason))?;
+        if !missing.is_empty() {
+            return Err(Error::model(
+                path,
+                "it has no segstream card: bring it in with `segstream import` first",
+            ));
+        }
+        let replaced_head = (card.num_classes() != classes).then_some(card.num_classes());
+        let proto = match replaced_head {
+            Some(_) => with_new_head(&proto, classes, seed)
+                .map_err(|reason| Error::model(path, format!("a new head: {reason}")))?,
+            None => proto,
+        };
+        // The graph must run before a run is started on it.
+        GraphModel::from_onnx(&proto, &Device::flex()).map_err(|e| Error::model(path, e))?;
+        Ok(Pretrained {
+            path: path.to_path_buf(),
+            proto,
+            card,
+            replaced_head,
+        })
+    }
+
+    /// The graph as a trainable module on `device`.
+    ///
+    /// # Errors
+    /// [`Error::Model`] when the interpreter cannot run it (checked by [`Pretrained::read`]).
+    pub fn model(&self, device: &Device) -> Result<GraphModel> {
+        GraphModel::from_onnx(&self.proto, device).map_err(|e| Error::model(&self.path, e))
+    }
+
+    /// Checks the training sizes against the graph's: a graph whose input fixes its height and
+    /// width (fixed-size pooling, literal reshapes) trains at that size only.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the size the graph needs.
+    pub fn check_sizes(&self, sizes: &[[usize; 2]]) -> Result<()> {
+        match fixed_input_size(&self.proto) {
+            Some(fixed) if sizes.iter().any(|s| *s != fixed) => Err(Error::Config(format!(
+                "{} takes {}x{} inputs only (its graph fixes the size): train with --size {}x{}",
+                self.path.display(),
+                fixed[0],
+                fixed[1],
+                fixed[0],
+                fixed[1]
+            ))),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! `train --init-from`: an imported pretrained model fine-tuned (validation loss down, Dice
+//! kept, exported with parity, runs in `segment`), and a new head trained on a frozen body.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use image::{GrayImage, Luma, Rgb, RgbImage};
+use prost::Message;
+use segstream::onnx::proto::ModelProto;
+use segstream::train::checkpoint::load_model;
+use segstream::train::model::SegmentationModel;
+use segstream::train::pretrained::Pretrained;
+
+use crate::helpers::{describe, segstream};
+use crate::media::{generated, shared};
+
+/// The MediaPipe selfie model imported into `dir`.
+fn imported_selfie(dir: &Path) -> PathBuf {
+    let out = dir.join("selfie.onnx");
+    let source = shared("models/mediapipe_selfie/selfie_segmentation.onnx");
+    let args = [
+        "import",
+        source.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--classes",
+        "person",
+    ];
+    let output = segstream(&args);
+    assert!(output.status.success(), "{}", describe(&args, &output));
+    out
+}
+
+/// Runs `segstream train` with `args`, asserting success; returns stdout.
+fn train(args: &[&str]) -> String {
+    let mut all = vec!["train"];
+    all.extend(args);
+    let output = segstream(&all);
+    let text = describe(&all, &output);
+    assert!(output.status.success(), "{text}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The number after `key ` in `line`.
+fn figure(line: &str, key: &str) -> f64 {
+    line.split(&format!("{key} "))
+        .nth(1)
+        .and_then(|rest| rest.split([' ', ',', '\n']).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
+#[test]
+fn fine_tuning_the_imported_selfie_model_lowers_validation_loss_and_keeps_its_dice() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = imported_selfie(dir.path());
+    let run = dir.path().join("run");
+    let data = shared("human_seg");
+    let stdout = train(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--classes",
+        "person",
+        "--init-from",
+        model.to_str().unwrap(),
+        "--size",
+        "256",
+        "--epochs",
+        "2",
+        "--batch",
+        "8",
+        "--lr",
+        "1e-4",
+        "-o",
+        run.to_str().unwrap(),
+    ]);
+    println!("{stdout}");
+    let before = stdout
+        .lines()
+        .find(|l| l.starts_with("before training"))
+        .unwrap_or_else(|| panic!("no starting validation in {stdout}"));
+    let last = stdout
+        .lines()
+        .rfind(|l| l.starts_with("epoch"))
+        .unwrap_or_else(|| panic!("no epoch in {stdout}"));
+    let (loss_before, dice_before) = (figure(before, "valid loss"), figure(before, "dice"));
+    let (loss_after, dice_after) = (figure(last, "valid loss"), figure(last, "dice"));
+    assert!(
+        loss_after < loss_before,
+        "valid loss {loss_before} → {loss_after}"
+    );
+    assert!(
+        dice_after >= dice_before - 0.01,
+        "dice {dice_before} → {dice_after}"
+    );
+    // Logits of this model reach the hundreds (see the interpreter's parity test).
+    let parity = figure(&stdout, "max |Δ| =");
+    assert!(parity <= 1e-2, "parity {parity}");
+
+    let exported = run.join("model.onnx");
+    let frames = dir.path().join("frames");
+    let input = generated("bars.mkv");
+    let args = [
+        "segment",
+        input.to_str().unwrap(),
+        "-o",
+        frames.to_str().unwrap(),
+        "--model",
+        exported.to_str().unwrap(),
+    ];
+    let output = segstream(&args);
+    assert!(output.status.success(), "{}", describe(&args, &output));
+    let inspect = segstream(&["inspect", exported.to_str().unwrap()]);
+    let card = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        card.contains("init_from") && card.contains("selfie_segmentation.onnx"),
+        "{card}"
+    );
+}
+
+/// A generic dataset of `n` images whose masks hold classes 0, 1 and 2 in vertical bands.
+fn three_class_data(root: &Path, n: u32) {
+    for dir in ["images", "masks"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    for i in 0..n {
+        RgbImage::from_fn(48, 32, |x, _| match x / 16 {
+            0 => Rgb([200, 30, 30]),
+            1 => Rgb([30, 200, 30]),
+            _ => Rgb([30, 30, 200 - i as u8]),
+        })
+        .save(root.join(format!("images/{i}.png")))
+        .unwrap();
+        GrayImage::from_fn(48, 32, |x, _| Luma([(x / 16) as u8]))
+            .save(root.join(format!("masks/{i}.png")))
+            .unwrap();
+    }
+}
+
+/// The float initializers of an ONNX file by name.
+fn initializers(model: &ModelProto) -> Vec<(String, Vec<u8>, Vec<f32>)> {
+    model
+        .graph
+        .as_ref()
+        .unwrap()
+        .initializer
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone().unwrap(),
+                t.raw_data.clone().unwrap_or_default(),
+                t.float_data.clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_head_learns_on_a_frozen_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = imported_selfie(dir.path());
+    let data = dir.path().join("data");
+    three_class_data(&data, 10);
+    let run = dir.path().join("run");
+    let stdout = train(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--classes",
+        "red,green,blue",
+        "--init-from",
+        model.to_str().unwrap(),
+        "--size",
+        "256",
+        "--freeze-body",
+        "1",
+        "--epochs",
+        "1",
+        "--batch",
+        "4",
+        "--stop-after",
+        "1",
+        "--no-cache",
+        "-o",
+        run.to_str().unwrap(),
+    ]);
+    assert!(stdout.contains("new head (1 → 3 classes)"), "{stdout}");
+
+    // The weights after the frozen stage against the starting ones (same seed, same head).
+    let seed = 0; // train's default --seed
+    let start = Pretrained::read(&model, 3, seed).unwrap();
+    let fresh = start.model(&Device::flex()).unwrap();
+    let mut trained = SegmentationModel::Graph(start.model(&Device::flex()).unwrap());
+    load_model(&mut trained, &run.join("checkpoint/model.bpk")).unwrap();
+    let SegmentationModel::Graph(trained) = trained else {
+        unreachable!("loaded into a graph")
+    };
+    let before = initializers(&fresh.to_onnx());
+    let after = initializers(&trained.to_onnx());
+    let changed: HashSet<&str> = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| {
+            let values = |t: &(String, Vec<u8>, Vec<f32>)| -> Vec<f32> {
+                if t.1.is_empty() {
+                    t.2.clone()
+                } else {
+                    t.1.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .collect()
+                }
+            };
+            values(b) != values(a)
+        })
+        .map(|(b, _)| b.0.as_str())
+        .collect();
+    // MediaPipe's head is its final ConvTranspose: weights ct_W and bias ct_B.
+    assert_eq!(
+        changed,
+        HashSet::from(["ct_W", "ct_B"]),
+        "changed: {changed:?}"
+    );
+    let exported = ModelProto::decode(std::fs::read(&model).unwrap().as_slice()).unwrap();
+    assert_eq!(initializers(&exported).len(), before.len());
+}
