@@ -115,7 +115,7 @@ fn a_declared_probability_without_a_final_activation_becomes_log_odds() {
 #[test]
 fn what_import_cannot_adapt_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, Vec<u8>, &[&str]); 4] = [
+    let cases: [(&str, Vec<u8>, &[&str]); 5] = [
         (
             "two-inputs.onnx",
             foreign_model(
@@ -129,6 +129,11 @@ fn what_import_cannot_adapt_is_refused_by_name() {
             "flat.onnx",
             foreign_model(&[("x", &[1, 3])], "Identity", ("y", &[1, 3])),
             &["'x'", "rank 2"],
+        ),
+        (
+            "flat-output.onnx",
+            foreign_model(&[("x", &[1, 3, 8, 8])], "Identity", ("y", &[1, 3])),
+            &["'y'", "rank 2"],
         ),
         (
             "four-channels.onnx",
@@ -165,7 +170,7 @@ fn what_import_cannot_adapt_is_refused_by_name() {
         assert!(!out.exists(), "{name}: nothing written");
     }
     let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-    assert_eq!(names.len(), 4, "no temporary files left");
+    assert_eq!(names.len(), 5, "no temporary files left");
 }
 
 #[test]
