@@ -3,6 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 
+/// Held by in-process tests that seed burn's random numbers and depend on them: the seed is
+/// the device's, shared by every thread of the test process, so a concurrent test reseeding
+/// or drawing would change their weights.
+pub static BURN_RANDOM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Folder of committed test fixtures.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")

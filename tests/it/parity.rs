@@ -9,7 +9,7 @@ use segstream::train::export::export_to_file;
 use segstream::train::model::{Architecture, SegmentationModel};
 use segstream::train::parity::{burn_forward, interpreter_difference, max_logit_difference};
 
-use crate::helpers::{describe, segstream};
+use crate::helpers::{BURN_RANDOM, describe, segstream};
 use crate::media::shared;
 
 use ndarray::Array4;
@@ -45,6 +45,7 @@ fn perturbed_model(
 const STATISTICS_PASSES: usize = 30;
 
 fn check_parity(architecture: Architecture, classes: usize) {
+    let _seeded = BURN_RANDOM.lock().unwrap_or_else(|e| e.into_inner());
     let size = [64, 96];
     let model = perturbed_model(&architecture, classes, size);
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use segstream::train::learner::{Finished, Learner, Outcome, StopRules};
 use segstream::train::loss::LossKind;
 use segstream::train::model::Architecture;
 
-use crate::helpers::{describe, segstream};
+use crate::helpers::{BURN_RANDOM, describe, segstream};
 use crate::media::{clip, decode, shared};
 
 /// A small, fast configuration on the first `limit` human_seg images.
@@ -42,6 +42,7 @@ fn config(limit: usize, size: usize, epochs: usize) -> TrainConfig {
 }
 
 fn train(config: TrainConfig, run: &Path, resume: bool, stop_after: Option<usize>) -> Outcome {
+    let _seeded = BURN_RANDOM.lock().unwrap_or_else(|e| e.into_inner());
     let never = AtomicBool::new(false);
     let stop = StopRules {
         interrupt: &never,
