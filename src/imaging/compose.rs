@@ -156,7 +156,7 @@ impl Compositor {
             }
             Mode::Cutout { background } => {
                 let background = background.clone();
-                self.prepare_background(&background, pixels, mask.width, mask.height);
+                self.prepare_background(&background, pixels, mask);
                 let fill = self
                     .background
                     .as_ref()
@@ -175,22 +175,35 @@ impl Compositor {
         out
     }
 
+    /// The frame blurred without its objects: each pixel weighted by how much it is background
+    /// (alpha 255 for background, 0 for objects) before shrinking and growing back, so the
+    /// blur is blur(frame·background) ÷ blur(background) and no object colour bleeds into it
+    /// as a halo around the silhouette.
+    fn blurred_background(&mut self, pixels: &[u8], mask: &Mask, size: [usize; 2]) -> Vec<u8> {
+        let mut weighted = pixels.to_vec();
+        for (px, &label) in weighted.chunks_exact_mut(4).zip(&mask.labels) {
+            px[3] = if self.styles[usize::from(label)].foreground {
+                0
+            } else {
+                255
+            };
+        }
+        let small = [size[0].div_ceil(BLUR_FACTOR), size[1].div_ceil(BLUR_FACTOR)];
+        let shrunk = self.scaler.rgba_weighted(&weighted, size, small);
+        let mut blurred = self.scaler.rgba_weighted(&shrunk, small, size);
+        for px in blurred.chunks_exact_mut(4) {
+            px[3] = 255;
+        }
+        blurred
+    }
+
     /// Makes `self.background` the replacement background at frame size: recomputed for each
     /// frame when blurred, kept while the size stays the same otherwise.
-    fn prepare_background(
-        &mut self,
-        background: &Background,
-        pixels: &[u8],
-        width: usize,
-        height: usize,
-    ) {
+    fn prepare_background(&mut self, background: &Background, pixels: &[u8], mask: &Mask) {
+        let (width, height) = (mask.width, mask.height);
         let cached = matches!(&self.background, Some((w, h, _)) if *w == width && *h == height);
         let fill = match (background, &self.background_image) {
-            (Background::Blur, _) => {
-                let small = [width.div_ceil(BLUR_FACTOR), height.div_ceil(BLUR_FACTOR)];
-                let shrunk = self.scaler.rgba(pixels, [width, height], small);
-                self.scaler.rgba(&shrunk, small, [width, height])
-            }
+            (Background::Blur, _) => self.blurred_background(pixels, mask, [width, height]),
             _ if cached => return,
             (Background::Image(_), Some(image)) => {
                 let from = [image.width() as usize, image.height() as usize];
@@ -249,6 +262,46 @@ mod tests {
             .unwrap()
             .run(&PIXELS, &mask());
         assert_eq!(out, vec![100, 100, 100, 0, 100, 100, 100, 255]);
+    }
+
+    #[test]
+    fn blurred_background_has_no_halo_of_the_object() {
+        // A white 32×32 object in the middle of a dark 96×96 frame.
+        let (size, dark) = (96, 20u8);
+        let inside = |x: usize, y: usize| (32..64).contains(&x) && (32..64).contains(&y);
+        let mut pixels = Vec::new();
+        let mut labels = Vec::new();
+        for y in 0..size {
+            for x in 0..size {
+                let v = if inside(x, y) { 255 } else { dark };
+                pixels.extend([v, v, v, 255]);
+                labels.push(u8::from(inside(x, y)));
+            }
+        }
+        let mask = Mask {
+            width: size,
+            height: size,
+            labels,
+        };
+        let mode = Mode::Cutout {
+            background: Background::Blur,
+        };
+        let out = Compositor::new(mode, styles()).unwrap().run(&pixels, &mask);
+        let worst = (0..size * size)
+            .filter(|&i| !inside(i % size, i / size))
+            .map(|i| out[i * 4])
+            .max()
+            .unwrap();
+        assert!(
+            worst <= dark + 3,
+            "background up to {worst} next to a white object"
+        );
+        let centre = (48 * size + 48) * 4;
+        assert_eq!(
+            out[centre..centre + 4],
+            [255, 255, 255, 255],
+            "the object is kept"
+        );
     }
 
     #[test]

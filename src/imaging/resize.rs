@@ -9,6 +9,15 @@ pub struct Scaler {
     resizer: Resizer,
     options: ResizeOptions,
     nearest: ResizeOptions,
+    weighted: ResizeOptions,
+}
+
+/// Which of the scaler's settings a resize uses.
+#[derive(Debug, Clone, Copy)]
+enum Options {
+    Nearest,
+    Bilinear,
+    Weighted,
 }
 
 impl Default for Scaler {
@@ -20,6 +29,9 @@ impl Default for Scaler {
                 .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
                 .use_alpha(false),
             nearest: ResizeOptions::new().resize_alg(ResizeAlg::Nearest),
+            weighted: ResizeOptions::new()
+                .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+                .use_alpha(true),
         }
     }
 }
@@ -29,6 +41,22 @@ impl Scaler {
     pub fn rgba(&mut self, pixels: &[u8], from: [usize; 2], to: [usize; 2]) -> Vec<u8> {
         let mut out = vec![0u8; to[0] * to[1] * 4];
         self.resize(pixels, from, &mut out, to, PixelType::U8x4, false);
+        out
+    }
+
+    /// Resizes packed RGBA `pixels` of `from` to `to`, each pixel's colour weighted by its
+    /// alpha: where alpha is 0 a pixel contributes nothing, so the colour of a region is the
+    /// average of its weighted pixels only (a masked blur: blur(image·w) ÷ blur(w)).
+    pub fn rgba_weighted(&mut self, pixels: &[u8], from: [usize; 2], to: [usize; 2]) -> Vec<u8> {
+        let mut out = vec![0u8; to[0] * to[1] * 4];
+        self.resize_with(
+            pixels,
+            from,
+            &mut out,
+            to,
+            PixelType::U8x4,
+            Options::Weighted,
+        );
         out
     }
 
@@ -89,6 +117,23 @@ impl Scaler {
         pixel: PixelType,
         nearest: bool,
     ) {
+        let options = if nearest {
+            Options::Nearest
+        } else {
+            Options::Bilinear
+        };
+        self.resize_with(src, from, dst, to, pixel, options);
+    }
+
+    fn resize_with(
+        &mut self,
+        src: &[u8],
+        from: [usize; 2],
+        dst: &mut [u8],
+        to: [usize; 2],
+        pixel: PixelType,
+        options: Options,
+    ) {
         if from == to {
             dst.copy_from_slice(src);
             return;
@@ -98,10 +143,10 @@ impl Scaler {
             .expect("source buffer matches its size");
         let mut dst = Image::from_slice_u8(to[0] as u32, to[1] as u32, dst, pixel)
             .expect("target buffer matches its size");
-        let options = if nearest {
-            &self.nearest
-        } else {
-            &self.options
+        let options = match options {
+            Options::Nearest => &self.nearest,
+            Options::Bilinear => &self.options,
+            Options::Weighted => &self.weighted,
         };
         self.resizer
             .resize(&src, &mut dst, options)
