@@ -75,14 +75,16 @@ pub enum LiveInput {
 }
 
 impl LiveInput {
-    /// Parses `--source`: `udp://HOST:PORT`, `rtp://HOST:PORT`, `rtsp://...` or `rtsps://...`.
+    /// Parses `--source`: `udp://HOST:PORT`, `rtp://HOST:PORT`, `rtsp://...`, `rtspt://...`
+    /// (RTSP with the media interleaved over TCP, for cameras behind NAT or firewalls) or
+    /// `rtsps://...`.
     ///
     /// # Errors
     /// [`Error::Config`] for another scheme or a malformed address.
     pub fn from_uri(uri: &str) -> Result<Self> {
         let scheme = uri.split_once("://").map_or("", |(scheme, _)| scheme);
         match scheme {
-            "rtsp" | "rtsps" => Ok(LiveInput::Rtsp(uri.to_string())),
+            "rtsp" | "rtspt" | "rtsps" => Ok(LiveInput::Rtsp(uri.to_string())),
             "udp" | "rtp" => {
                 let (host, port) = host_port(uri)?;
                 let address = match host {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::{assert_fails, count_after, describe, interrupt};
 use crate::media::{decode, generated, people_clip};
+use crate::rtsp_server::RtspServer;
 
 /// Live tests run one at a time: each measures latency in real time.
 static REAL_TIME: Mutex<()> = Mutex::new(());
@@ -581,4 +582,111 @@ fn a_real_camera_is_segmented_live() {
     let (frames, size) = decoded_frames(&output);
     assert!(frames > 10);
     assert_eq!(size, (640, 480));
+}
+
+/// The pedestrians clip (H.264 in Matroska) as an RTSP server would serve a recording.
+fn clip_server() -> RtspServer {
+    let clip = generated("people.mkv");
+    RtspServer::start(
+        "clip",
+        &format!(
+            "( filesrc location={} ! matroskademux ! h264parse ! rtph264pay name=pay0 pt=96 )",
+            clip.display()
+        ),
+    )
+}
+
+/// A live camera-like RTSP feed that never ends (a moving test picture, H.264).
+fn live_server() -> RtspServer {
+    RtspServer::start(
+        "live",
+        "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+         x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! rtph264pay name=pay0 pt=96 )",
+    )
+}
+
+/// Starts `segstream camera --source SOURCE ARGS…`.
+fn camera_from(source: &str, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_segstream"))
+        .args(["camera", "--source", source])
+        .args(args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn an_rtsp_server_feed_is_segmented_with_latency_reported() {
+    let _serial = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let server = clip_server();
+    let dir = tempfile::tempdir().unwrap();
+    let (output, json) = (dir.path().join("rtsp.mkv"), dir.path().join("stats.json"));
+    let uri = server.uri("rtsp", "clip");
+    let args = [
+        "-o",
+        output.to_str().unwrap(),
+        "--stats-json",
+        json.to_str().unwrap(),
+    ];
+    let result = finish_ok(camera_from(&uri, &args), &args);
+    let stats = stats(&json);
+    let (read, written, dropped) = frame_counts(&stats);
+    println!(
+        "RTSP: read {read}, written {written}, dropped {dropped}: {}",
+        stats["latency"]
+    );
+    let (sent, _) = decoded_frames(&generated("people.mkv"));
+    assert!(
+        read >= sent / 2 && read <= sent,
+        "{read} of {sent} frames received"
+    );
+    assert_eq!(read, written + dropped);
+    let p95 = stats["latency"]["p95_ms"].as_f64().unwrap();
+    assert!(p95 > 0.0 && p95 < 2000.0, "p95 latency {p95} ms");
+    assert_eq!(stats["ending"], "finished", "{}", describe(&args, &result));
+    assert_eq!(
+        decoded_frames(&output).0,
+        written,
+        "the file holds every frame written"
+    );
+}
+
+#[test]
+fn rtsp_over_tcp_is_received_and_a_server_that_stops_ends_the_run_with_the_file_finalised() {
+    let _serial = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let server = live_server();
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("tcp.mkv");
+    // rtspt:// asks for the media interleaved in the RTSP (TCP) connection.
+    let uri = server.uri("rtspt", "live");
+    let args = ["-o", output.to_str().unwrap(), "--reconnect-timeout", "2"];
+    let camera = camera_from(&uri, &args);
+    std::thread::sleep(Duration::from_secs(4));
+    let stopped = Instant::now();
+    // The server closes every session: the feed has ended, and so does the run.
+    drop(server);
+    let result = finish_ok(camera, &args);
+    let waited = stopped.elapsed();
+    assert!(
+        waited < Duration::from_secs(5),
+        "ended {waited:?} after the server stopped"
+    );
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    let written = count_after(&stderr, "wrote ");
+    assert!(written > 20, "{written} frames over TCP in 4 s: {stderr}");
+    assert_eq!(decoded_frames(&output).0, written);
+}
+
+#[test]
+fn a_wrong_rtsp_path_is_an_error_naming_the_uri_and_the_answer() {
+    let server = live_server();
+    let uri = server.uri("rtsp", "no-such-path");
+    assert_fails(
+        &["camera", "--source", &uri, "-o", "never.mkv"],
+        &[],
+        1,
+        &[&uri, "Not Found"],
+    );
+    assert!(!Path::new("never.mkv").exists());
 }

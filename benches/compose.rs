@@ -1,0 +1,72 @@
+//! Composition cost per frame: overlay, a colour cut-out and the halo-free blurred background
+//! on a 960×540 frame with a person-sized object.
+//!
+//! `cargo bench --bench compose -- [FRAMES]` (default 200). Prints milliseconds per frame.
+
+use std::time::Instant;
+
+use segstream::imaging::{Background, Compositor, LabelStyle, Mask, Mode};
+
+const WIDTH: usize = 960;
+const HEIGHT: usize = 540;
+
+fn main() -> anyhow::Result<()> {
+    let frames: usize = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .map_or(Ok(200), |n| n.parse())?;
+    let pixels: Vec<u8> = (0..WIDTH * HEIGHT)
+        .flat_map(|i| [(i % 251) as u8, (i % 241) as u8, (i % 239) as u8, 255])
+        .collect();
+    // An upright ellipse in the middle third: about the share of a frame a person takes.
+    let labels: Vec<u8> = (0..WIDTH * HEIGHT)
+        .map(|i| {
+            let (x, y) = ((i % WIDTH) as f32, (i / WIDTH) as f32);
+            let (dx, dy) = ((x - 480.0) / 120.0, (y - 300.0) / 220.0);
+            u8::from(dx * dx + dy * dy <= 1.0)
+        })
+        .collect();
+    let mask = Mask {
+        width: WIDTH,
+        height: HEIGHT,
+        labels,
+    };
+    let styles = vec![
+        LabelStyle {
+            color: None,
+            foreground: false,
+            mask_value: 0,
+        },
+        LabelStyle {
+            color: Some([230, 25, 75]),
+            foreground: true,
+            mask_value: 255,
+        },
+    ];
+    println!("{WIDTH}x{HEIGHT}, {frames} frames");
+    for (name, mode) in [
+        ("overlay", Mode::Overlay { opacity: 0.5 }),
+        (
+            "cutout #00ff00",
+            Mode::Cutout {
+                background: Background::Color([0, 255, 0]),
+            },
+        ),
+        (
+            "cutout blur",
+            Mode::Cutout {
+                background: Background::Blur,
+            },
+        ),
+    ] {
+        let mut compositor = Compositor::new(mode, styles.clone())?;
+        compositor.run(&pixels, &mask); // warm-up
+        let started = Instant::now();
+        for _ in 0..frames {
+            std::hint::black_box(compositor.run(&pixels, &mask));
+        }
+        let ms = started.elapsed().as_secs_f64() * 1e3 / frames as f64;
+        println!("{name:<16} {ms:6.2} ms per frame");
+    }
+    Ok(())
+}
