@@ -39,24 +39,25 @@ impl Default for Scaler {
 impl Scaler {
     /// Resizes packed RGBA `pixels` of `from` (width, height) to `to`.
     pub fn rgba(&mut self, pixels: &[u8], from: [usize; 2], to: [usize; 2]) -> Vec<u8> {
-        let mut out = vec![0u8; to[0] * to[1] * 4];
-        self.resize(pixels, from, &mut out, to, PixelType::U8x4, false);
-        out
+        self.rgba_with(pixels, from, to, Options::Bilinear)
     }
 
     /// Resizes packed RGBA `pixels` of `from` to `to`, each pixel's colour weighted by its
     /// alpha: where alpha is 0 a pixel contributes nothing, so the colour of a region is the
     /// average of its weighted pixels only (a masked blur: blur(image·w) ÷ blur(w)).
     pub fn rgba_weighted(&mut self, pixels: &[u8], from: [usize; 2], to: [usize; 2]) -> Vec<u8> {
+        self.rgba_with(pixels, from, to, Options::Weighted)
+    }
+
+    fn rgba_with(
+        &mut self,
+        pixels: &[u8],
+        from: [usize; 2],
+        to: [usize; 2],
+        options: Options,
+    ) -> Vec<u8> {
         let mut out = vec![0u8; to[0] * to[1] * 4];
-        self.resize_with(
-            pixels,
-            from,
-            &mut out,
-            to,
-            PixelType::U8x4,
-            Options::Weighted,
-        );
+        self.resize_with(pixels, from, &mut out, to, PixelType::U8x4, options);
         out
     }
 

@@ -3,10 +3,9 @@
 use prost::Message;
 
 use super::proto::{
-    self, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
-    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::Dimension,
-    tensor_shape_proto::dimension::Value,
+    self, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto::AttributeType,
+    tensor_proto::DataType, tensor_shape_proto::Dimension, tensor_shape_proto::dimension::Value,
 };
 use super::{INPUT, IR_VERSION, OPSET, OUTPUT};
 
@@ -182,13 +181,7 @@ impl GraphBuilder {
             producer_name: Some("segstream".to_string()),
             producer_version: Some(env!("CARGO_PKG_VERSION").to_string()),
             graph: Some(graph),
-            metadata_props: metadata
-                .into_iter()
-                .map(|(key, value)| StringStringEntryProto {
-                    key: Some(key),
-                    value: Some(value),
-                })
-                .collect(),
+            metadata_props: super::metadata_entries(metadata),
             ..Default::default()
         }
         .encode_to_vec()

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use super::graph::{dim_param, dim_value, ints_attribute, tensor_info};
 use super::proto::tensor_proto::DataType;
 use super::proto::tensor_shape_proto::dimension::Value;
-use super::proto::{ModelProto, NodeProto, StringStringEntryProto, TensorProto, ValueInfoProto};
+use super::proto::{ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use super::{INPUT, OUTPUT};
 use crate::infer::ModelCard;
 use crate::infer::model_card::default_colors;
@@ -229,14 +229,7 @@ pub fn rewrite(mut model: ModelProto, options: &ImportOptions) -> Result<Importe
     graph.value_info.clear();
 
     let card = card(options, num_classes, [height, width], &changes)?;
-    model.metadata_props = card
-        .to_metadata()
-        .into_iter()
-        .map(|(key, value)| StringStringEntryProto {
-            key: Some(key),
-            value: Some(value),
-        })
-        .collect();
+    model.metadata_props = super::metadata_entries(card.to_metadata());
     model.producer_name = Some("segstream import".into());
     model.producer_version = Some(env!("CARGO_PKG_VERSION").into());
     model.graph = Some(graph);

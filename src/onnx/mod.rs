@@ -25,3 +25,14 @@ pub const OPSET: i64 = 17;
 pub const INPUT: &str = "input";
 /// Name of the model output.
 pub const OUTPUT: &str = "logits";
+
+/// `metadata_props` entries from key/value pairs (a model card's, say).
+pub fn metadata_entries(pairs: Vec<(String, String)>) -> Vec<proto::StringStringEntryProto> {
+    pairs
+        .into_iter()
+        .map(|(key, value)| proto::StringStringEntryProto {
+            key: Some(key),
+            value: Some(value),
+        })
+        .collect()
+}

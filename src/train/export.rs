@@ -13,8 +13,7 @@ use super::model::{BasicBlock, ConvNorm, DoubleConv, ResNetUNet, SegmentationMod
 use crate::infer::ModelCard;
 use prost::Message;
 
-use crate::onnx::proto::StringStringEntryProto;
-use crate::onnx::{GraphBuilder, INPUT, Weights, Window};
+use crate::onnx::{GraphBuilder, INPUT, Weights, Window, metadata_entries};
 use crate::{Error, Result};
 
 /// Encodes `model` (in inference mode) as an ONNX file carrying `card` as its metadata.
@@ -26,14 +25,7 @@ pub fn export(model: &SegmentationModel, card: &ModelCard) -> Result<Vec<u8>> {
     if let SegmentationModel::Graph(graph) = model {
         // The graph it was read from, with the trained weights and the new card.
         let mut proto = graph.to_onnx();
-        proto.metadata_props = card
-            .to_metadata()
-            .into_iter()
-            .map(|(key, value)| StringStringEntryProto {
-                key: Some(key),
-                value: Some(value),
-            })
-            .collect();
+        proto.metadata_props = metadata_entries(card.to_metadata());
         return Ok(proto.encode_to_vec());
     }
     let mut graph = GraphBuilder::new();

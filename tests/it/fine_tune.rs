@@ -12,23 +12,14 @@ use segstream::train::checkpoint::load_model;
 use segstream::train::model::SegmentationModel;
 use segstream::train::pretrained::Pretrained;
 
-use crate::helpers::{describe, segstream};
+use crate::helpers::{import_model, run_ok};
 use crate::media::{generated, shared};
 
 /// The MediaPipe selfie model imported into `dir`.
 fn imported_selfie(dir: &Path) -> PathBuf {
     let out = dir.join("selfie.onnx");
     let source = shared("models/mediapipe_selfie/selfie_segmentation.onnx");
-    let args = [
-        "import",
-        source.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--classes",
-        "person",
-    ];
-    let output = segstream(&args);
-    assert!(output.status.success(), "{}", describe(&args, &output));
+    import_model(&source, &out, &["--classes", "person"]);
     out
 }
 
@@ -36,10 +27,7 @@ fn imported_selfie(dir: &Path) -> PathBuf {
 fn train(args: &[&str]) -> String {
     let mut all = vec!["train"];
     all.extend(args);
-    let output = segstream(&all);
-    let text = describe(&all, &output);
-    assert!(output.status.success(), "{text}");
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    run_ok(&all).stdout
 }
 
 /// The number after `key ` in `line`.
@@ -101,18 +89,15 @@ fn fine_tuning_the_imported_selfie_model_lowers_validation_loss_and_keeps_its_di
     let exported = run.join("model.onnx");
     let frames = dir.path().join("frames");
     let input = generated("bars.mkv");
-    let args = [
+    run_ok(&[
         "segment",
         input.to_str().unwrap(),
         "-o",
         frames.to_str().unwrap(),
         "--model",
         exported.to_str().unwrap(),
-    ];
-    let output = segstream(&args);
-    assert!(output.status.success(), "{}", describe(&args, &output));
-    let inspect = segstream(&["inspect", exported.to_str().unwrap()]);
-    let card = String::from_utf8_lossy(&inspect.stdout);
+    ]);
+    let card = run_ok(&["inspect", exported.to_str().unwrap()]).stdout;
     assert!(
         card.contains("init_from") && card.contains("selfie_segmentation.onnx"),
         "{card}"

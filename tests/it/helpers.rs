@@ -43,6 +43,38 @@ pub fn describe(args: &[&str], output: &Output) -> String {
     )
 }
 
+/// What a successful run printed.
+pub struct Printed {
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error (logs, progress, summaries).
+    pub stderr: String,
+}
+
+/// Runs `segstream` with `args` and asserts it succeeds without a panic.
+pub fn run_ok(args: &[&str]) -> Printed {
+    let output = segstream(args);
+    let text = describe(args, &output);
+    assert!(output.status.success(), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    Printed {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// `segstream import SOURCE -o OUT EXTRA…`, asserted to succeed; returns its stdout.
+pub fn import_model(source: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "import",
+        source.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    run_ok(&args).stdout
+}
+
 /// Runs `segstream`, asserts it succeeds and parses its stdout as one JSON value.
 pub fn run_json(args: &[&str]) -> serde_json::Value {
     let output = segstream(args);

@@ -1,25 +1,8 @@
 //! `segstream import`: foreign models rewritten into the contract (layout, logits, batch,
 //! card), checked against the original, and refused by name when they cannot be.
 
-use std::path::Path;
-
-use crate::helpers::{assert_fails, describe, eval_json, segstream};
+use crate::helpers::{assert_fails, eval_json, import_model, run_ok};
 use crate::media::{foreign_model, generated, shared};
-
-/// Runs `segstream import MODEL -o OUT EXTRA…`, asserting success; returns stdout.
-fn import(model: &Path, out: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "import",
-        model.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    let output = segstream(&args);
-    let text = describe(&args, &output);
-    assert!(output.status.success(), "{text}");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 #[test]
 fn mediapipe_models_import_score_as_published_and_segment_at_any_batch() {
@@ -31,7 +14,7 @@ fn mediapipe_models_import_score_as_published_and_segment_at_any_batch() {
         ("selfie_segmentation_landscape.onnx", 0.940),
     ] {
         let out = dir.path().join(file);
-        let stdout = import(&folder.join(file), &out, &["--classes", "person"]);
+        let stdout = import_model(&folder.join(file), &out, &["--classes", "person"]);
         for change in [
             "removed the final Sigmoid",
             "input transposed",
@@ -51,7 +34,7 @@ fn mediapipe_models_import_score_as_published_and_segment_at_any_batch() {
     let model = dir.path().join("selfie_segmentation.onnx");
     let frames = dir.path().join("frames");
     let input = generated("bars.mkv");
-    let args = [
+    run_ok(&[
         "segment",
         input.to_str().unwrap(),
         "-o",
@@ -60,9 +43,7 @@ fn mediapipe_models_import_score_as_published_and_segment_at_any_batch() {
         model.to_str().unwrap(),
         "--batch",
         "3",
-    ];
-    let output = segstream(&args);
-    assert!(output.status.success(), "{}", describe(&args, &output));
+    ]);
     assert_eq!(std::fs::read_dir(&frames).unwrap().count(), 60);
 }
 
@@ -80,7 +61,7 @@ fn an_nchw_logits_model_keeps_its_graph_and_gets_a_card() {
     )
     .unwrap();
     let out = dir.path().join("three-imported.onnx");
-    let stdout = import(
+    let stdout = import_model(
         &model,
         &out,
         &["--classes", "r,g,b", "--input-range", "imagenet"],
@@ -90,8 +71,7 @@ fn an_nchw_logits_model_keeps_its_graph_and_gets_a_card() {
         "{stdout}"
     );
     assert!(stdout.contains("logits to max |Δ| = 0.0e0"), "{stdout}");
-    let inspect = segstream(&["inspect", out.to_str().unwrap()]);
-    let text = String::from_utf8_lossy(&inspect.stdout);
+    let text = run_ok(&["inspect", out.to_str().unwrap()]).stdout;
     assert!(text.contains("class:        g"), "{text}");
     assert!(text.contains("0.485"), "ImageNet mean: {text}");
 }
@@ -107,7 +87,7 @@ fn a_declared_probability_without_a_final_activation_becomes_log_odds() {
     )
     .unwrap();
     let out = dir.path().join("mean-imported.onnx");
-    let stdout = import(&model, &out, &["--output-is", "probability"]);
+    let stdout = import_model(&model, &out, &["--output-is", "probability"]);
     assert!(stdout.contains("appended log-odds"), "{stdout}");
     assert!(stdout.contains("original's probabilities"), "{stdout}");
 }
@@ -186,7 +166,7 @@ fn a_model_with_a_fixed_batch_runs_at_any_batch_size() {
         )
         .unwrap();
         let frames = dir.path().join(format!("frames{fixed}"));
-        let args = [
+        run_ok(&[
             "segment",
             input.to_str().unwrap(),
             "-o",
@@ -197,9 +177,7 @@ fn a_model_with_a_fixed_batch_runs_at_any_batch_size() {
             "mask",
             "--batch",
             batch,
-        ];
-        let output = segstream(&args);
-        assert!(output.status.success(), "{}", describe(&args, &output));
+        ]);
         assert_eq!(
             std::fs::read_dir(&frames).unwrap().count(),
             60,

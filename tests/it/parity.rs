@@ -9,7 +9,7 @@ use segstream::train::export::export_to_file;
 use segstream::train::model::{Architecture, SegmentationModel};
 use segstream::train::parity::{burn_forward, interpreter_difference, max_logit_difference};
 
-use crate::helpers::{BURN_RANDOM, describe, segstream};
+use crate::helpers::{BURN_RANDOM, import_model};
 use crate::media::shared;
 
 use ndarray::Array4;
@@ -83,16 +83,7 @@ fn parity_interpreter_imported_mediapipe() {
         ("selfie_segmentation_landscape.onnx", [144, 256]),
     ] {
         let out = dir.path().join(file);
-        let args = [
-            "import",
-            folder.join(file).to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ]
-        .map(str::to_owned);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let output = segstream(&args);
-        assert!(output.status.success(), "{}", describe(&args, &output));
+        import_model(&folder.join(file), &out, &[]);
         // Pixels in 0..1, as the model expects.
         let input = test_input(2, h, w).mapv(|v| (v + 2.0) / 4.0);
         let difference = interpreter_difference(&out, input.view()).unwrap();

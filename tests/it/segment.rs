@@ -6,19 +6,11 @@ use std::time::Duration;
 
 use segstream::video::{Frame, probe_file};
 
-use crate::helpers::{assert_fails, count_after, describe, fixture_model, interrupt, segstream};
+use crate::helpers::{assert_fails, count_after, fixture_model, interrupt, run_ok};
 use crate::media::{
     channel_classifier, decode, dominant_channel, generated, identity_model, is_red, opencv_clip,
     people_clip, png_frames, red_detector,
 };
-
-fn run_ok(args: &[&str]) -> String {
-    let output = segstream(args);
-    let text = describe(args, &output);
-    assert!(output.status.success(), "{text}");
-    assert!(!text.contains("panicked"), "{text}");
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 /// Segments `input` with the fixture model into `name` in a new temporary folder; returns the
 /// folder (keep it alive), the output path and stderr.
@@ -33,7 +25,8 @@ fn segment_with_fixture(input: &Path, name: &str) -> (tempfile::TempDir, PathBuf
         output.to_str().unwrap(),
         "--model",
         model.to_str().unwrap(),
-    ]);
+    ])
+    .stderr;
     (dir, output, stderr)
 }
 
