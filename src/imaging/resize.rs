@@ -57,7 +57,7 @@ impl Scaler {
         options: Options,
     ) -> Vec<u8> {
         let mut out = vec![0u8; to[0] * to[1] * 4];
-        self.resize_with(pixels, from, &mut out, to, PixelType::U8x4, options);
+        self.resize(pixels, from, &mut out, to, PixelType::U8x4, options);
         out
     }
 
@@ -85,7 +85,14 @@ impl Scaler {
     /// Resizes packed RGB `pixels` of `from` (width, height) to `to`.
     pub fn rgb(&mut self, pixels: &[u8], from: [usize; 2], to: [usize; 2]) -> Vec<u8> {
         let mut out = vec![0u8; to[0] * to[1] * 3];
-        self.resize(pixels, from, &mut out, to, PixelType::U8x3, false);
+        self.resize(
+            pixels,
+            from,
+            &mut out,
+            to,
+            PixelType::U8x3,
+            Options::Bilinear,
+        );
         out
     }
 
@@ -93,7 +100,7 @@ impl Scaler {
     /// nearest-neighbour.
     pub fn labels(&mut self, labels: &[u8], from: [usize; 2], to: [usize; 2]) -> Vec<u8> {
         let mut out = vec![0u8; to[0] * to[1]];
-        self.resize(labels, from, &mut out, to, PixelType::U8, true);
+        self.resize(labels, from, &mut out, to, PixelType::U8, Options::Nearest);
         out
     }
 
@@ -105,28 +112,11 @@ impl Scaler {
             bytemuck::cast_slice_mut(out),
             to,
             PixelType::F32,
-            false,
+            Options::Bilinear,
         );
     }
 
     fn resize(
-        &mut self,
-        src: &[u8],
-        from: [usize; 2],
-        dst: &mut [u8],
-        to: [usize; 2],
-        pixel: PixelType,
-        nearest: bool,
-    ) {
-        let options = if nearest {
-            Options::Nearest
-        } else {
-            Options::Bilinear
-        };
-        self.resize_with(src, from, dst, to, pixel, options);
-    }
-
-    fn resize_with(
         &mut self,
         src: &[u8],
         from: [usize; 2],
