@@ -40,17 +40,18 @@ fn import_into(args: &ImportArgs, temp: &Path) -> anyhow::Result<()> {
     let original = ModelProto::decode(bytes.as_slice())
         .map_err(|e| Error::model(&args.model, format!("not an ONNX model: {e}")))?;
     let mut options = import_options(args)?;
-    let (imported, batch_note) = match import_checked(original.clone(), &options, temp) {
-        Ok(imported) => (imported, None),
-        Err(reason) => {
-            // Some graphs bake the batch into more than reshapes; they keep their own.
-            options.dynamic_batch = false;
-            let imported = import_checked(original, &options, temp)
-                .map_err(|e| Error::model(&args.model, e))?;
-            (imported, Some(reason))
-        }
-    };
-    let difference = agreement_with_original(&args.model, temp, &imported)?;
+    let ((imported, mut segmenter), batch_note) =
+        match import_checked(original.clone(), &options, temp) {
+            Ok(checked) => (checked, None),
+            Err(reason) => {
+                // Some graphs bake the batch into more than reshapes; they keep their own.
+                options.dynamic_batch = false;
+                let checked = import_checked(original, &options, temp)
+                    .map_err(|e| Error::model(&args.model, e))?;
+                (checked, Some(reason))
+            }
+        };
+    let difference = agreement_with_original(&args.model, &mut segmenter, &imported)?;
     anyhow::ensure!(
         difference <= AGREEMENT,
         "the imported model differs from the original by {difference:.1e} (more than \
@@ -119,13 +120,13 @@ fn import_options(args: &ImportArgs) -> crate::Result<ImportOptions> {
 }
 
 /// Rewrites `original`, writes it to `output` and checks that it loads and, with a dynamic
-/// batch, that a batch of two gives what two batches of one give. Refusals and failed checks
-/// are the reason, as text.
+/// batch, that a batch of two gives what two batches of one give; returns it with its loaded
+/// segmenter. Refusals and failed checks are the reason, as text.
 fn import_checked(
     original: ModelProto,
     options: &ImportOptions,
     output: &Path,
-) -> Result<Imported, String> {
+) -> Result<(Imported, Segmenter), String> {
     let imported = rewrite(original, options)?;
     std::fs::write(output, imported.model.encode_to_vec())
         .map_err(|e| format!("writing {}: {e}", output.display()))?;
@@ -144,19 +145,18 @@ fn import_checked(
             }
         }
     }
-    Ok(imported)
+    Ok((imported, segmenter))
 }
 
-/// Runs the original and the imported model on the same random input; returns the largest
-/// difference between the original's output and the imported one's (as probabilities when the
-/// original gave probabilities).
+/// Runs the original and the imported model (loaded in `segmenter`) on the same random input;
+/// returns the largest difference between the original's output and the imported one's (as
+/// probabilities when the original gave probabilities).
 fn agreement_with_original(
     original: &Path,
-    imported_path: &Path,
+    segmenter: &mut Segmenter,
     imported: &Imported,
 ) -> anyhow::Result<f32> {
     let input = random_input(1, imported.card.input_size, 11);
-    let mut segmenter = Segmenter::load(imported_path, &SegmenterOptions::default())?;
     let logits = segmenter.run(input.view())?;
     let ours = if imported.was_probability {
         probabilities(logits.index_axis(Axis(0), 0)).insert_axis(Axis(0))

@@ -15,7 +15,7 @@ use super::graph::{dim_param, dim_value, ints_attribute, tensor_info};
 use super::proto::tensor_proto::DataType;
 use super::proto::tensor_shape_proto::dimension::Value;
 use super::proto::{ModelProto, NodeProto, TensorProto, ValueInfoProto};
-use super::{INPUT, OUTPUT};
+use super::{INPUT, OUTPUT, VALUE_MOVING_OPS, int64_values};
 use crate::infer::ModelCard;
 use crate::infer::model_card::default_colors;
 
@@ -288,9 +288,6 @@ fn shape_text(dims: &[Option<i64>]) -> String {
     format!("[{}]", dims.join(", "))
 }
 
-/// Ops that move values around without changing them.
-const LAYOUT_OPS: [&str; 4] = ["Transpose", "Reshape", "Identity", "Squeeze"];
-
 /// The index of the Sigmoid or Softmax that makes `output` a probability: the node producing
 /// it, or found by walking back through layout-only ops that nothing else reads.
 fn final_activation(nodes: &[NodeProto], output: &str) -> Option<usize> {
@@ -303,7 +300,7 @@ fn final_activation(nodes: &[NodeProto], output: &str) -> Option<usize> {
         }
         let input = nodes[index].input.first()?;
         let readers = nodes.iter().filter(|n| n.input.contains(input)).count();
-        if !LAYOUT_OPS.contains(&op) || readers != 1 {
+        if !VALUE_MOVING_OPS.contains(&op) || readers != 1 {
             return None;
         }
         tensor = input.clone();
@@ -402,21 +399,6 @@ fn make_batch_dynamic(nodes: &[NodeProto], initializers: &mut [TensorProto]) -> 
         }
     }
     rewritten
-}
-
-/// The values of an int64 tensor, from either storage.
-fn int64_values(tensor: &TensorProto) -> Option<Vec<i64>> {
-    if tensor.data_type != Some(DataType::Int64 as i32) {
-        return None;
-    }
-    match &tensor.raw_data {
-        Some(raw) => Some(
-            raw.chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().expect("chunks of 8 bytes")))
-                .collect(),
-        ),
-        None => Some(tensor.int64_data.clone()),
-    }
 }
 
 /// The card of the imported model.

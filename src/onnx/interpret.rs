@@ -23,6 +23,7 @@ use burn::tensor::ops::{
 
 use super::proto::tensor_proto::DataType;
 use super::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
+use super::{VALUE_MOVING_OPS, int64_values};
 
 /// An ONNX graph as a burn module: its weights are the module's parameters, split into the
 /// head (the layer that produces the output) and the body (the rest), so that the body can be
@@ -331,7 +332,7 @@ impl GraphModel {
 }
 
 /// The index of the head: the convolution that produces the output, found by walking back
-/// from the output through ops that only move values (Transpose, Reshape, Identity).
+/// from the output through ops that only move values ([`VALUE_MOVING_OPS`]).
 fn head_node(model: &ModelProto) -> Option<usize> {
     let graph = model.graph.as_ref()?;
     let mut tensor = graph.output.first()?.name.clone()?;
@@ -340,7 +341,7 @@ fn head_node(model: &ModelProto) -> Option<usize> {
         let node = &graph.node[index];
         match node.op_type.as_deref()? {
             "Conv" | "ConvTranspose" => return Some(index),
-            "Transpose" | "Reshape" | "Identity" => tensor = node.input.first()?.clone(),
+            op if VALUE_MOVING_OPS.contains(&op) => tensor = node.input.first()?.clone(),
             _ => return None,
         }
     }
@@ -670,13 +671,11 @@ fn tensor_values(tensor: &TensorProto) -> Result<(Vec<usize>, Vec<f32>), String>
                 .collect(),
             None => tensor.float_data.clone(),
         },
-        Ok(DataType::Int64) => match raw {
-            Some(bytes) => bytes
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().expect("chunks of 8")) as f32)
-                .collect(),
-            None => tensor.int64_data.iter().map(|&v| v as f32).collect(),
-        },
+        Ok(DataType::Int64) => int64_values(tensor)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
         _ => return Err(format!("initializer '{name}' is neither f32 nor int64")),
     };
     if values.len() != dims.iter().product::<usize>() {

@@ -36,3 +36,22 @@ pub fn metadata_entries(pairs: Vec<(String, String)>) -> Vec<proto::StringString
         })
         .collect()
 }
+
+/// Ops that move values around without changing them: walked through when looking for the
+/// node that really produces an output (its final activation, its head).
+pub(crate) const VALUE_MOVING_OPS: [&str; 4] = ["Transpose", "Reshape", "Identity", "Squeeze"];
+
+/// The values of an int64 tensor, from either storage (`raw_data` or `int64_data`).
+pub(crate) fn int64_values(tensor: &proto::TensorProto) -> Option<Vec<i64>> {
+    if tensor.data_type != Some(proto::tensor_proto::DataType::Int64 as i32) {
+        return None;
+    }
+    match &tensor.raw_data {
+        Some(raw) => Some(
+            raw.chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("chunks of 8 bytes")))
+                .collect(),
+        ),
+        None => Some(tensor.int64_data.clone()),
+    }
+}

@@ -12,6 +12,6 @@ pub mod templates;
 pub use frame::Frame;
 pub use live::{CameraFormat, LiveInput, LiveOutput};
 pub use sink::FrameSink;
-pub use source::{FrameSource, InputInfo, MIN_FRAME_SIDE, Pulled, init, probe_file};
+pub use source::{FrameSource, InputInfo, Pulled, init, probe_file};
 pub use staged::{Settled, StagedOutput};
 pub use templates::OutputKind;
