@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
     let frames: usize = args.get(1).map_or(Ok(221), |n| n.parse())?;
     let options = SegmenterOptions {
         device: DeviceChoice::Cpu,
-        threads: 0,
+        ..SegmenterOptions::default()
     };
     let mut segmenter = Segmenter::load(&model, &options)?;
     let [h, w] = segmenter.card().input_size;

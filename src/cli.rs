@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::dataset::DataSource;
 use crate::infer::{DeviceChoice, SegmenterOptions};
 use crate::onnx::import::{LayoutChoice, OutputChoice};
 
@@ -50,6 +51,9 @@ pub struct RuntimeArgs {
     /// ONNX Runtime intra-op threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Run the model at this HxW instead of its card's size (models with a free input size).
+    #[arg(long, value_parser = parse_size)]
+    pub input_size: Option<[usize; 2]>,
 }
 
 /// The model `segment`, `camera` and `bench` run, and how.
@@ -68,6 +72,7 @@ impl RuntimeArgs {
         SegmenterOptions {
             device: self.provider,
             threads: self.threads,
+            input_size: self.input_size,
         }
     }
 }
@@ -205,9 +210,10 @@ pub struct EvalArgs {
     /// The ONNX model.
     #[arg(long)]
     pub model: PathBuf,
-    /// Dataset folder in any layout `train` reads.
+    /// Dataset folder in any layout `train` reads, with an optional class mapping
+    /// (`DIR:SOURCE=MODEL,...`, e.g. `camvid:Pedestrian=person`).
     #[arg(long, required_unless_present = "video")]
-    pub data: Option<PathBuf>,
+    pub data: Option<DataSource>,
     /// Also (or only) measure temporal stability on this clip: the share of mask pixels that
     /// flip between consecutive frames, without and with smoothing.
     #[arg(long)]
@@ -318,6 +324,10 @@ pub struct ImportArgs {
     /// Where the model comes from and its licence, recorded in the card.
     #[arg(long)]
     pub source: Option<String>,
+    /// Keep the input size the model was converted at, even when only whole-frame pools fix
+    /// it (by default they are made global, so the model runs and trains at other sizes).
+    #[arg(long)]
+    pub keep_size: bool,
 }
 
 fn parse_color_arg(text: &str) -> Result<[u8; 3], String> {
@@ -380,8 +390,11 @@ pub struct InitModelArgs {
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Dataset folder: images/ + masks/, Carvana's train/ + train_masks/, or CamVid's layout.
+    /// Repeat for several; each may map its classes and weigh its share of an epoch:
+    /// `DIR:SOURCE=MODEL,...@WEIGHT`, e.g. `../camvid:Pedestrian=person,Bicyclist=person@0.5`
+    /// (classes a mapping leaves out are background for a binary model, ignored otherwise).
     #[arg(long, required_unless_present = "resume")]
-    pub data: Option<PathBuf>,
+    pub data: Vec<DataSource>,
     /// Run folder for config, metrics, curves, checkpoints and model.onnx (default: runs/NAME).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -431,9 +444,27 @@ pub struct TrainArgs {
     /// Data-loading threads.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
-    /// Turn augmentation (flip, ±4° rotation, ±5% lighting) off.
+    /// Turn augmentation (flip, ±4° rotation, ±5% lighting, zoom, copy-paste) off.
     #[arg(long)]
     pub no_augment: bool,
+    /// Zoom range MIN,MAX (e.g. 0.5,1.5): above 1 crops in, below 1 shrinks the image, so
+    /// objects appear at many sizes.
+    #[arg(long, value_delimiter = ',')]
+    pub zoom: Vec<f32>,
+    /// Copy-paste: share of training images into which objects cut from other training images
+    /// are pasted (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub copy_paste: f64,
+    /// Copy-paste: height of a pasted object as a share of the frame height, MIN,MAX.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.1, 1.0])]
+    pub paste_height: Vec<f32>,
+    /// Copy-paste: most donor images pasted into one image.
+    #[arg(long, default_value_t = 3)]
+    pub paste_max: usize,
+    /// Copy-paste: classes that are objects, comma-separated (default: the object of a binary
+    /// model; required for several classes).
+    #[arg(long, value_delimiter = ',')]
+    pub paste_classes: Vec<String>,
     /// Use at most this many training images (and a quarter as many for validation).
     #[arg(long)]
     pub limit: Option<usize>,

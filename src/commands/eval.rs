@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::Error;
 use crate::cli::EvalArgs;
-use crate::dataset::{ClassSet, Dataset, Layout, read_pair};
+use crate::dataset::{ClassSet, DataSource, Dataset, Layout, read_pair};
 use crate::eval::{
     EvalOptions, Evaluation, Evaluator, ImageScore, distribution, temporal_stability,
 };
@@ -59,13 +59,17 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
 
 /// Scores the model on the dataset at `data`; prints the table unless `--json`, writes the
 /// per-image CSV and the sheet into the report folder; returns the summary object.
-fn score_dataset(args: &EvalArgs, data: &Path, segmenter: &mut Segmenter) -> anyhow::Result<Value> {
+fn score_dataset(
+    args: &EvalArgs,
+    data: &DataSource,
+    segmenter: &mut Segmenter,
+) -> anyhow::Result<Value> {
     let layout = args
         .layout
         .as_deref()
         .map(str::parse::<Layout>)
         .transpose()?;
-    let dataset = Dataset::open(data, layout)?;
+    let dataset = Dataset::open(&data.path, layout)?;
     let group_by = args
         .group_by
         .as_deref()
@@ -88,7 +92,9 @@ fn score_dataset(args: &EvalArgs, data: &Path, segmenter: &mut Segmenter) -> any
         ignore: args
             .ignore_index
             .or((dataset.layout == Layout::CamVid).then_some(11)),
+        through: None,
     };
+    let classes = data.reading(dataset.layout, &classes)?;
     let eval_options = EvalOptions {
         at_model_size: args.at_model_size,
         threshold: args.threshold,
@@ -121,7 +127,7 @@ fn score_dataset(args: &EvalArgs, data: &Path, segmenter: &mut Segmenter) -> any
 
 fn summary_json(
     args: &EvalArgs,
-    data: &Path,
+    data: &DataSource,
     classes: &ClassSet,
     evaluation: &Evaluation,
     resolution: &str,
@@ -130,7 +136,7 @@ fn summary_json(
     let (mean, median, worst) = distribution(&evaluation.images, EXTREMES);
     let mut summary = json!({
         "model": args.model.display().to_string(),
-        "data": data.display().to_string(),
+        "data": data.to_string(),
         "split": args.split,
         "resolution": resolution,
         "images": evaluation.images.len(),

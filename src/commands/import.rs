@@ -44,8 +44,10 @@ fn import_into(args: &ImportArgs, temp: &Path) -> anyhow::Result<()> {
         match import_checked(original.clone(), &options, temp) {
             Ok(checked) => (checked, None),
             Err(reason) => {
-                // Some graphs bake the batch into more than reshapes; they keep their own.
+                // Some graphs bake the batch or the size into more than reshapes and pools;
+                // they keep their own.
                 options.dynamic_batch = false;
+                options.any_size = false;
                 let checked = import_checked(original, &options, temp)
                     .map_err(|e| Error::model(&args.model, e))?;
                 (checked, Some(reason))
@@ -67,7 +69,7 @@ fn import_into(args: &ImportArgs, temp: &Path) -> anyhow::Result<()> {
         println!("  - {change}");
     }
     if let Some(reason) = batch_note {
-        println!("  - the batch stays fixed (segment still runs any --batch): {reason}");
+        println!("  - the batch and size stay fixed (segment still runs any --batch): {reason}");
     }
     let card = &imported.card;
     println!(
@@ -112,6 +114,7 @@ fn import_options(args: &ImportArgs) -> crate::Result<ImportOptions> {
         mean,
         std,
         dynamic_batch: true,
+        any_size: !args.keep_size,
         source: serde_json::json!({
             "file": args.model.file_name().map(|n| n.to_string_lossy().into_owned()),
             "note": args.source,
@@ -143,6 +146,21 @@ fn import_checked(
                     "a batch of 2 differs from single runs by {gap:.1e}"
                 ));
             }
+        }
+    }
+    if let Some(stride) = imported.any_size {
+        let [h, w] = imported.card.input_size;
+        let other = [h + stride, w + 2 * stride];
+        let logits = segmenter
+            .run(random_input(1, other, 5).view())
+            .map_err(|e| format!("at {}x{}: {e}", other[0], other[1]))?;
+        if logits.shape()[2..] != other {
+            return Err(format!(
+                "a {}x{} input gave a {:?} output",
+                other[0],
+                other[1],
+                &logits.shape()[2..]
+            ));
         }
     }
     Ok((imported, segmenter))

@@ -3,10 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::Error;
 use crate::cli::TrainArgs;
 use crate::dataset::Layout;
 use crate::dataset::cache::default_cache_dir;
-use crate::train::augment::Augmentation;
+use crate::train::augment::{Augmentation, CopyPaste};
 use crate::train::config::{TrainConfig, read_config};
 use crate::train::learner::{Learner, Outcome, StopRules};
 use crate::train::loss::LossKind;
@@ -22,7 +23,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
             let run = args
                 .output
                 .clone()
-                .unwrap_or_else(|| default_run(&config.data));
+                .unwrap_or_else(|| default_run(&config.data[0].path));
             (config, run)
         }
     };
@@ -32,13 +33,16 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
         .join(" ");
     let learner = Learner::new(config, &run, command)?;
     let data = learner.data();
-    println!(
-        "data: {} layout, {} training / {} validation images, classes: {}",
-        data.layout,
-        data.train.len(),
-        data.valid.len(),
-        data.classes.names.join(", ")
-    );
+    for source in &data.sources {
+        println!(
+            "data: {} ({} layout): {} training / {} validation images",
+            source.source,
+            source.layout,
+            source.train.len(),
+            source.valid.len()
+        );
+    }
+    println!("classes: {}", data.classes.names.join(", "));
     if args.lr_find {
         let found = lr_find(&learner)?;
         match found.suggestion {
@@ -99,17 +103,14 @@ fn headline(scores: &crate::metrics::Scores) -> String {
 }
 
 fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
-    let data = args
-        .data
-        .clone()
-        .expect("clap requires --data unless --resume");
+    let data = args.data.clone();
     // --freeze-body N: a first stage of N epochs with the body frozen, at the first size.
     let (mut sizes, mut epochs) = (args.size.clone(), args.epochs.clone());
     if let (Some(frozen), Some(&first)) = (args.freeze_body.filter(|&n| n > 0), sizes.first()) {
         sizes.insert(0, first);
         epochs.insert(0, frozen);
     }
-    Ok(TrainConfig {
+    let mut config = TrainConfig {
         data,
         layout: args
             .layout
@@ -129,7 +130,7 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         group_by: args.group_by.clone(),
         seed: args.seed,
         workers: args.workers,
-        augment: (!args.no_augment).then(Augmentation::default),
+        augment: None,
         limit: args.limit,
         cache: if args.no_cache {
             None
@@ -140,7 +141,62 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         freeze_encoder: args.freeze_encoder || args.freeze_body.is_some_and(|n| n > 0),
         encoder_lr_ratio: args.encoder_lr_ratio,
         init_from: args.init_from.clone(),
-    })
+    };
+    if !args.no_augment {
+        config.augment = Some(augmentation(args, &config)?);
+    }
+    Ok(config)
+}
+
+/// The augmentation the arguments name; copy-paste's classes are resolved against the
+/// model's.
+fn augmentation(args: &TrainArgs, config: &TrainConfig) -> anyhow::Result<Augmentation> {
+    let range = |values: &[f32], option: &str| -> anyhow::Result<[f32; 2]> {
+        match *values {
+            [] => Ok([1.0, 1.0]),
+            [low, high] if 0.0 < low && low <= high => Ok([low, high]),
+            _ => Err(Error::Config(format!("{option}: give MIN,MAX with 0 < MIN <= MAX")).into()),
+        }
+    };
+    let mut augment = Augmentation {
+        zoom: range(&args.zoom, "--zoom")?,
+        ..Augmentation::default()
+    };
+    if args.copy_paste > 0.0 {
+        let first = &config.data[0];
+        let layout = match config.layout {
+            Some(layout) => layout,
+            None => Layout::detect(&first.path)?,
+        };
+        let classes = config.model_classes(layout)?;
+        let labels = match (&args.paste_classes[..], classes.is_binary()) {
+            ([], true) => vec![1],
+            ([], false) => {
+                return Err(Error::Config(
+                    "--copy-paste with several classes needs --paste-classes".into(),
+                )
+                .into());
+            }
+            (names, _) => names
+                .iter()
+                .map(|name| {
+                    classes.label_named(name).filter(|&l| l > 0 || !classes.is_binary()).ok_or_else(|| {
+                        Error::Config(format!(
+                            "--paste-classes {name}: the model has no such class (its classes: {})",
+                            classes.names.join(", ")
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<u8>, Error>>()?,
+        };
+        augment.paste = Some(CopyPaste {
+            probability: args.copy_paste.min(1.0),
+            max_objects: args.paste_max.max(1),
+            height: range(&args.paste_height, "--paste-height")?,
+            labels,
+        });
+    }
+    Ok(augment)
 }
 
 /// `runs/<dataset folder name>`.

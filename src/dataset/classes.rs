@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::layout::Layout;
 use crate::infer::model_card::default_colors;
 use crate::metrics::IGNORE;
 use crate::{Error, Result};
@@ -34,6 +35,19 @@ pub struct ClassSet {
     pub colors: Vec<[u8; 3]>,
     /// Mask value excluded from loss and metrics.
     pub ignore: Option<u8>,
+    /// Masks that hold another set's classes: decoded in those, then mapped to these.
+    pub through: Option<Box<Through>>,
+}
+
+/// How masks of another class set become this one's labels ([`ClassSet::reading_through`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Through {
+    /// The classes the masks hold.
+    pub own: ClassSet,
+    /// Label in `own` → label here.
+    pub table: Vec<u8>,
+    /// The mapping as typed, for cache keys and reports.
+    pub spec: String,
 }
 
 impl ClassSet {
@@ -73,6 +87,7 @@ impl ClassSet {
             colors: default_colors(names.len()),
             names,
             ignore: None,
+            through: None,
         }
     }
 
@@ -82,6 +97,48 @@ impl ClassSet {
             names: CAMVID.iter().map(|(n, _)| n.to_string()).collect(),
             colors: CAMVID.iter().map(|&(_, c)| c).collect(),
             ignore: Some(CAMVID_VOID),
+            through: None,
+        }
+    }
+
+    /// The classes a layout's masks hold by themselves: CamVid's table, or one object.
+    pub fn of_layout(layout: Layout) -> Self {
+        match layout {
+            Layout::CamVid => Self::camvid(),
+            Layout::Generic | Layout::Carvana => Self::named(vec!["foreground".into()]),
+        }
+    }
+
+    /// The label of the class `name` (any case), or of a label number; `background` is label 0
+    /// of a binary task.
+    pub fn label_named(&self, name: &str) -> Option<u8> {
+        let names = self.label_names();
+        names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(name))
+            .or_else(|| name.parse::<usize>().ok().filter(|&v| v < names.len()))
+            .map(|label| label as u8)
+    }
+
+    /// The name of each label: `background` then the object for a binary task, else the
+    /// class names.
+    pub fn label_names(&self) -> Vec<String> {
+        match self.is_binary() {
+            true => vec!["background".to_string(), self.names[0].clone()],
+            false => self.names.clone(),
+        }
+    }
+
+    /// These classes, read from masks that hold `own`'s, each `own` label becoming
+    /// `table[label]`.
+    pub fn reading_through(&self, own: ClassSet, table: [u8; 256], spec: String) -> Self {
+        ClassSet {
+            through: Some(Box::new(Through {
+                own,
+                table: table.to_vec(),
+                spec,
+            })),
+            ..self.clone()
         }
     }
 
@@ -102,8 +159,12 @@ impl ClassSet {
         } else {
             self.names.len().to_string()
         };
-        match self.ignore {
+        let kind = match self.ignore {
             Some(v) => format!("{kind}+ignore{v}"),
+            None => kind,
+        };
+        match &self.through {
+            Some(through) => format!("{kind} from {}: {}", through.own.encoding(), through.spec),
             None => kind,
         }
     }
@@ -115,6 +176,13 @@ impl ClassSet {
     /// # Errors
     /// A value at or above the class count (other than the ignored one), naming `path`.
     pub fn labels_from_mask(&self, mask: &[u8], path: &Path) -> Result<Vec<u8>> {
+        if let Some(through) = &self.through {
+            let mut labels = through.own.labels_from_mask(mask, path)?;
+            for label in &mut labels {
+                *label = through.table[usize::from(*label)];
+            }
+            return Ok(labels);
+        }
         let ignored = |v: u8| self.ignore == Some(v);
         if self.is_binary() {
             let index_coded = mask.iter().all(|&v| v <= 1 || ignored(v));

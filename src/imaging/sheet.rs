@@ -56,6 +56,27 @@ impl LabelColors {
         out
     }
 
+    /// A grid of images of one size (width, height), each with its labels overlaid, `columns`
+    /// across.
+    pub fn grid(&self, cells: &[(&[u8], &[u8])], [w, h]: [usize; 2], columns: usize) -> RgbImage {
+        let columns = columns.clamp(1, cells.len().max(1));
+        let rows = cells.len().div_ceil(columns).max(1);
+        let (w, h) = (w as u32, h as u32);
+        let mut grid = RgbImage::from_pixel(
+            columns as u32 * (w + GAP) + GAP,
+            rows as u32 * (h + GAP) + GAP,
+            image::Rgb([255; 3]),
+        );
+        for (i, (rgb, labels)) in cells.iter().enumerate() {
+            let cell = RgbImage::from_raw(w, h, self.overlay(rgb, labels))
+                .expect("a cell matches its size");
+            let left = GAP + (i % columns) as u32 * (w + GAP);
+            let top = GAP + (i / columns) as u32 * (h + GAP);
+            image::imageops::replace(&mut grid, &cell, i64::from(left), i64::from(top));
+        }
+        grid
+    }
+
     /// A sheet of `rows`: image | predicted overlay | true overlay.
     pub fn sheet(&self, rows: &[SheetRow<'_>]) -> RgbImage {
         let width = rows.iter().map(|r| r.size[0] as u32).max().unwrap_or(1);

@@ -52,6 +52,8 @@ pub struct SegmenterOptions {
     pub device: DeviceChoice,
     /// Intra-op threads for the CPU provider; 0 lets ONNX Runtime choose (one per core).
     pub threads: usize,
+    /// Input size (height, width) instead of the card's, for models whose input leaves it free.
+    pub input_size: Option<[usize; 2]>,
 }
 
 /// A loaded, checked segmentation model.
@@ -98,7 +100,19 @@ impl Segmenter {
                 Err(other) => return Err(other),
             },
         };
-        let (card, fixed_batch) = read_card(&session, path)?;
+        let (mut card, fixed_batch, size_fixed) = read_card(&session, path)?;
+        if let Some(size) = options.input_size.filter(|&s| s != card.input_size) {
+            if size_fixed {
+                return Err(Error::model(
+                    path,
+                    format!(
+                        "its input is fixed at {}x{}; it cannot run at {}x{}",
+                        card.input_size[0], card.input_size[1], size[0], size[1]
+                    ),
+                ));
+            }
+            card.input_size = size;
+        }
         let mut segmenter = Segmenter {
             session,
             card,
@@ -234,7 +248,8 @@ fn open_session(path: &Path, provider: Provider, threads: usize) -> Result<Sessi
 
 /// Checks the session's single input and output against the contract; reads the card and the
 /// batch size the input fixes, if any.
-fn read_card(session: &Session, path: &Path) -> Result<(ModelCard, Option<usize>)> {
+/// The card, the batch size the input fixes (if any) and whether it fixes height and width.
+fn read_card(session: &Session, path: &Path) -> Result<(ModelCard, Option<usize>, bool)> {
     let [input] = session.inputs() else {
         return Err(Error::model(
             path,
@@ -269,13 +284,14 @@ fn read_card(session: &Session, path: &Path) -> Result<(ModelCard, Option<usize>
             ),
         ));
     };
-    let input_size = match (
+    let fixed_size = match (
         usize::try_from(input_dims[2]),
         usize::try_from(input_dims[3]),
     ) {
-        (Ok(h), Ok(w)) => [h, w],
-        _ => FALLBACK_INPUT_SIZE,
+        (Ok(h), Ok(w)) => Some([h, w]),
+        _ => None,
     };
+    let input_size = fixed_size.unwrap_or(FALLBACK_INPUT_SIZE);
     let metadata = session
         .metadata()
         .map_err(|e| Error::model(path, format!("reading metadata: {e}")))?;
@@ -314,7 +330,7 @@ fn read_card(session: &Session, path: &Path) -> Result<(ModelCard, Option<usize>
         ));
     }
     let fixed_batch = usize::try_from(input_dims[0]).ok().filter(|&n| n > 0);
-    Ok((card, fixed_batch))
+    Ok((card, fixed_batch, fixed_size.is_some()))
 }
 
 /// The dimensions of a rank-4 f32 tensor (-1 where dynamic), or an error naming the tensor.

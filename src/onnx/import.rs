@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 
 use super::graph::{dim_param, dim_value, ints_attribute, tensor_info};
+use super::interpret::GraphModel;
 use super::proto::tensor_proto::DataType;
 use super::proto::tensor_shape_proto::dimension::Value;
 use super::proto::{ModelProto, NodeProto, TensorProto, ValueInfoProto};
@@ -58,6 +59,8 @@ pub struct ImportOptions {
     pub std: [f32; 3],
     /// Make the batch dimension dynamic (literal batch-1 reshapes rewritten).
     pub dynamic_batch: bool,
+    /// Free the height and width when whole-frame pools are all that fix them.
+    pub any_size: bool,
     /// Where the model came from and under which licence, recorded in the card.
     pub source: serde_json::Value,
 }
@@ -75,6 +78,8 @@ pub struct Imported {
     pub channels_last: bool,
     /// Whether the original's output is a probability (now turned into logits).
     pub was_probability: bool,
+    /// When the graph was freed from its converted size: the multiple input sides need.
+    pub any_size: Option<usize>,
 }
 
 /// Rewrites `model` into the contract. Refusals are `Err(reason)`, naming the tensor and why.
@@ -228,18 +233,81 @@ pub fn rewrite(mut model: ModelProto, options: &ImportOptions) -> Result<Importe
     // Shapes recorded for the old layout and batch would contradict the new ones.
     graph.value_info.clear();
 
+    model.graph = Some(graph);
+    let any_size = if options.any_size {
+        make_size_agnostic(&mut model, [height, width], &mut changes)?
+    } else {
+        None
+    };
     let card = card(options, num_classes, [height, width], &changes)?;
     model.metadata_props = super::metadata_entries(card.to_metadata());
     model.producer_name = Some("segstream import".into());
     model.producer_version = Some(env!("CARGO_PKG_VERSION").into());
-    model.graph = Some(graph);
     Ok(Imported {
         model,
         card,
         changes,
         channels_last,
         was_probability,
+        any_size,
     })
+}
+
+/// Frees a graph from the input size it was converted at, when only whole-frame pools tie it
+/// there: they become GlobalAveragePool (the same result at that size) and the height and
+/// width become dynamic. Returns the stride input sides must be multiples of, or `None` when
+/// the graph was left as it is (no such pools, or ops the interpreter does not run).
+fn make_size_agnostic(
+    model: &mut ModelProto,
+    size: [usize; 2],
+    changes: &mut Vec<String>,
+) -> Result<Option<usize>, String> {
+    let Ok(interpreted) = GraphModel::from_onnx(model, &burn::prelude::Device::flex()) else {
+        return Ok(None);
+    };
+    let trace = interpreted.trace_sizes(size);
+    if trace.whole_frame_pools.is_empty() {
+        return Ok(None);
+    }
+    let graph = model.graph.as_mut().expect("rewrite set the graph");
+    for node in &mut graph.node {
+        if node
+            .output
+            .iter()
+            .any(|o| trace.whole_frame_pools.contains(o))
+        {
+            node.op_type = Some("GlobalAveragePool".into());
+            node.attribute.clear();
+        }
+    }
+    for info in graph.input.iter_mut().take(1).chain(&mut graph.output) {
+        set_spatial_dims(info, [dim_param("height"), dim_param("width")]);
+    }
+    changes.push(format!(
+        "{} whole-frame pools made global, so the model takes any size that is a multiple of \
+         {} (it was converted at {}x{})",
+        trace.whole_frame_pools.len(),
+        trace.stride,
+        size[0],
+        size[1]
+    ));
+    Ok(Some(trace.stride))
+}
+
+/// Sets dimensions 2 and 3 (height, width) of an N×C×H×W tensor's type.
+fn set_spatial_dims(
+    info: &mut ValueInfoProto,
+    dims: [super::proto::tensor_shape_proto::Dimension; 2],
+) {
+    use super::proto::type_proto::Value as Type;
+    if let Some(Type::TensorType(tensor)) = info.r#type.as_mut().and_then(|t| t.value.as_mut())
+        && let Some(shape) = tensor.shape.as_mut()
+        && shape.dim.len() == 4
+    {
+        let [height, width] = dims;
+        shape.dim[2] = height;
+        shape.dim[3] = width;
+    }
 }
 
 fn name_of(info: &ValueInfoProto) -> &str {

@@ -193,16 +193,55 @@ impl GraphModel {
 
     /// Runs the graph on `x`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.evaluate(x, |_, _, _| {})
+    }
+
+    /// Runs the graph on `x`, showing `visit` each node with the dimensions of its first input
+    /// and of its output.
+    fn evaluate(
+        &self,
+        x: Tensor<4>,
+        mut visit: impl FnMut(&Node, [usize; 4], [usize; 4]),
+    ) -> Tensor<4> {
         let graph = &self.graph;
         let mut values: HashMap<&str, Tensor<4>> = HashMap::new();
         values.insert(graph.input.as_str(), x);
         for node in &graph.nodes {
             let output = self.run(node, &values);
+            if let Some(first) = values.get(node.inputs[0].as_str()) {
+                visit(node, first.dims(), output.dims());
+            }
             values.insert(node.output.as_str(), output);
         }
         values
             .remove(graph.output.as_str())
             .expect("the graph's output is computed by one of its nodes (checked when read)")
+    }
+
+    /// Runs the graph once on a `size` (height, width) input and reports what its spatial
+    /// layout depends on.
+    pub fn trace_sizes(&self, [height, width]: [usize; 2]) -> SizeTrace {
+        let mut trace = SizeTrace {
+            whole_frame_pools: Vec::new(),
+            stride: 1,
+        };
+        let input = Tensor::zeros([1, 3, height, width], &self.device());
+        self.evaluate(input, |node, input, output| match &node.op {
+            Op::AveragePool(options)
+                if options.padding == [(0, 0); 2]
+                    && options.kernel_size == [input[2], input[3]] =>
+            {
+                trace.whole_frame_pools.push(node.output.clone());
+            }
+            // Convolutions of pooled vectors (squeeze-and-excitation) do not down-sample.
+            Op::Conv(_) | Op::MaxPool(_) | Op::AveragePool(_)
+                if input[2] * input[3] > 1 && output[2] > 0 =>
+            {
+                trace.stride = trace.stride.max(height / output[2]);
+            }
+            _ => {}
+        });
+        trace
     }
 
     /// The value named `name` as a rank-4 tensor: an earlier output, a parameter or a constant
@@ -329,6 +368,18 @@ impl GraphModel {
     pub fn trainable(&self) -> &[(String, Vec<usize>)] {
         &self.graph.trainable
     }
+}
+
+/// What a graph's spatial layout depends on, found by running it once
+/// ([`GraphModel::trace_sizes`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SizeTrace {
+    /// Outputs of the AveragePool nodes whose window is their whole input: global pools with
+    /// the size written in (TensorFlow converters write them so), which tie the graph to it.
+    pub whole_frame_pools: Vec<String>,
+    /// The largest down-sampling of any convolution or pool: input sides must be multiples of
+    /// it for the skip connections to meet.
+    pub stride: usize,
 }
 
 /// The index of the head: the convolution that produces the output, found by walking back

@@ -9,17 +9,19 @@ use serde::{Deserialize, Serialize};
 use super::augment::Augmentation;
 use super::loss::LossKind;
 use super::model::Architecture;
-use crate::dataset::{ClassSet, Dataset, Layout, Pair};
+use crate::dataset::{ClassSet, DataSource, Dataset, Layout, Pair};
 use crate::{Error, Result};
 
 /// Everything that defines a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
-    /// Dataset folder.
-    pub data: PathBuf,
-    /// Its layout (`None` = detected).
+    /// Dataset folders, each with its class mapping and sampling weight.
+    #[serde(deserialize_with = "one_or_many")]
+    pub data: Vec<DataSource>,
+    /// Their layout (`None` = detected for each).
     pub layout: Option<Layout>,
-    /// `--classes` as given (`None` = CamVid's table for the CamVid layout, else binary).
+    /// `--classes` as given (`None` = the first folder's: CamVid's table for the CamVid
+    /// layout, else binary).
     pub classes: Option<String>,
     /// Mask value to ignore (overrides the class table's).
     pub ignore_index: Option<u8>,
@@ -126,57 +128,136 @@ impl TrainConfig {
             .transpose()
     }
 
-    /// Opens the dataset and resolves classes and the train/validation split.
+    /// The model's classes: `--classes`, else those of the first folder's layout.
     ///
     /// # Errors
-    /// Dataset errors (see [`Dataset::open`]), bad `--classes`, or too few images to split.
-    pub fn prepare(&self) -> Result<PreparedData> {
-        let dataset = Dataset::open(&self.data, self.layout)?;
-        let mut classes = match (&self.classes, dataset.layout) {
-            (Some(spec), _) => ClassSet::parse(spec)?,
-            (None, Layout::CamVid) => ClassSet::camvid(),
-            (None, _) => ClassSet::parse("1")?,
+    /// A bad `--classes`.
+    pub fn model_classes(&self, first_layout: Layout) -> Result<ClassSet> {
+        let mut classes = match &self.classes {
+            Some(spec) => ClassSet::parse(spec)?,
+            None => ClassSet::of_layout(first_layout),
         };
         if self.ignore_index.is_some() {
             classes.ignore = self.ignore_index;
         }
-        let (mut train, mut valid) =
-            dataset.train_valid(self.valid_frac, self.group_regex()?.as_ref(), self.seed);
-        if let Some(limit) = self.limit {
-            train.truncate(limit);
-            valid.truncate(limit.div_ceil(4));
-        }
-        if train.is_empty() || valid.is_empty() {
-            return Err(Error::Dataset {
-                path: self.data.clone(),
-                reason: format!(
-                    "{} training and {} validation images: both need at least one \
-                     (raise --valid-frac or add images)",
-                    train.len(),
-                    valid.len()
-                ),
-            });
-        }
-        Ok(PreparedData {
-            layout: dataset.layout,
-            classes,
-            train,
-            valid,
-        })
+        Ok(classes)
     }
+
+    /// Opens the datasets and resolves classes and each one's train/validation split.
+    ///
+    /// # Errors
+    /// Dataset errors (see [`Dataset::open`]), bad `--classes` or mappings, or too few images
+    /// to split — each naming the folder.
+    pub fn prepare(&self) -> Result<PreparedData> {
+        let datasets = self
+            .data
+            .iter()
+            .map(|source| Dataset::open(&source.path, self.layout))
+            .collect::<Result<Vec<_>>>()?;
+        let first = datasets
+            .first()
+            .ok_or_else(|| Error::Config("no --data".into()))?;
+        let classes = self.model_classes(first.layout)?;
+        let group = self.group_regex()?;
+        let sources = self
+            .data
+            .iter()
+            .zip(datasets)
+            .map(|(source, dataset)| {
+                let (mut train, mut valid) =
+                    dataset.train_valid(self.valid_frac, group.as_ref(), self.seed);
+                if let Some(limit) = self.limit {
+                    train.truncate(limit);
+                    valid.truncate(limit.div_ceil(4));
+                }
+                if train.is_empty() || valid.is_empty() {
+                    return Err(Error::Dataset {
+                        path: source.path.clone(),
+                        reason: format!(
+                            "{} training and {} validation images: both need at least one \
+                             (raise --valid-frac or add images)",
+                            train.len(),
+                            valid.len()
+                        ),
+                    });
+                }
+                Ok(SourceData {
+                    reading: source.reading(dataset.layout, &classes)?,
+                    source: source.clone(),
+                    layout: dataset.layout,
+                    train,
+                    valid,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PreparedData { classes, sources })
+    }
+}
+
+/// `data` as one folder (configs written before several were allowed) or a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<DataSource>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(DataSource),
+        Many(Vec<DataSource>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(source) => vec![source],
+        OneOrMany::Many(sources) => sources,
+    })
+}
+
+/// Which part of the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// The training pairs.
+    Train,
+    /// The validation pairs.
+    Valid,
 }
 
 /// The data a configuration selects.
 #[derive(Debug, Clone)]
 pub struct PreparedData {
-    /// The dataset's layout.
-    pub layout: Layout,
-    /// Classes and ignored value.
+    /// The model's classes and ignored value.
     pub classes: ClassSet,
+    /// Each folder's pairs, in `--data` order.
+    pub sources: Vec<SourceData>,
+}
+
+impl PreparedData {
+    /// How many pairs `split` holds over all folders.
+    pub fn count(&self, split: Split) -> usize {
+        self.sources.iter().map(|s| s.pairs(split).len()).sum()
+    }
+}
+
+/// One folder's pairs and how its masks are read.
+#[derive(Debug, Clone)]
+pub struct SourceData {
+    /// The `--data` value.
+    pub source: DataSource,
+    /// Its layout.
+    pub layout: Layout,
+    /// Its masks read as the model's labels.
+    pub reading: ClassSet,
     /// Training pairs.
     pub train: Vec<Pair>,
     /// Validation pairs.
     pub valid: Vec<Pair>,
+}
+
+impl SourceData {
+    /// The pairs of `split`.
+    pub fn pairs(&self, split: Split) -> &[Pair] {
+        match split {
+            Split::Train => &self.train,
+            Split::Valid => &self.valid,
+        }
+    }
 }
 
 /// Reads a run folder's `config.json`.

@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array4;
 
 use super::checkpoint::{Best, Checkpoints, Position, TrainingState, load_model};
-use super::config::{PreparedData, TrainConfig, write_config};
+use super::config::{PreparedData, Split, TrainConfig, write_config};
 use super::encoder_weights::load_resnet34_weights;
 use super::export::export_to_file;
 use super::loader::{Batch, EpochPlan, derive_seed};
@@ -26,7 +26,7 @@ use super::parity::max_logit_difference;
 use super::pretrained::Pretrained;
 use super::report::{EpochRecord, draw_curves, write_csv};
 use super::schedule::OneCycle;
-use crate::dataset::{Resized, Sample, load_resized};
+use crate::dataset::{Sample, load_resized};
 use crate::imaging::{LabelColors, Normalizer, SheetRow};
 use crate::infer::ModelCard;
 use crate::metrics::Confusion;
@@ -34,6 +34,8 @@ use crate::{Error, Result};
 
 /// Validation images shown on the contact sheet.
 const SHEET_IMAGES: usize = 8;
+/// Augmented training images shown on `augment_samples.png`.
+const AUGMENT_SHEET_IMAGES: usize = 16;
 /// Validation images fed to the parity check.
 const PARITY_IMAGES: usize = 2;
 
@@ -165,8 +167,8 @@ impl Learner {
         let normalizer = Normalizer::new(&self.card);
         for stage in state.position.stage..self.config.sizes.len() {
             let size = self.config.sizes[stage];
-            let train_set = Arc::new(self.load(&self.data.train, size, "training")?.samples);
-            let valid_set = Arc::new(self.load(&self.data.valid, size, "validation")?.samples);
+            let train_set = self.load(Split::Train, size)?;
+            let valid_set = self.load(Split::Valid, size)?.samples;
             if let (Some(pretrained), 0, false) = (&self.pretrained, stage, resume) {
                 // Where fine-tuning starts from, so its epochs can be judged against it.
                 let start = validate(
@@ -193,13 +195,17 @@ impl Learner {
             let epochs = self.config.epochs[stage];
             let plan_of = |epoch: usize| {
                 let seed = derive_seed(&[self.config.seed, stage as u64, epoch as u64]);
-                EpochPlan::training(
-                    train_set.len(),
-                    self.config.batch_size,
-                    seed,
-                    self.config.augment,
-                )
+                self.training_plan(&train_set, seed)
             };
+            if state.position
+                == (Position {
+                    stage,
+                    epoch: 0,
+                    batch: 0,
+                })
+            {
+                self.write_augment_sheet(&plan_of(0), &train_set.samples, size)?;
+            }
             let steps_per_epoch = plan_of(0).batches.len();
             let cycle = OneCycle {
                 max_lr: self.config.lr,
@@ -224,7 +230,7 @@ impl Learner {
                 let (mut loss_sum, mut steps, mut images) = (0.0, 0usize, 0usize);
                 let mut lr = cycle.lr(epoch * steps_per_epoch + skip);
                 let batches = plan_of(epoch).start(
-                    Arc::clone(&train_set),
+                    Arc::clone(&train_set.samples),
                     size,
                     normalizer,
                     self.config.workers,
@@ -370,30 +376,51 @@ impl Learner {
         }
     }
 
-    pub(super) fn load(
-        &self,
-        pairs: &[crate::dataset::Pair],
-        size: [usize; 2],
-        what: &str,
-    ) -> Result<Resized> {
-        let started = Instant::now();
-        let resized = load_resized(
-            pairs,
-            size,
-            &self.data.classes,
-            self.config.cache.as_deref(),
-            self.config.workers.max(1),
-        )?;
-        println!(
-            "{what}: {} images at {}x{} ({} from the cache, {} masks resized to their image) in {:.1} s",
-            resized.samples.len(),
-            size[0],
-            size[1],
-            resized.from_cache,
-            resized.masks_resized,
-            started.elapsed().as_secs_f64()
-        );
-        Ok(resized)
+    /// Every folder's `split` pairs at `size`, in `--data` order.
+    pub(super) fn load(&self, split: Split, size: [usize; 2]) -> Result<Loaded> {
+        let mut samples = Vec::new();
+        let mut groups = Vec::new();
+        for source in &self.data.sources {
+            let started = Instant::now();
+            let resized = load_resized(
+                source.pairs(split),
+                size,
+                &source.reading,
+                self.config.cache.as_deref(),
+                self.config.workers.max(1),
+            )?;
+            println!(
+                "{}: {} images of {} at {}x{} ({} from the cache, {} masks resized to their \
+                 image) in {:.1} s",
+                match split {
+                    Split::Train => "training",
+                    Split::Valid => "validation",
+                },
+                resized.samples.len(),
+                source.source,
+                size[0],
+                size[1],
+                resized.from_cache,
+                resized.masks_resized,
+                started.elapsed().as_secs_f64()
+            );
+            groups.push((resized.samples.len(), source.source.weight));
+            samples.extend(resized.samples);
+        }
+        Ok(Loaded {
+            samples: Arc::new(samples),
+            groups,
+        })
+    }
+
+    /// The epoch of `train` whose draws come from `seed`.
+    pub(super) fn training_plan(&self, train: &Loaded, seed: u64) -> EpochPlan {
+        EpochPlan::training(
+            &train.groups,
+            self.config.batch_size,
+            seed,
+            self.config.augment.clone(),
+        )
     }
 
     /// The validation contact sheet: the first images with predicted and true masks.
@@ -416,6 +443,29 @@ impl Learner {
         let path = self.run.join("valid_samples.png");
         LabelColors::new(&self.card.colors)
             .sheet(&rows)
+            .save(&path)
+            .map_err(|e| Error::Config(format!("writing {}: {e}", path.display())))
+    }
+
+    /// `augment_samples.png`: the first training images of `plan` as the model sees them,
+    /// with their labels, so that a person can check that the masks still fit.
+    fn write_augment_sheet(
+        &self,
+        plan: &EpochPlan,
+        samples: &[Sample],
+        [h, w]: [usize; 2],
+    ) -> Result<()> {
+        let donors = plan.donors(samples);
+        let drawn: Vec<Sample> = (0..plan.batches.len())
+            .flat_map(|index| (0..plan.batches[index].len()).map(move |slot| (index, slot)))
+            .take(AUGMENT_SHEET_IMAGES)
+            .map(|(index, slot)| plan.sample(index, slot, samples, &donors, [h, w]))
+            .collect();
+        let cells: Vec<(&[u8], &[u8])> =
+            drawn.iter().map(|s| (&s.rgb[..], &s.labels[..])).collect();
+        let path = self.run.join("augment_samples.png");
+        LabelColors::new(&self.card.colors)
+            .grid(&cells, [w, h], 4)
             .save(&path)
             .map_err(|e| Error::Config(format!("writing {}: {e}", path.display())))
     }
@@ -444,10 +494,10 @@ impl Learner {
         card.input_size = best.size;
         card.training = serde_json::json!({
             "command": self.command,
-            "data": self.config.data.display().to_string(),
-            "layout": self.data.layout,
-            "train_images": self.data.train.len(),
-            "valid_images": self.data.valid.len(),
+            "data": self.config.data.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "layout": self.data.sources.iter().map(|s| s.layout).collect::<Vec<_>>(),
+            "train_images": self.data.count(Split::Train),
+            "valid_images": self.data.count(Split::Valid),
             "sizes": self.config.sizes,
             "epochs": self.config.epochs,
             "batch_size": self.config.batch_size,
@@ -467,10 +517,11 @@ impl Learner {
         let path = self.run.join("model.onnx");
         export_to_file(&model, &card, &path)?;
         let size = best.size;
+        let first = &self.data.sources[0];
         let valid = load_resized(
-            &self.data.valid[..PARITY_IMAGES.min(self.data.valid.len())],
+            &first.valid[..PARITY_IMAGES.min(first.valid.len())],
             size,
-            &self.data.classes,
+            &first.reading,
             self.config.cache.as_deref(),
             1,
         )?;
@@ -490,6 +541,14 @@ impl Learner {
             history: state.history.clone(),
         })
     }
+}
+
+/// Samples of several folders, one after the other.
+pub(super) struct Loaded {
+    /// All samples, in `--data` order.
+    pub samples: Arc<Vec<Sample>>,
+    /// Per folder: how many samples, and its sampling weight.
+    pub groups: Vec<(usize, f64)>,
 }
 
 /// The pretrained part: the ResNet34 U-Net's encoder, or an `--init-from` graph's body (the

@@ -49,16 +49,35 @@ pub struct EpochPlan {
 }
 
 impl EpochPlan {
-    /// A training epoch: a shuffle of `count` samples from `seed`, cut into batches of
-    /// `batch_size` (the last partial batch is dropped unless it is the only one), augmented
-    /// with draws from the same seed.
+    /// A training epoch over samples that come in groups (one per `--data` folder, in
+    /// order) of `(count, weight)`: each group's samples appear `weight` times (a fractional
+    /// part draws a random share of them), shuffled together from `seed` and cut into batches
+    /// of `batch_size` (the last partial batch is dropped unless it is the only one),
+    /// augmented with draws from the same seed.
     pub fn training(
-        count: usize,
+        groups: &[(usize, f64)],
         batch_size: usize,
         seed: u64,
         augment: Option<Augmentation>,
     ) -> Self {
-        let mut order: Vec<usize> = (0..count).collect();
+        let mut order = Vec::new();
+        let mut first = 0;
+        for &(count, weight) in groups {
+            let members: Vec<usize> = (first..first + count).collect();
+            for _ in 0..weight.trunc() as usize {
+                order.extend_from_slice(&members);
+            }
+            let share = (weight.fract() * count as f64).round() as usize;
+            if share > 0 {
+                let mut drawn = members.clone();
+                drawn.shuffle(&mut StdRng::seed_from_u64(derive_seed(&[
+                    seed,
+                    first as u64,
+                ])));
+                order.extend_from_slice(&drawn[..share]);
+            }
+            first += count;
+        }
         order.shuffle(&mut StdRng::seed_from_u64(seed));
         let mut batches: Vec<Vec<usize>> = order
             .chunks(batch_size.max(1))
@@ -96,17 +115,19 @@ impl EpochPlan {
         skip: usize,
     ) -> Batches {
         let workers = workers.max(1);
+        let donors = Arc::new(self.donors(&samples));
         let plan = Arc::new(self);
         let receivers = (0..workers)
             .map(|worker| {
                 let (tx, rx) = bounded(2);
                 let plan = Arc::clone(&plan);
                 let samples = Arc::clone(&samples);
+                let donors = Arc::clone(&donors);
                 std::thread::Builder::new()
                     .name(format!("loader-{worker}"))
                     .spawn(move || {
                         for index in (skip + worker..plan.batches.len()).step_by(workers) {
-                            let batch = plan.prepare(index, &samples, size, normalizer);
+                            let batch = plan.prepare(index, &samples, &donors, size, normalizer);
                             if tx.send(batch).is_err() {
                                 return;
                             }
@@ -123,31 +144,54 @@ impl EpochPlan {
         }
     }
 
+    /// The samples copy-paste may take objects from (none without copy-paste).
+    pub fn donors(&self, samples: &[Sample]) -> Vec<usize> {
+        match self.augment.as_ref().and_then(|(a, _)| a.paste.as_ref()) {
+            Some(paste) => paste.donors(samples),
+            None => Vec::new(),
+        }
+    }
+
+    /// The sample at `slot` of batch `index`, augmented as this plan draws it.
+    pub fn sample(
+        &self,
+        index: usize,
+        slot: usize,
+        samples: &[Sample],
+        donors: &[usize],
+        size: [usize; 2],
+    ) -> Sample {
+        let chosen = &samples[self.batches[index][slot]];
+        let Some((augment, seed)) = &self.augment else {
+            return chosen.clone();
+        };
+        let mut rng = StdRng::seed_from_u64(derive_seed(&[*seed, index as u64, slot as u64]));
+        let mut sample = chosen.clone();
+        if let Some(paste) = &augment.paste {
+            paste.apply(&mut sample, samples, donors, size, &mut rng);
+        }
+        augment.draw(&mut rng, size).apply(&sample, size)
+    }
+
     fn prepare(
         &self,
         index: usize,
         samples: &[Sample],
+        donors: &[usize],
         size: [usize; 2],
         normalizer: Normalizer,
     ) -> Batch {
-        let members = &self.batches[index];
+        let members = self.batches[index].len();
         let pixels = size[0] * size[1];
-        let mut images = Vec::with_capacity(members.len() * 3 * pixels);
-        let mut labels = Vec::with_capacity(members.len() * pixels);
-        for (slot, &i) in members.iter().enumerate() {
-            let sample = match self.augment {
-                Some((augment, seed)) => {
-                    let mut rng =
-                        StdRng::seed_from_u64(derive_seed(&[seed, index as u64, slot as u64]));
-                    augment.draw(&mut rng).apply(&samples[i], size)
-                }
-                None => samples[i].clone(),
-            };
+        let mut images = Vec::with_capacity(members * 3 * pixels);
+        let mut labels = Vec::with_capacity(members * pixels);
+        for slot in 0..members {
+            let sample = self.sample(index, slot, samples, donors, size);
             normalizer.extend(&sample.rgb, 3, &mut images);
             labels.extend_from_slice(&sample.labels);
         }
         Batch {
-            len: members.len(),
+            len: members,
             size,
             images,
             labels,

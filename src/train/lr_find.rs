@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::config::Split;
 use super::learner::{Learner, train_step};
-use super::loader::{EpochPlan, derive_seed};
+use super::loader::derive_seed;
 use super::plot::{Panel, draw_panels};
 use super::schedule::{range_test_rates, suggest_lr};
 use crate::imaging::Normalizer;
@@ -41,7 +42,7 @@ pub struct LrFind {
 pub fn lr_find(learner: &Learner) -> Result<LrFind> {
     let config = &learner.config;
     let size = config.sizes[0];
-    let samples = Arc::new(learner.load(&learner.data.train, size, "training")?.samples);
+    let train = learner.load(Split::Train, size)?;
     let normalizer = Normalizer::new(&learner.card);
     let schedule = range_test_rates(1e-7, 1.0, STEPS);
     let mut model = learner.new_model()?;
@@ -51,8 +52,14 @@ pub fn lr_find(learner: &Learner) -> Result<LrFind> {
     let mut epoch = 0u64;
     'sweep: loop {
         let seed = derive_seed(&[config.seed, u64::MAX, epoch]);
-        let plan = EpochPlan::training(samples.len(), config.batch_size, seed, config.augment);
-        for batch in plan.start(Arc::clone(&samples), size, normalizer, config.workers, 0) {
+        let plan = learner.training_plan(&train, seed);
+        for batch in plan.start(
+            Arc::clone(&train.samples),
+            size,
+            normalizer,
+            config.workers,
+            0,
+        ) {
             let lr = schedule[rates.len()];
             let loss;
             (model, loss) = train_step(

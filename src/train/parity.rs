@@ -50,7 +50,7 @@ fn difference_from_runtime(
 ) -> Result<f32> {
     let options = SegmenterOptions {
         device: DeviceChoice::Cpu,
-        threads: 0,
+        ..SegmenterOptions::default()
     };
     let actual = Segmenter::load(onnx, &options)?.run(input)?;
     if expected.shape() != actual.shape() {

@@ -77,21 +77,39 @@ impl Pretrained {
     }
 
     /// Checks the training sizes against the graph's: a graph whose input fixes its height and
-    /// width (fixed-size pooling, literal reshapes) trains at that size only.
+    /// width (fixed-size pooling, literal reshapes) trains at that size only; any other needs
+    /// sides that are multiples of its largest down-sampling.
     ///
     /// # Errors
     /// [`Error::Config`] naming the size the graph needs.
     pub fn check_sizes(&self, sizes: &[[usize; 2]]) -> Result<()> {
-        match fixed_input_size(&self.proto) {
-            Some(fixed) if sizes.iter().any(|s| *s != fixed) => Err(Error::Config(format!(
-                "{} takes {}x{} inputs only (its graph fixes the size): train with --size {}x{}",
-                self.path.display(),
-                fixed[0],
-                fixed[1],
-                fixed[0],
-                fixed[1]
+        if let Some(fixed) = fixed_input_size(&self.proto) {
+            return match sizes.iter().any(|s| *s != fixed) {
+                true => Err(Error::Config(format!(
+                    "{} takes {}x{} inputs only (its graph fixes the size): train with --size \
+                     {}x{}",
+                    self.path.display(),
+                    fixed[0],
+                    fixed[1],
+                    fixed[0],
+                    fixed[1]
+                ))),
+                false => Ok(()),
+            };
+        }
+        let stride = self
+            .model(&Device::flex())?
+            .trace_sizes(self.card.input_size)
+            .stride;
+        match sizes
+            .iter()
+            .find(|[h, w]| h % stride != 0 || w % stride != 0)
+        {
+            Some([h, w]) => Err(Error::Config(format!(
+                "--size {h}x{w}: {} needs sides that are multiples of {stride}",
+                self.path.display()
             ))),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 }

@@ -8,8 +8,12 @@ use image::{GrayImage, Luma, Rgb, RgbImage};
 use crate::media::shared;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use segstream::dataset::{ClassSet, Dataset, Layout, Pair, Sample, grouped_split, load_resized};
-use segstream::train::augment::{Augmentation, Transform};
+use segstream::dataset::{
+    ClassSet, DataSource, Dataset, Layout, Pair, Sample, grouped_split, load_resized,
+};
+use segstream::metrics::IGNORE;
+use segstream::train::augment::{Augmentation, CopyPaste, Transform};
+use segstream::train::loader::EpochPlan;
 
 /// Writes an RGB image and a mask (values from `mask_value`) of the given sizes.
 fn write_pair(
@@ -115,12 +119,20 @@ fn pattern() -> Sample {
 fn flips_and_rotations_move_the_mask_with_the_image() {
     let sample = pattern();
     let size = [32, 48];
-    for (flip, rotate_deg) in [(true, 0.0), (false, 4.0), (true, -3.5)] {
+    for (flip, rotate_deg, zoom, shift) in [
+        (true, 0.0, 1.0, [0.0, 0.0]),
+        (false, 4.0, 1.0, [0.0, 0.0]),
+        (true, -3.5, 1.0, [0.0, 0.0]),
+        (false, 2.0, 1.6, [5.0, -3.0]),
+        (true, 0.0, 0.6, [-4.0, 2.0]),
+    ] {
         let transform = Transform {
             flip,
             rotate_deg,
             brightness: 0.0,
             contrast: 1.0,
+            zoom,
+            shift,
         };
         let out = transform.apply(&sample, size);
         assert_ne!(
@@ -131,16 +143,23 @@ fn flips_and_rotations_move_the_mask_with_the_image() {
         // must agree with it.
         let (mut checked, mut wrong) = (0, 0);
         for (px, &label) in out.rgb.chunks_exact(3).zip(&out.labels) {
+            if label == IGNORE {
+                // Brought in from outside the image: black, and no label invented.
+                assert_eq!(px, [0, 0, 0]);
+                continue;
+            }
             if px[0] > 230 || px[0] < 25 {
                 checked += 1;
                 wrong += usize::from((px[0] > 230) != (label == 1));
             }
         }
-        assert!(checked > 32 * 48 / 2, "{checked} clear pixels");
+        let ignored = out.labels.iter().filter(|&&l| l == IGNORE).count();
+        assert!(checked > (32 * 48 - ignored) / 3, "{checked} clear pixels");
         assert!(
             wrong * 100 <= checked,
-            "flip {flip} rot {rotate_deg}: {wrong}/{checked} misaligned"
+            "flip {flip} rot {rotate_deg} zoom {zoom}: {wrong}/{checked} misaligned"
         );
+        assert_eq!(zoom < 1.0, ignored > 32 * 48 / 10, "{ignored} ignored");
     }
 }
 
@@ -151,13 +170,120 @@ fn lighting_changes_the_image_never_the_mask() {
         flip: 0.0,
         max_rotate_deg: 0.0,
         lighting: 0.05,
+        ..Augmentation::default()
     };
     let mut rng = StdRng::seed_from_u64(1);
-    let transform = augmentation.draw(&mut rng);
+    let transform = augmentation.draw(&mut rng, [32, 48]);
     assert!(transform.brightness != 0.0 || transform.contrast != 1.0);
     let out = transform.apply(&sample, [32, 48]);
     assert_eq!(out.labels, sample.labels);
     assert_ne!(out.rgb, sample.rgb);
+}
+
+#[test]
+fn copy_paste_moves_objects_with_their_mask_exactly() {
+    let donor = pattern();
+    let size = [32, 48];
+    let plain = Sample {
+        name: "plain".into(),
+        rgb: [0, 90, 0].repeat(32 * 48),
+        labels: vec![0; 32 * 48],
+    };
+    let paste = CopyPaste {
+        probability: 1.0,
+        max_objects: 2,
+        height: [0.2, 0.6],
+        labels: vec![1],
+    };
+    let samples = vec![donor, plain.clone()];
+    assert_eq!(paste.donors(&samples), [0], "only the pattern has objects");
+    let mut pasted_any = false;
+    for seed in 0..8 {
+        let mut sample = plain.clone();
+        paste.apply(
+            &mut sample,
+            &samples,
+            &[0],
+            size,
+            &mut StdRng::seed_from_u64(seed),
+        );
+        let mut rows = std::collections::BTreeSet::new();
+        for (i, (px, &label)) in sample.rgb.chunks_exact(3).zip(&sample.labels).enumerate() {
+            match label {
+                // Every object pixel carries the donor's object colour, and nothing else changed.
+                1 => assert_eq!(px, [255, 40, 200], "pixel {i}"),
+                _ => assert_eq!(px, [0, 90, 0], "pixel {i}"),
+            }
+            if label == 1 {
+                rows.insert(i / 48);
+            }
+        }
+        pasted_any |= !rows.is_empty();
+        // Two objects of at most 0.6 × 32 rows each.
+        assert!(rows.len() <= 2 * 20, "{} rows", rows.len());
+    }
+    assert!(pasted_any);
+}
+
+#[test]
+fn a_mapping_reads_another_datasets_classes_as_the_models() {
+    let source: DataSource = "../camvid:Pedestrian=person,bicyclist=person@0.5"
+        .parse()
+        .unwrap();
+    assert_eq!(source.weight, 0.5);
+    assert_eq!(source.mapping.len(), 2);
+    assert_eq!(source.to_string().parse::<DataSource>().unwrap(), source);
+    let person = ClassSet::parse("person").unwrap();
+    let reading = source.reading(Layout::CamVid, &person).unwrap();
+    // CamVid values: 9 Pedestrian, 10 Bicyclist, 3 Road, 11 Unlabelled (ignored).
+    let labels = reading
+        .labels_from_mask(&[9, 10, 3, 11, 0], Path::new("m.png"))
+        .unwrap();
+    assert_eq!(labels, [1, 1, 0, IGNORE, 0]);
+    for (spec, needle) in [
+        ("x:Walker=person", "no class 'Walker'"),
+        ("x:Pedestrian=car", "no class 'car'"),
+        ("x:Pedestrian=person,Car", "'Car' is not SOURCE=MODEL"),
+        ("x@-1", "positive"),
+    ] {
+        let error = spec
+            .parse::<DataSource>()
+            .and_then(|s| s.reading(Layout::CamVid, &person))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(needle) && error.contains("x"),
+            "{spec}: {error}"
+        );
+    }
+
+    // On real masks: exactly CamVid's pedestrian pixels become the person.
+    let camvid = Dataset::open(&shared("camvid"), None).unwrap();
+    let pairs = &camvid.valid.unwrap()[..4];
+    let mapped = load_resized(pairs, [90, 120], &reading, None, 2).unwrap();
+    let own = load_resized(pairs, [90, 120], &ClassSet::camvid(), None, 2).unwrap();
+    for (m, o) in mapped.samples.iter().zip(&own.samples) {
+        for (&a, &b) in m.labels.iter().zip(&o.labels) {
+            let expected = match b {
+                9 | 10 => 1,
+                IGNORE => IGNORE,
+                _ => 0,
+            };
+            assert_eq!(a, expected);
+        }
+    }
+}
+
+#[test]
+fn sampling_weights_set_each_folders_share_of_an_epoch() {
+    let plan = EpochPlan::training(&[(10, 1.0), (20, 0.5), (5, 2.0)], 1, 3, None);
+    let drawn: Vec<usize> = plan.batches.concat();
+    let count =
+        |range: std::ops::Range<usize>| drawn.iter().filter(|&&i| range.contains(&i)).count();
+    assert_eq!((count(0..10), count(10..30), count(30..35)), (10, 10, 10));
+    let unique: std::collections::HashSet<_> =
+        drawn.iter().filter(|&&i| (10..30).contains(&i)).collect();
+    assert_eq!(unique.len(), 10, "half of the second folder, each once");
 }
 
 #[test]

@@ -104,6 +104,49 @@ fn fine_tuning_the_imported_selfie_model_lowers_validation_loss_and_keeps_its_di
     );
 }
 
+#[test]
+fn several_folders_with_copy_paste_train_the_freed_selfie_model_at_another_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = imported_selfie(dir.path());
+    let run = dir.path().join("run");
+    let people = shared("human_seg");
+    let streets = format!("{}:Pedestrian=person@0.5", shared("camvid").display());
+    let stdout = train(&[
+        "--data",
+        people.to_str().unwrap(),
+        "--data",
+        &streets,
+        "--classes",
+        "person",
+        "--init-from",
+        model.to_str().unwrap(),
+        "--size",
+        "128x160",
+        "--epochs",
+        "1",
+        "--limit",
+        "8",
+        "--zoom",
+        "0.6,1.4",
+        "--copy-paste",
+        "1",
+        "-o",
+        run.to_str().unwrap(),
+    ]);
+    println!("{stdout}");
+    assert!(stdout.contains("(generic layout): 8 training"), "{stdout}");
+    assert!(
+        stdout.contains("Pedestrian=person@0.5 (camvid layout): 8 training"),
+        "{stdout}"
+    );
+    // 8 + half of 8 images: one whole batch of 8, shown 4 across.
+    let sheet = image::open(run.join("augment_samples.png")).unwrap();
+    assert_eq!((sheet.width(), sheet.height()), (4 * 164 + 4, 2 * 132 + 4));
+    let card = run_ok(&["inspect", run.join("model.onnx").to_str().unwrap()]).stdout;
+    assert!(card.contains("input size:   128x160"), "{card}");
+    assert!(card.contains("Pedestrian=person@0.5"), "{card}");
+}
+
 /// A generic dataset of `n` images whose masks hold classes 0, 1 and 2 in vertical bands.
 fn three_class_data(root: &Path, n: u32) {
     for dir in ["images", "masks"] {

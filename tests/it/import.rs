@@ -20,6 +20,7 @@ fn mediapipe_models_import_score_as_published_and_segment_at_any_batch() {
             "input transposed",
             "output transposed",
             "batch made dynamic",
+            "whole-frame pools made global",
         ] {
             assert!(
                 stdout.contains(change),
@@ -43,8 +44,41 @@ fn mediapipe_models_import_score_as_published_and_segment_at_any_batch() {
         model.to_str().unwrap(),
         "--batch",
         "3",
+        "--input-size",
+        "192x320",
     ]);
     assert_eq!(std::fs::read_dir(&frames).unwrap().count(), 60);
+    // Freed from its converted size, it scores the same at that size and runs at others.
+    let at = |size: &str| {
+        eval_json(&model, &shared("human_seg"), &["--input-size", size])["dice"]
+            .as_f64()
+            .unwrap()
+    };
+    let (native, larger) = (at("256x256"), at("320x320"));
+    println!("val Dice at 256x256 {native:.4}, at 320x320 {larger:.4}");
+    assert!(larger > 0.85, "{larger}");
+
+    let kept = dir.path().join("kept.onnx");
+    let stdout = import_model(
+        &folder.join("selfie_segmentation.onnx"),
+        &kept,
+        &["--classes", "person", "--keep-size"],
+    );
+    assert!(!stdout.contains("pools made global"), "{stdout}");
+    assert_fails(
+        &[
+            "eval",
+            "--model",
+            kept.to_str().unwrap(),
+            "--data",
+            shared("human_seg").to_str().unwrap(),
+            "--input-size",
+            "320x320",
+        ],
+        &[],
+        1,
+        &["kept.onnx", "its input is fixed at 256x256"],
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
+use segstream::dataset::DataSource;
 use segstream::train::augment::Augmentation;
 use segstream::train::config::TrainConfig;
 use segstream::train::learner::{Finished, Learner, Outcome, StopRules};
@@ -16,7 +17,7 @@ use crate::media::{clip, decode, shared};
 /// A small, fast configuration on the first `limit` human_seg images.
 fn config(limit: usize, size: usize, epochs: usize) -> TrainConfig {
     TrainConfig {
-        data: shared("human_seg"),
+        data: vec![DataSource::from(shared("human_seg"))],
         layout: None,
         classes: Some("person".into()),
         ignore_index: None,
