@@ -431,6 +431,10 @@ pub struct TrainArgs {
     /// Add a soft Dice term to the cross-entropy.
     #[arg(long)]
     pub dice: bool,
+    /// Class weights in the pixel loss: none, or median-frequency (SegNet's: rare classes
+    /// weigh more, from the training labels).
+    #[arg(long, default_value = "none", value_parser = ["none", "median-frequency"])]
+    pub class_weights: String,
     /// Share of images held out for validation when the layout has no validation folder.
     #[arg(long, default_value_t = 0.2)]
     pub valid_frac: f64,

@@ -141,6 +141,7 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         freeze_encoder: args.freeze_encoder || args.freeze_body.is_some_and(|n| n > 0),
         encoder_lr_ratio: args.encoder_lr_ratio,
         init_from: args.init_from.clone(),
+        median_frequency: args.class_weights == "median-frequency",
     };
     if !args.no_augment {
         config.augment = Some(augmentation(args, &config)?);

@@ -64,6 +64,9 @@ pub struct TrainConfig {
     /// head when the classes differ.
     #[serde(default)]
     pub init_from: Option<PathBuf>,
+    /// Weigh each class's pixels by SegNet's median-frequency weights in the pixel loss.
+    #[serde(default)]
+    pub median_frequency: bool,
 }
 
 impl TrainConfig {

@@ -20,7 +20,7 @@ use super::config::{PreparedData, Split, TrainConfig, write_config};
 use super::encoder_weights::load_resnet34_weights;
 use super::export::export_to_file;
 use super::loader::{Batch, EpochPlan, derive_seed};
-use super::loss::{LossKind, Targets};
+use super::loss::{LossKind, Targets, median_frequency_weights};
 use super::model::SegmentationModel;
 use super::parity::max_logit_difference;
 use super::pretrained::Pretrained;
@@ -169,6 +169,7 @@ impl Learner {
             let size = self.config.sizes[stage];
             let train_set = self.load(Split::Train, size)?;
             let valid_set = self.load(Split::Valid, size)?.samples;
+            let class_weights = self.class_weights(&train_set.samples);
             if let (Some(pretrained), 0, false) = (&self.pretrained, stage, resume) {
                 // Where fine-tuning starts from, so its epochs can be judged against it.
                 let start = validate(
@@ -178,6 +179,7 @@ impl Learner {
                     normalizer,
                     &self.config,
                     self.card.num_classes(),
+                    &class_weights,
                 );
                 let scores = start.confusion.scores(self.card.num_classes());
                 println!(
@@ -245,6 +247,7 @@ impl Learner {
                         &batch,
                         self.lr_policy(lr, frozen),
                         self.config.loss,
+                        &class_weights,
                         &self.device,
                     );
                     loss_sum += f64::from(loss);
@@ -278,6 +281,7 @@ impl Learner {
                     normalizer,
                     &self.config,
                     self.card.num_classes(),
+                    &class_weights,
                 );
                 let record = EpochRecord {
                     epoch: state.history.len() + 1,
@@ -411,6 +415,25 @@ impl Learner {
             samples: Arc::new(samples),
             groups,
         })
+    }
+
+    /// The pixel loss's class weights for `train` (empty = all 1): median-frequency weights
+    /// when the run asks for them.
+    pub(super) fn class_weights(&self, train: &[Sample]) -> Vec<f32> {
+        if !self.config.median_frequency {
+            return Vec::new();
+        }
+        let weights = median_frequency_weights(train, self.data.classes.label_count());
+        let shown: Vec<String> = self
+            .data
+            .classes
+            .label_names()
+            .iter()
+            .zip(&weights)
+            .map(|(name, w)| format!("{name} {w:.2}"))
+            .collect();
+        println!("class weights (median frequency): {}", shown.join(", "));
+        weights
     }
 
     /// The epoch of `train` whose draws come from `seed`.
@@ -564,10 +587,11 @@ pub fn train_step(
     batch: &Batch,
     lr: ModuleLearningRate,
     loss_kind: LossKind,
+    class_weights: &[f32],
     device: &Device,
 ) -> (SegmentationModel, f32) {
     let images = images_tensor(batch, device);
-    let targets = Targets::new(batch, device);
+    let targets = Targets::new(batch, device, class_weights);
     let loss = loss_kind.compute(model.forward(images), &targets);
     let value = loss.clone().into_scalar::<f32>();
     let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -596,6 +620,7 @@ fn validate(
     normalizer: Normalizer,
     config: &TrainConfig,
     classes: usize,
+    class_weights: &[f32],
 ) -> Validation {
     let device = Device::flex();
     let mut confusion = Confusion::new(classes.max(2));
@@ -604,9 +629,10 @@ fn validate(
     let plan = EpochPlan::validation(samples.len(), config.batch_size);
     for batch in plan.start(Arc::clone(samples), size, normalizer, config.workers, 0) {
         let logits = model.forward(images_tensor(&batch, &device));
-        let loss = config
-            .loss
-            .compute(logits.clone(), &Targets::new(&batch, &device));
+        let loss = config.loss.compute(
+            logits.clone(),
+            &Targets::new(&batch, &device, class_weights),
+        );
         loss_sum += f64::from(loss.into_scalar::<f32>());
         batches += 1;
         let values = logits

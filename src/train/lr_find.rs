@@ -43,6 +43,7 @@ pub fn lr_find(learner: &Learner) -> Result<LrFind> {
     let config = &learner.config;
     let size = config.sizes[0];
     let train = learner.load(Split::Train, size)?;
+    let class_weights = learner.class_weights(&train.samples);
     let normalizer = Normalizer::new(&learner.card);
     let schedule = range_test_rates(1e-7, 1.0, STEPS);
     let mut model = learner.new_model()?;
@@ -68,6 +69,7 @@ pub fn lr_find(learner: &Learner) -> Result<LrFind> {
                 &batch,
                 learner.lr_policy(lr, false),
                 config.loss,
+                &class_weights,
                 &learner.device,
             );
             average = BETA * average + (1.0 - BETA) * f64::from(loss);

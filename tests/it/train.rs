@@ -39,6 +39,7 @@ fn config(limit: usize, size: usize, epochs: usize) -> TrainConfig {
         freeze_encoder: false,
         encoder_lr_ratio: 0.1,
         init_from: None,
+        median_frequency: false,
     }
 }
 
