@@ -41,6 +41,19 @@ pub enum Command {
     InitModel(InitModelArgs),
 }
 
+/// x264's speed presets, fastest first.
+const PRESETS: [&str; 9] = [
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+];
+
 /// Options for choosing how a model runs.
 #[derive(Debug, Args)]
 pub struct RuntimeArgs {
@@ -140,6 +153,10 @@ pub struct SegmentArgs {
     /// Leave the input's audio out of the output.
     #[arg(long)]
     pub no_audio: bool,
+    /// H.264 encoder speed (x264's speed-preset) for .mp4 and .mkv: faster presets take less
+    /// CPU and make larger files.
+    #[arg(long, default_value = "veryfast", value_parser = PRESETS)]
+    pub preset: String,
     /// Custom source (gst-launch syntax) ending in `appsink name=frames`.
     #[arg(long)]
     pub source_pipeline: Option<String>,
@@ -193,6 +210,10 @@ pub struct CameraArgs {
     /// stopping.
     #[arg(long, default_value_t = 5.0)]
     pub reconnect_timeout: f64,
+    /// H.264 encoder speed (x264's speed-preset) for file and RTP outputs; live outputs also
+    /// use x264's zero-latency tuning.
+    #[arg(long, default_value = "ultrafast", value_parser = PRESETS)]
+    pub preset: String,
     /// Print per-stage statistics at the end (latency, drops and fps are always printed).
     #[arg(long)]
     pub stats: bool,

@@ -44,7 +44,11 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
         ),
         (None, Some(output)) => {
             let (sink, staged) = output.open()?;
-            (sink, staged, output.describe())
+            (
+                sink.with_preset(&args.preset, true)?,
+                staged,
+                output.describe(),
+            )
         }
         (None, None) => unreachable!("an output is parsed when there is no sink pipeline"),
     };

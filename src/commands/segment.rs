@@ -44,7 +44,8 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
         (Some(description), _, _) => (FrameSink::from_description(description)?, None),
         (None, Some(output), Some(kind)) => {
             let staged = StagedOutput::new(output, kind);
-            let sink = FrameSink::to_path(staged.temp_path(), kind, audio_from)?;
+            let sink = FrameSink::to_path(staged.temp_path(), kind, audio_from)?
+                .with_preset(&args.preset, false)?;
             (sink, Some(staged))
         }
         _ => unreachable!("validate() requires an output or a sink pipeline"),

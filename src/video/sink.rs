@@ -14,7 +14,7 @@ use gstreamer_app as gst_app;
 use super::bus;
 use super::frame::Frame;
 use super::staged::FRAME_PREFIX;
-use super::templates::{APPSRC, AUDIO_SOURCE, FILE_SINK, OutputKind, launch, named};
+use super::templates::{APPSRC, AUDIO_SOURCE, ENCODER, FILE_SINK, OutputKind, launch, named};
 use crate::{Error, Result};
 
 /// Frames of raw video the appsrc queues before `push` waits (bounded memory).
@@ -82,6 +82,42 @@ impl FrameSink {
     pub fn with_even_size(mut self) -> Self {
         self.even_size = true;
         self
+    }
+
+    /// Sets the H.264 encoder's speed preset (x264's `speed-preset`), and its zero-latency
+    /// tuning for live outputs. Outputs without an H.264 encoder are left as they are.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a preset x264 does not have.
+    pub fn with_preset(self, preset: &str, live: bool) -> Result<Self> {
+        let Ok(encoder) = self.element(ENCODER) else {
+            return Ok(self);
+        };
+        let set = |property: &str, value: &str| {
+            use gst::glib::{ParamSpecEnum, ParamSpecFlags};
+            let known = encoder.find_property(property).is_some_and(|spec| {
+                match (
+                    spec.downcast_ref::<ParamSpecEnum>(),
+                    spec.downcast_ref::<ParamSpecFlags>(),
+                ) {
+                    (Some(choice), _) => choice.enum_class().value_by_nick(value).is_some(),
+                    (_, Some(flags)) => flags.flags_class().value_by_nick(value).is_some(),
+                    _ => false,
+                }
+            });
+            if !known {
+                return Err(Error::Config(format!(
+                    "the encoder has no {property} '{value}'"
+                )));
+            }
+            encoder.set_property_from_str(property, value);
+            Ok(())
+        };
+        set("speed-preset", preset)?;
+        if live {
+            set("tune", "zerolatency")?;
+        }
+        Ok(self)
     }
 
     /// The element named `name` of the sink pipeline.

@@ -17,6 +17,8 @@ pub const APPSRC: &str = "out";
 pub const FILE_SOURCE: &str = "source";
 /// Element whose `location` is the output file (or PNG pattern).
 pub const FILE_SINK: &str = "file";
+/// Name of the H.264 encoder in sink templates that have one.
+pub const ENCODER: &str = "encoder";
 /// Element whose `location` is the file the audio is read from.
 pub const AUDIO_SOURCE: &str = "audio_source";
 
