@@ -13,27 +13,32 @@ fn shipped(name: &str) -> PathBuf {
 }
 
 #[test]
-fn the_people_model_finds_people() {
+fn the_people_model_finds_people_close_up_and_in_the_street() {
     let json = eval_json(&shipped("people.onnx"), &shared("human_seg"), &[]);
-    let dice = json["dice"].as_f64().unwrap();
-    println!("people: {json}");
+    println!("people on human_seg: {json}");
     assert_eq!(json["images"], 47, "train's validation split");
-    assert!(dice > 0.8, "dice {dice}");
+    let dice = json["dice"].as_f64().unwrap();
+    assert!(dice > 0.94, "human_seg Dice {dice}");
+    // CamVid's pedestrians as the person; its cyclists are neither person nor background.
+    let streets = format!(
+        "{}:Pedestrian=person,Bicyclist=ignore",
+        shared("camvid").display()
+    );
+    let json = eval_json(&shipped("people.onnx"), Path::new(&streets), &[]);
+    println!("people on CamVid: {json}");
+    let iou = json["iou"].as_f64().unwrap();
+    assert!(iou > 0.25, "CamVid pedestrian IoU {iou}");
 }
 
 #[test]
-fn the_camvid_model_labels_road_scenes() {
-    let json = eval_json(
-        &shipped("camvid.onnx"),
-        &shared("camvid"),
-        &["--limit", "30"],
-    );
+fn the_camvid_model_labels_road_scenes_small_classes_included() {
+    let json = eval_json(&shipped("camvid.onnx"), &shared("camvid"), &[]);
     println!("camvid: {json}");
-    assert!(json["pixel_accuracy"].as_f64().unwrap() > 0.85, "{json}");
-    assert!(
-        json["per_class_iou"]["Road"].as_f64().unwrap() > 0.85,
-        "{json}"
-    );
+    assert!(json["mean_iou"].as_f64().unwrap() > 0.55, "{json}");
+    assert!(json["pixel_accuracy"].as_f64().unwrap() > 0.88, "{json}");
+    for (class, iou) in json["per_class_iou"].as_object().unwrap() {
+        assert!(iou.as_f64().unwrap() > 0.0, "{class}: {iou}");
+    }
 }
 
 #[test]
