@@ -529,7 +529,9 @@ impl Learner {
             "seed": self.config.seed,
             "init_from": self.pretrained.as_ref().map(|p| serde_json::json!({
                 "file": p.path.display().to_string(),
-                "source": p.card.training.get("source"),
+                // Where the weights first came from, carried through fine-tunes of fine-tunes.
+                "source": p.card.training.get("source")
+                    .or_else(|| p.card.training.get("init_from").and_then(|i| i.get("source"))),
                 "architecture": p.card.architecture,
                 "new_head_replaced_classes": p.replaced_head,
             })),
