@@ -178,12 +178,15 @@ fn an_overloaded_feed_drops_the_oldest_frames_instead_of_queueing() {
     let dir = tempfile::tempdir().unwrap();
     let (output, json) = (dir.path().join("live.mkv"), dir.path().join("stats.json"));
     let port = free_port();
-    // One inference thread on a 60 fps feed: the model can keep up with a fraction of it.
+    // One inference thread running the model at four times its size on a 60 fps feed: it can
+    // keep up with a fraction of it.
     let args = [
         "-o",
         output.to_str().unwrap(),
         "--threads",
         "1",
+        "--input-size",
+        "576x768",
         "--stats-interval",
         "2",
         "--stats-json",
