@@ -58,13 +58,18 @@ impl Reconnect {
         self.seen_frame = true;
     }
 
+    /// Whether the source reported an error since its last frame.
+    pub fn failing(&self) -> bool {
+        self.last_error.is_some()
+    }
+
     /// No frame came this time (`error` when the source failed, otherwise it was silent):
     /// reconnects when it is time, and says whether to go on.
     ///
     /// # Errors
     /// `error` itself before the first frame; an [`Error::Pipeline`] when no first frame comes
     /// in time.
-    pub fn idle(&mut self, source: &FrameSource, error: Option<Error>) -> Result<Verdict> {
+    pub fn idle(&mut self, source: &mut FrameSource, error: Option<Error>) -> Result<Verdict> {
         if let Some(error) = error {
             if !self.seen_frame {
                 return Err(error);

@@ -97,7 +97,13 @@ pub(super) fn read_source(
                 continue;
             }
             Ok(Pulled::Timeout) => None,
-            // End of stream is the source saying it is done, live or not: nothing to reconnect.
+            // A live source that failed may end its stream too: that end is part of the
+            // failure, and reconnecting goes on.
+            Ok(Pulled::End) if watch.as_ref().is_some_and(Reconnect::failing) => {
+                std::thread::sleep(Duration::from_nanos(SOURCE_POLL.nseconds()));
+                None
+            }
+            // Otherwise the source says it is done, live or not: nothing to reconnect.
             Ok(Pulled::End) => break Ending::Finished,
             Err(error) => Some(error),
         };
@@ -105,7 +111,7 @@ pub(super) fn read_source(
             (None, Some(error)) => return Err(error),
             (None, None) => {}
             (Some(watch), error) => {
-                if let Verdict::Lost { silent, last_error } = watch.idle(&source, error)? {
+                if let Verdict::Lost { silent, last_error } = watch.idle(&mut source, error)? {
                     break Ending::SourceLost { silent, last_error };
                 }
             }

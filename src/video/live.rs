@@ -143,7 +143,7 @@ impl LiveInput {
             }
             LiveInput::Pipeline(description) => FrameSource::from_description(description)?,
         };
-        Ok(source.live(&self.describe()))
+        Ok(source.live(self))
     }
 }
 

@@ -15,6 +15,7 @@ use gstreamer_video as gst_video;
 
 use super::bus;
 use super::frame::{Frame, packed_rgba};
+use super::live::LiveInput;
 use super::templates::{APPSINK, FILE_SOURCE, FILE_SOURCE_TEMPLATE, launch, named, strip_comments};
 use crate::imaging::resize::Scaler;
 use crate::{Error, Result};
@@ -143,6 +144,8 @@ pub struct FrameSource {
     timing: Timing,
     /// The live feed's name (device or URI), given in its errors.
     origin: Option<PathBuf>,
+    /// The live feed, from which a reconnection builds the pipeline anew.
+    feed: Option<LiveInput>,
     /// Where the next frame should start, for filling in missing timestamps.
     expected_pts: gst::ClockTime,
     /// Frames whose timestamp was missing or out of order.
@@ -187,6 +190,7 @@ impl FrameSource {
             next_seq: 0,
             timing: Timing::Stream,
             origin: None,
+            feed: None,
             expected_pts: gst::ClockTime::ZERO,
             repaired_timestamps: 0,
             first_size: None,
@@ -195,11 +199,12 @@ impl FrameSource {
         })
     }
 
-    /// The same source as the live feed `origin` (a device or URI): frames are stamped with
-    /// their arrival time, and errors are [`Error::Input`]s naming `origin`.
-    pub fn live(mut self, origin: &str) -> Self {
+    /// The same source as the live `feed`: frames are stamped with their arrival time, errors
+    /// are [`Error::Input`]s naming the feed, and [`FrameSource::restart`] rebuilds it.
+    pub fn live(mut self, feed: &LiveInput) -> Self {
         self.timing = Timing::Arrival { first: None };
-        self.origin = Some(PathBuf::from(origin));
+        self.origin = Some(PathBuf::from(feed.describe()));
+        self.feed = Some(feed.clone());
         self
     }
 
@@ -230,12 +235,21 @@ impl FrameSource {
         bus::set_state(&self.pipeline, gst::State::Playing).map_err(|e| self.attributed(e))
     }
 
-    /// Stops and starts the pipeline again: a network source reconnects, a decoder resets.
+    /// Stops and starts the source again: a network source reconnects, a decoder resets. A
+    /// live feed's pipeline is built anew (an element that adds its pads while playing, such
+    /// as `rtspsrc`, is not linked again by a restarted pipeline); frame numbers and arrival
+    /// times go on.
     ///
     /// # Errors
-    /// [`Error::Pipeline`] with GStreamer's reason when the pipeline will not play again.
-    pub fn restart(&self) -> Result<()> {
+    /// [`Error::Pipeline`] (or [`Error::Input`] naming a live feed) when the pipeline will not
+    /// be built or play again.
+    pub fn restart(&mut self) -> Result<()> {
         self.stop();
+        if let Some(feed) = &self.feed {
+            let mut fresh = feed.open()?;
+            std::mem::swap(&mut self.pipeline, &mut fresh.pipeline);
+            std::mem::swap(&mut self.appsink, &mut fresh.appsink);
+        }
         self.start()
     }
 

@@ -1,7 +1,8 @@
 //! `camera` on real live streams: a `gst-launch-1.0` sender streams a clip of people as RTP/H.264
 //! over UDP on 127.0.0.1 in real time, and `segstream camera` receives, segments and writes it.
 
-use std::net::UdpSocket;
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
@@ -178,7 +179,7 @@ fn an_overloaded_feed_drops_the_oldest_frames_instead_of_queueing() {
     let dir = tempfile::tempdir().unwrap();
     let (output, json) = (dir.path().join("live.mkv"), dir.path().join("stats.json"));
     let port = free_port();
-    // One inference thread running the model at four times its size on a 60 fps feed: it can
+    // One inference thread running the model at nine times its size on a 60 fps feed: it can
     // keep up with a fraction of it.
     let args = [
         "-o",
@@ -186,7 +187,7 @@ fn an_overloaded_feed_drops_the_oldest_frames_instead_of_queueing() {
         "--threads",
         "1",
         "--input-size",
-        "576x768",
+        "864x1152",
         "--stats-interval",
         "2",
         "--stats-json",
@@ -599,13 +600,51 @@ fn clip_server() -> RtspServer {
     )
 }
 
-/// A live camera-like RTSP feed that never ends (a moving test picture, H.264).
+/// A live camera-like RTSP feed that never ends (a moving test picture, H.264, 30 fps).
+const LIVE_FEED: &str = "( videotestsrc is-live=true pattern=ball ! \
+    video/x-raw,width=320,height=240,framerate=30/1 ! \
+    x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! rtph264pay name=pay0 pt=96 )";
+
+/// [`LIVE_FEED`] served at `/live` in this process.
 fn live_server() -> RtspServer {
-    RtspServer::start(
-        "live",
-        "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! \
-         x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! rtph264pay name=pay0 pt=96 )",
-    )
+    RtspServer::start("live", LIVE_FEED)
+}
+
+/// [`LIVE_FEED`] served at `rtsp://127.0.0.1:PORT/live` by a process of its own (the crate's
+/// `rtsp_serve` example, which `cargo test` builds), so that a test can kill it as a server
+/// dies; returns once it listens.
+fn live_server_process(port: u16) -> Child {
+    let program = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("examples/rtsp_serve");
+    assert!(
+        program.exists(),
+        "{} is missing: `cargo test` builds it (cargo build --examples)",
+        program.display()
+    );
+    let mut server = Command::new(program)
+        .args([&port.to_string(), "live", LIVE_FEED])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut uri = String::new();
+    BufReader::new(server.stdout.as_mut().unwrap())
+        .read_line(&mut uri)
+        .unwrap();
+    assert!(uri.starts_with("rtsp://"), "the RTSP server said {uri:?}");
+    server
+}
+
+/// A TCP port nobody listens on right now.
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts `segstream camera --source SOURCE ARGS…`.
@@ -678,6 +717,71 @@ fn rtsp_over_tcp_is_received_and_a_server_that_stops_ends_the_run_with_the_file_
     let stderr = String::from_utf8_lossy(&result.stderr);
     let written = count_after(&stderr, "wrote ");
     assert!(written > 20, "{written} frames over TCP in 4 s: {stderr}");
+    assert_eq!(decoded_frames(&output).0, written);
+}
+
+#[test]
+fn an_rtsp_server_that_dies_is_reconnected_when_it_returns_and_its_loss_ends_the_run() {
+    let _serial = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (output, json) = (dir.path().join("rtsp.mkv"), dir.path().join("stats.json"));
+    let port = free_tcp_port();
+    let uri = format!("rtsp://127.0.0.1:{port}/live");
+    let args = [
+        "-o",
+        output.to_str().unwrap(),
+        "--reconnect-timeout",
+        "6",
+        "--stats-json",
+        json.to_str().unwrap(),
+    ];
+    let kill = |mut server: Child| {
+        server.kill().unwrap();
+        server.wait().unwrap();
+    };
+    let server = live_server_process(port);
+    let camera = camera_from(&uri, &args);
+    std::thread::sleep(Duration::from_secs(4));
+    // The server dies without a word to its clients, and comes back on the same port.
+    kill(server);
+    std::thread::sleep(Duration::from_secs(3));
+    let server = live_server_process(port);
+    std::thread::sleep(Duration::from_secs(6));
+    kill(server);
+    let stopped = Instant::now();
+    let result = finish(camera, Duration::from_secs(30));
+    let waited = stopped.elapsed();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    // Refused connections to the end: the run fails with the source's last error, the file
+    // finalised.
+    assert_eq!(
+        result.status.code(),
+        Some(1),
+        "{}",
+        describe(&args, &result)
+    );
+    assert!(stderr.contains("the source is back"), "{stderr}");
+    let (_, error) = stderr.rsplit_once("error: ").unwrap_or_default();
+    for expected in [&uri, "reconnecting did not bring it back"] {
+        assert!(error.contains(expected), "{stderr}");
+    }
+    // The reconnect timeout, plus finalising the file and the process exit.
+    assert!(
+        waited < Duration::from_secs(10),
+        "ended {waited:?} after the server died for good"
+    );
+    let stats = stats(&json);
+    assert_eq!(stats["ending"], "source_lost");
+    let (read, written, dropped) = frame_counts(&stats);
+    println!(
+        "read {read}, written {written}, dropped {dropped}: {}",
+        stats["latency"]
+    );
+    // About 4 s before the loss and 6 s after the return at 30 fps: frames from both.
+    assert!(
+        written > 150,
+        "{written} frames in about 10 s of feed: {stderr}"
+    );
     assert_eq!(decoded_frames(&output).0, written);
 }
 

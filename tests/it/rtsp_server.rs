@@ -17,8 +17,13 @@ pub struct RtspServer {
 }
 
 impl RtspServer {
-    /// Serves `launch` (a bin with payloaders named `pay0`…) at `/MOUNT`.
+    /// Serves `launch` (a bin with payloaders named `pay0`…) at `/MOUNT`, on a free port.
     pub fn start(mount: &str, launch: &str) -> Self {
+        Self::start_on(0, mount, launch)
+    }
+
+    /// As [`RtspServer::start`], on `port` (0: a free one).
+    pub fn start_on(port: u16, mount: &str, launch: &str) -> Self {
         gstreamer::init().unwrap();
         let (mount, launch) = (mount.to_string(), launch.to_string());
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -28,7 +33,7 @@ impl RtspServer {
                 .with_thread_default(|| {
                     let server = rtsp::RTSPServer::new();
                     server.set_address("127.0.0.1");
-                    server.set_service("0");
+                    server.set_service(&port.to_string());
                     let factory = rtsp::RTSPMediaFactory::new();
                     factory.set_launch(&launch);
                     factory.set_shared(true);
