@@ -36,6 +36,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Rewrite another program's ONNX segmentation model into segstream's contract.
     Import(ImportArgs),
+    /// Quantize a model to int8 (QDQ), calibrated on a dataset's training images.
+    Quantize(QuantizeArgs),
     /// Write a randomly initialised U-Net as ONNX (fixtures, smoke tests, a starting point).
     #[cfg(feature = "train")]
     InitModel(InitModelArgs),
@@ -309,6 +311,23 @@ pub struct InspectArgs {
     pub model: PathBuf,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
+}
+
+/// `segstream quantize`.
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// The f32 model to quantize (in segstream's contract).
+    pub model: PathBuf,
+    /// Dataset whose training images calibrate the activations' ranges (its validation images
+    /// stay unseen, for `eval` before and after).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Where to write the int8 model.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Calibration images, spread evenly over the training split.
+    #[arg(long, default_value_t = 32)]
+    pub images: usize,
 }
 
 /// `segstream import`.

@@ -11,6 +11,7 @@ mod init_model;
 mod inspect;
 pub mod interrupt;
 mod output;
+mod quantize;
 mod report;
 mod segment;
 #[cfg(feature = "train")]
@@ -35,6 +36,7 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Inspect(args) => inspect::run(&args).map(|()| 0),
         Command::Import(args) => import::run(&args).map(|()| 0),
+        Command::Quantize(args) => quantize::run(&args).map(|()| 0),
         #[cfg(feature = "train")]
         Command::InitModel(args) => init_model::run(&args).map(|()| 0),
         Command::Segment(args) => segment::run(&args),

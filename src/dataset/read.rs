@@ -63,7 +63,11 @@ pub fn read_pair(pair: &Pair, classes: &ClassSet, scaler: &mut Scaler) -> Result
     })
 }
 
-fn decode(path: &std::path::Path) -> Result<image::DynamicImage> {
+/// Decodes the image file at `path`.
+///
+/// # Errors
+/// [`crate::Error::Dataset`] naming the file when it cannot be opened or decoded.
+pub fn decode(path: &std::path::Path) -> Result<image::DynamicImage> {
     ImageReader::open(path)
         .map_err(|e| dataset_error(path, format!("cannot open: {e}")))?
         .with_guessed_format()

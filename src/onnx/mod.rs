@@ -8,6 +8,7 @@ mod graph;
 pub mod import;
 #[cfg(feature = "train")]
 pub mod interpret;
+pub mod quantize;
 
 pub use graph::{GraphBuilder, Weights, Window};
 

@@ -17,6 +17,7 @@ mod model_errors;
 mod outputs;
 #[cfg(feature = "train")]
 mod parity;
+mod quantize;
 mod rtsp_server;
 mod segment;
 mod shipped;
