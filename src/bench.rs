@@ -89,6 +89,24 @@ pub struct Measurement {
     pub stages: Vec<StageSummary>,
 }
 
+/// CPU seconds per frame of the parts of a run, each measured alone.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CpuShares {
+    /// Decoding and encoding without a model.
+    pub decode_encode: f64,
+    /// Inference on pre-decoded frames.
+    pub inference: f64,
+    /// Pre-processing (resize, normalise) and post-processing (masks, composition).
+    pub pre_post: f64,
+}
+
+impl CpuShares {
+    /// All parts together.
+    pub fn total(&self) -> f64 {
+        self.decode_encode + self.inference + self.pre_post
+    }
+}
+
 /// Everything one bench run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
@@ -96,6 +114,14 @@ pub struct BenchReport {
     pub efficiency: f64,
     /// The batch size that efficiency is taken at.
     pub efficiency_batch: usize,
+    /// CPU seconds per frame of each part measured alone at that batch size: decode+encode,
+    /// inference, pre- and post-processing (their busy time in the end-to-end run).
+    pub cpu_s_per_frame: CpuShares,
+    /// The fps the cores allow if every part kept them busy: cores ÷ total CPU seconds per
+    /// frame.
+    pub cpu_bound_fps: f64,
+    /// End-to-end fps ÷ [`BenchReport::cpu_bound_fps`].
+    pub cpu_efficiency: f64,
     /// The execution provider used.
     pub provider: String,
     /// Peak resident memory of the process, in MiB.
@@ -153,9 +179,33 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         .and_then(|m| m.batch)
         .unwrap_or(1);
     let bound = median("decode+encode", None).min(median("inference", Some(best)));
+    let find = |name: &str, batch: Option<usize>| {
+        measurements
+            .iter()
+            .find(|m| m.name == name && (batch.is_none() || m.batch == batch))
+    };
+    let cpu_per_frame =
+        |m: Option<&Measurement>| m.map_or(0.0, |m| m.cpu_percent / 100.0 / m.fps.median.max(1e-9));
+    let pre_post = find("end-to-end", Some(best)).map_or(0.0, |m| {
+        m.stages
+            .iter()
+            .filter(|s| s.name == "preprocess" || s.name == "postprocess")
+            .map(|s| s.busy_s / s.frames.max(1) as f64)
+            .sum()
+    });
+    let cpu_s_per_frame = CpuShares {
+        decode_encode: cpu_per_frame(find("decode+encode", None)),
+        inference: cpu_per_frame(find("inference", Some(best))),
+        pre_post,
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let cpu_bound_fps = cores / cpu_s_per_frame.total().max(1e-9);
     Ok(BenchReport {
         efficiency: median("end-to-end", Some(best)) / bound.max(1e-9),
         efficiency_batch: best,
+        cpu_s_per_frame,
+        cpu_bound_fps,
+        cpu_efficiency: median("end-to-end", Some(best)) / cpu_bound_fps,
         provider,
         peak_rss_mib: peak_rss_mib(),
         measurements,

@@ -70,10 +70,22 @@ fn table(report: &BenchReport) -> String {
             );
         }
     }
+    let cpu = report.cpu_s_per_frame;
     let _ = writeln!(
         out,
-        "\nefficiency (end-to-end ÷ min(decode+encode, inference), batch {}): {:.2}\nprovider {}, peak RSS {:.0} MiB",
-        report.efficiency_batch, report.efficiency, report.provider, report.peak_rss_mib
+        "\nefficiency (end-to-end ÷ min(decode+encode, inference), batch {}): {:.2}\n\
+         CPU per frame, each part alone: decode+encode {:.1} ms, inference {:.1} ms, pre+post \
+         {:.1} ms; the cores allow {:.1} fps; end-to-end ÷ that CPU bound: {:.2}\n\
+         provider {}, peak RSS {:.0} MiB",
+        report.efficiency_batch,
+        report.efficiency,
+        1e3 * cpu.decode_encode,
+        1e3 * cpu.inference,
+        1e3 * cpu.pre_post,
+        report.cpu_bound_fps,
+        report.cpu_efficiency,
+        report.provider,
+        report.peak_rss_mib
     );
     out
 }

@@ -230,6 +230,9 @@ fn open_session(path: &Path, provider: Provider, threads: usize) -> Result<Sessi
         .map_err(runtime_error)?
         // Spinning threads would take the cores that decoding and encoding need meanwhile.
         .with_intra_op_spinning(false)
+        .map_err(runtime_error)?
+        // A pre-planned block per input shape: no faster here, and 45 MB more at batch 4.
+        .with_memory_pattern(false)
         .map_err(runtime_error)?;
     if provider == Provider::Cuda {
         builder = builder
