@@ -48,6 +48,13 @@ fn bench_json_holds_every_figure() {
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert!(report["efficiency"].as_f64().unwrap() > 0.0, "{report}");
     assert!(report["peak_rss_mib"].as_f64().unwrap() > 0.0);
+    // The CPU bound: each part's CPU time per frame, and end-to-end against what they allow.
+    for part in ["decode_encode", "inference", "pre_post"] {
+        let seconds = report["cpu_s_per_frame"][part].as_f64().unwrap();
+        assert!(seconds > 0.0 && seconds < 1.0, "{part}: {report}");
+    }
+    assert!(report["cpu_bound_fps"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(report["cpu_efficiency"].as_f64().unwrap() > 0.0, "{report}");
     let measurements = report["measurements"].as_array().unwrap();
     let names: Vec<(&str, Option<u64>)> = measurements
         .iter()
