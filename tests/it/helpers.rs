@@ -115,6 +115,13 @@ pub fn count_after(stderr: &str, prefix: &str) -> u64 {
         .unwrap_or_else(|| panic!("no count after {prefix:?} in: {stderr}"))
 }
 
+/// The model `name` shipped in `models/`.
+pub fn shipped(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name)
+}
+
 /// Runs `segstream eval --json` for `model` on `data` with `extra` options; returns its JSON.
 pub fn eval_json(model: &Path, data: &Path, extra: &[&str]) -> serde_json::Value {
     let mut args = vec![

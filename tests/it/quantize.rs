@@ -1,20 +1,14 @@
 //! `segstream quantize`: int8 QDQ models, calibrated on real training images, that score as
 //! their f32 originals on the validation images and run in `segment` unchanged.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use prost::Message;
 use segstream::onnx::proto::ModelProto;
 use segstream::onnx::proto::tensor_proto::DataType;
 
-use crate::helpers::{assert_fails, eval_json, run_ok};
+use crate::helpers::{assert_fails, eval_json, run_ok, shipped};
 use crate::media::{clip, decode, shared};
-
-fn shipped(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("models")
-        .join(name)
-}
 
 /// `segstream quantize MODEL --data DATA -o OUT --images 16`; returns its stdout.
 fn quantize(model: &Path, data: &Path, out: &Path) -> String {

@@ -1,16 +1,10 @@
 //! The models shipped in `models/` are real: they load, segment by default, and score on the
 //! shared validation images close to what models/README.md records.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::helpers::{describe, eval_json, segstream};
+use crate::helpers::{describe, eval_json, segstream, shipped};
 use crate::media::{clip, decode, shared};
-
-fn shipped(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("models")
-        .join(name)
-}
 
 #[test]
 fn the_people_model_finds_people_close_up_and_in_the_street() {
