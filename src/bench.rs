@@ -114,8 +114,9 @@ pub struct BenchReport {
     pub efficiency: f64,
     /// The batch size that efficiency is taken at.
     pub efficiency_batch: usize,
-    /// CPU seconds per frame of each part measured alone at that batch size: decode+encode,
-    /// inference, pre- and post-processing (their busy time in the end-to-end run).
+    /// CPU seconds per frame of each part at that batch size: decode+encode and inference
+    /// measured alone, pre- and post-processing as their busy time in the end-to-end run
+    /// (wall time, so a stage waiting for a core counts: the bound is then a low estimate).
     pub cpu_s_per_frame: CpuShares,
     /// The fps the cores allow if every part kept them busy: cores ÷ total CPU seconds per
     /// frame.

@@ -137,9 +137,10 @@ pub struct SegmentArgs {
     pub draw: DrawArgs,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Frames per inference call.
-    #[arg(long, default_value_t = 4)]
-    pub batch: usize,
+    /// Frames per inference call (default: 1 on the CPU, where larger batches are no faster
+    /// and hold more memory; 8 with CUDA).
+    #[arg(long)]
+    pub batch: Option<usize>,
     /// Longest a frame waits for its batch to fill, in milliseconds.
     #[arg(long, default_value_t = 50)]
     pub max_wait_ms: u64,

@@ -74,8 +74,9 @@ fn table(report: &BenchReport) -> String {
     let _ = writeln!(
         out,
         "\nefficiency (end-to-end ÷ min(decode+encode, inference), batch {}): {:.2}\n\
-         CPU per frame, each part alone: decode+encode {:.1} ms, inference {:.1} ms, pre+post \
-         {:.1} ms; the cores allow {:.1} fps; end-to-end ÷ that CPU bound: {:.2}\n\
+         CPU per frame: decode+encode {:.1} ms and inference {:.1} ms (each alone), pre+post \
+         {:.1} ms (busy in end-to-end); the cores allow {:.1} fps; end-to-end ÷ that CPU bound: \
+         {:.2}\n\
          provider {}, peak RSS {:.0} MiB",
         report.efficiency_batch,
         report.efficiency,

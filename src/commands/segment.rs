@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::Error;
 use crate::cli::SegmentArgs;
+use crate::infer::Provider;
 use crate::paths::same_file;
 use crate::stream::{self, EngineConfig, Job, Report};
 use crate::video::{self, FrameSink, FrameSource, InputInfo, OutputKind, StagedOutput};
@@ -59,13 +60,17 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
     source.start().context("starting the input")?;
 
     let progress = progress_bar(input_info.as_ref().and_then(InputInfo::expected_frames));
+    let batch_size = args.batch.unwrap_or(match segmenter.provider() {
+        Provider::Cpu => 1,
+        Provider::Cuda => 8,
+    });
     let job = Job {
         source,
         segmenter,
         sink,
         compositors,
         config: EngineConfig {
-            batch_size: args.batch,
+            batch_size,
             max_wait: Duration::from_millis(args.max_wait_ms),
             workers,
             threshold: args.draw.threshold,
@@ -127,7 +132,7 @@ fn warn_if_truncated(info: &InputInfo, report: &Report) {
 }
 
 fn validate(args: &SegmentArgs) -> crate::Result<()> {
-    if args.batch == 0 || args.workers == Some(0) {
+    if args.batch == Some(0) || args.workers == Some(0) {
         return Err(Error::Config(
             "--batch and --workers must be at least 1".into(),
         ));
