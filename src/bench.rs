@@ -115,8 +115,8 @@ pub struct BenchReport {
     /// The batch size that efficiency is taken at.
     pub efficiency_batch: usize,
     /// CPU seconds per frame of each part at that batch size: decode+encode and inference
-    /// measured alone, pre- and post-processing as their busy time in the end-to-end run
-    /// (wall time, so a stage waiting for a core counts: the bound is then a low estimate).
+    /// measured alone, pre- and post-processing as their threads' CPU time in the end-to-end
+    /// run.
     pub cpu_s_per_frame: CpuShares,
     /// The fps the cores allow if every part kept them busy: cores ÷ total CPU seconds per
     /// frame.
@@ -191,7 +191,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         m.stages
             .iter()
             .filter(|s| s.name == "preprocess" || s.name == "postprocess")
-            .map(|s| s.busy_s / s.frames.max(1) as f64)
+            .map(|s| s.cpu_ms_per_frame / 1e3)
             .sum()
     });
     let cpu_s_per_frame = CpuShares {

@@ -57,25 +57,14 @@ fn table(report: &BenchReport) -> String {
             "\nstages of end-to-end, batch {}:",
             report.efficiency_batch
         );
-        let _ = writeln!(
-            out,
-            "{:<12} {:>7} {:>9} {:>9} {:>9} {:>7}",
-            "stage", "frames", "busy s", "p50 ms", "p95 ms", "queue"
-        );
-        for s in &e2e.stages {
-            let _ = writeln!(
-                out,
-                "{:<12} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>7.2}",
-                s.name, s.frames, s.busy_s, s.p50_ms, s.p95_ms, s.mean_queue_depth
-            );
-        }
+        out += &super::report::stage_table(&e2e.stages);
     }
     let cpu = report.cpu_s_per_frame;
     let _ = writeln!(
         out,
         "\nefficiency (end-to-end ÷ min(decode+encode, inference), batch {}): {:.2}\n\
          CPU per frame: decode+encode {:.1} ms and inference {:.1} ms (each alone), pre+post \
-         {:.1} ms (busy in end-to-end); the cores allow {:.1} fps; end-to-end ÷ that CPU bound: \
+         {:.1} ms (their threads in end-to-end); the cores allow {:.1} fps; end-to-end ÷ that CPU bound: \
          {:.2}\n\
          provider {}, peak RSS {:.0} MiB",
         report.efficiency_batch,

@@ -4,21 +4,27 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::stream::{Ending, Report};
+use crate::stream::{Ending, Report, StageSummary};
 
-/// Prints frames, busy time, latency and queue depth of each stage.
+/// Prints frames, busy and CPU time, latency and queue depth of each stage.
 pub(super) fn print_stages(report: &Report) {
-    eprintln!(
-        "{:<12} {:>7} {:>9} {:>9} {:>9} {:>7}",
-        "stage", "frames", "busy s", "p50 ms", "p95 ms", "queue"
+    let stages: Vec<StageSummary> = report.stages.iter().map(|s| s.summary()).collect();
+    eprint!("{}", stage_table(&stages));
+}
+
+/// One line per stage: frames, busy seconds, CPU ms per frame, latency, queue depth.
+pub(super) fn stage_table(stages: &[StageSummary]) -> String {
+    let mut out = format!(
+        "{:<12} {:>7} {:>9} {:>9} {:>9} {:>9} {:>7}\n",
+        "stage", "frames", "busy s", "cpu ms", "p50 ms", "p95 ms", "queue"
     );
-    for stage in &report.stages {
-        let s = stage.summary();
-        eprintln!(
-            "{:<12} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>7.2}",
-            s.name, s.frames, s.busy_s, s.p50_ms, s.p95_ms, s.mean_queue_depth
+    for s in stages {
+        out += &format!(
+            "{:<12} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7.2}\n",
+            s.name, s.frames, s.busy_s, s.cpu_ms_per_frame, s.p50_ms, s.p95_ms, s.mean_queue_depth
         );
     }
+    out
 }
 
 /// Writes the run's figures to `path` as one JSON object.

@@ -16,6 +16,11 @@ pub struct StageStats {
     latencies: Vec<Duration>,
     queue_depth_sum: u64,
     queue_samples: u64,
+    /// CPU time of the worker threads since each one's first item, and the frames since then.
+    cpu: Duration,
+    cpu_frames: u64,
+    /// This worker thread's CPU time at its first item.
+    cpu_mark: Option<Duration>,
 }
 
 impl StageStats {
@@ -36,6 +41,15 @@ impl StageStats {
         self.latencies.push(spent);
         self.queue_depth_sum += queue_depth as u64;
         self.queue_samples += 1;
+        if let Some(now) = thread_cpu_time() {
+            match self.cpu_mark {
+                Some(mark) => {
+                    self.cpu = now.saturating_sub(mark);
+                    self.cpu_frames += frames;
+                }
+                None => self.cpu_mark = Some(now),
+            }
+        }
     }
 
     /// Adds another worker's statistics of the same stage.
@@ -45,6 +59,8 @@ impl StageStats {
         self.latencies.extend(other.latencies);
         self.queue_depth_sum += other.queue_depth_sum;
         self.queue_samples += other.queue_samples;
+        self.cpu += other.cpu;
+        self.cpu_frames += other.cpu_frames;
     }
 
     /// The `p`-th percentile (0..=100) of per-item latency.
@@ -67,6 +83,7 @@ impl StageStats {
             name: self.name,
             frames: self.frames,
             busy_s: self.busy.as_secs_f64(),
+            cpu_ms_per_frame: self.cpu.as_secs_f64() * 1e3 / self.cpu_frames.max(1) as f64,
             p50_ms: self.latency_percentile(50.0).as_secs_f64() * 1e3,
             p95_ms: self.latency_percentile(95.0).as_secs_f64() * 1e3,
             mean_queue_depth: self.mean_queue_depth(),
@@ -83,12 +100,21 @@ pub struct StageSummary {
     pub frames: u64,
     /// Busy seconds, summed over workers.
     pub busy_s: f64,
+    /// CPU time of the stage's own threads per frame (not ONNX Runtime's pool), in ms.
+    pub cpu_ms_per_frame: f64,
     /// Median per-item latency in milliseconds.
     pub p50_ms: f64,
     /// 95th-percentile per-item latency in milliseconds.
     pub p95_ms: f64,
     /// Mean input-queue depth.
     pub mean_queue_depth: f64,
+}
+
+/// CPU time the calling thread has run, from the kernel's scheduler statistics (ns).
+fn thread_cpu_time() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanoseconds = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanoseconds))
 }
 
 /// The `p`-th percentile (nearest rank) of `samples`; zero when there are none.
