@@ -127,12 +127,14 @@ impl Compositor {
         let labelled = out.chunks_exact_mut(4).zip(&mask.labels);
         match &self.mode {
             Mode::Overlay { opacity } => {
-                let keep = 1.0 - opacity;
+                // In 8-bit fixed point, rounded: (pixel·(256 − a) + colour·a + 128) ÷ 256.
+                let tint = (opacity.clamp(0.0, 1.0) * 256.0).round() as u32;
+                let keep = 256 - tint;
                 for (px, &label) in labelled {
                     if let Some(color) = styles[usize::from(label)].color {
-                        for c in 0..3 {
-                            px[c] = (f32::from(px[c]) * keep + f32::from(color[c]) * opacity)
-                                .round() as u8;
+                        for (value, color) in px[..3].iter_mut().zip(color) {
+                            let blended = u32::from(*value) * keep + u32::from(color) * tint;
+                            *value = ((blended + 128) >> 8) as u8;
                         }
                     }
                 }
