@@ -167,12 +167,12 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         })?);
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    let median = |name: &str, batch: Option<usize>| {
+    let find = |name: &str, batch: Option<usize>| {
         measurements
             .iter()
             .find(|m| m.name == name && (batch.is_none() || m.batch == batch))
-            .map_or(0.0, |m| m.fps.median)
     };
+    let median = |name: &str, batch: Option<usize>| find(name, batch).map_or(0.0, |m| m.fps.median);
     let best = measurements
         .iter()
         .filter(|m| m.name == "end-to-end")
@@ -180,11 +180,6 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         .and_then(|m| m.batch)
         .unwrap_or(1);
     let bound = median("decode+encode", None).min(median("inference", Some(best)));
-    let find = |name: &str, batch: Option<usize>| {
-        measurements
-            .iter()
-            .find(|m| m.name == name && (batch.is_none() || m.batch == batch))
-    };
     let cpu_per_frame =
         |m: Option<&Measurement>| m.map_or(0.0, |m| m.cpu_percent / 100.0 / m.fps.median.max(1e-9));
     let pre_post = find("end-to-end", Some(best)).map_or(0.0, |m| {

@@ -8,6 +8,7 @@ use ndarray::{Array4, Axis};
 use prost::Message;
 use rand::{RngExt as _, SeedableRng, rngs::StdRng};
 
+use super::written_through_temp;
 use crate::Error;
 use crate::cli::ImportArgs;
 use crate::imaging::postprocess::probabilities;
@@ -22,17 +23,7 @@ use crate::onnx::proto::ModelProto;
 const AGREEMENT: f32 = 1e-4;
 
 pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
-    // Written under a temporary name and checked there: a model that fails a check is never
-    // left where the output should be.
-    let temp = args.output.with_extension("onnx.tmp");
-    let result = import_into(args, &temp);
-    match &result {
-        Ok(()) => std::fs::rename(&temp, &args.output).map_err(|e| Error::io(&args.output, e))?,
-        Err(_) => {
-            let _ = std::fs::remove_file(&temp);
-        }
-    }
-    result
+    written_through_temp(&args.output, |temp| import_into(args, temp))
 }
 
 fn import_into(args: &ImportArgs, temp: &Path) -> anyhow::Result<()> {

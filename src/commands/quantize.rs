@@ -9,16 +9,17 @@ use ndarray::{ArrayD, Axis, Ix4};
 use prost::Message;
 use serde_json::json;
 
-use crate::Error;
+use super::written_through_temp;
 use crate::cli::QuantizeArgs;
 use crate::dataset::Dataset;
 use crate::dataset::read::decode;
-use crate::imaging::Preprocessor;
+use crate::imaging::{Postprocessor, Preprocessor};
 use crate::infer::raw::RawSession;
 use crate::infer::{DeviceChoice, ModelCard, Segmenter, SegmenterOptions};
 use crate::onnx::proto::ModelProto;
 use crate::onnx::quantize::{Ranges, calibrated_tensors, quantize, with_outputs};
 use crate::onnx::{OUTPUT, metadata_entries};
+use crate::{Error, Result};
 
 /// How the quantized model is described in its card.
 const SCHEME: &str = "int8 QDQ: weights symmetric int8 per output channel, activations uint8 \
@@ -30,7 +31,7 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
         device: DeviceChoice::Cpu,
         ..SegmenterOptions::default()
     };
-    let card = Segmenter::load(&args.model, &options)?.card().clone();
+    let mut card = Segmenter::load(&args.model, &options)?.card().clone();
     let bytes = std::fs::read(&args.model).map_err(|e| Error::io(&args.model, e))?;
     let model = ModelProto::decode(bytes.as_slice())
         .map_err(|e| Error::model(&args.model, format!("not an ONNX model: {e}")))?;
@@ -44,38 +45,41 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
     let mut reference = Vec::with_capacity(inputs.len());
     for input in &inputs {
         for (name, values) in session.run(input.view())? {
-            if name == OUTPUT {
-                reference.push(labels(&values));
-            }
             let range = ranges
-                .entry(name)
+                .entry(name.clone())
                 .or_insert([f32::INFINITY, f32::NEG_INFINITY]);
             for &v in &values {
                 range[0] = range[0].min(v);
                 range[1] = range[1].max(v);
+            }
+            if name == OUTPUT {
+                reference.push(labels(values)?);
             }
         }
     }
     let calibrated = started.elapsed().as_secs_f64();
 
     let mut quantized = quantize(model, &ranges).map_err(|e| Error::model(&args.model, e))?;
-    let mut card = card;
     card.training["quantized"] = json!({
         "from": args.model.display().to_string(),
         "scheme": SCHEME,
         "calibration": { "data": args.data.display().to_string(), "images": inputs.len() },
     });
-    set_card(&mut quantized.model, &card);
+    quantized.model.metadata_props = metadata_entries(card.to_metadata());
     let encoded = quantized.model.encode_to_vec();
     let mut check = RawSession::open(&encoded, &args.output)?;
     let (mut agreeing, mut total) = (0usize, 0usize);
     for (input, expected) in inputs.iter().zip(&reference) {
         let (_, logits) = check.run(input.view())?.swap_remove(0);
-        let got = labels(&logits);
+        let got = labels(logits)?;
         agreeing += got.iter().zip(expected).filter(|(a, b)| a == b).count();
         total += got.len();
     }
-    write_checked(&args.output, &encoded)?;
+    written_through_temp(&args.output, |temp| {
+        std::fs::write(temp, &encoded).map_err(|e| Error::io(temp, e))?;
+        Segmenter::load(temp, &SegmenterOptions::default())?;
+        Ok(())
+    })?;
     println!(
         "quantized {} ops ({} int8 weight tensors, {} Relu folded) with ranges of {} tensors \
          from {} training images of {} ({calibrated:.1} s)",
@@ -130,51 +134,12 @@ fn calibration_inputs(
         .collect()
 }
 
-/// Each pixel's label: the arg-max over classes, or logit > 0 for one class.
-fn labels(logits: &ArrayD<f32>) -> Vec<u8> {
-    let Ok(logits) = logits.view().into_dimensionality::<Ix4>() else {
-        return Vec::new();
-    };
-    let (n, classes, h, w) = logits.dim();
-    let mut out = Vec::with_capacity(n * h * w);
-    for image in logits.outer_iter() {
-        for y in 0..h {
-            for x in 0..w {
-                let label = if classes == 1 {
-                    u8::from(image[[0, y, x]] > 0.0)
-                } else {
-                    (0..classes)
-                        .max_by(|&a, &b| image[[a, y, x]].total_cmp(&image[[b, y, x]]))
-                        .unwrap_or(0) as u8
-                };
-                out.push(label);
-            }
-        }
-    }
-    out
-}
-
-/// Replaces the model's card metadata by `card`, keeping other metadata.
-fn set_card(model: &mut ModelProto, card: &ModelCard) {
-    let prefix = crate::infer::model_card::METADATA_PREFIX;
-    model
-        .metadata_props
-        .retain(|p| !p.key.as_deref().unwrap_or_default().starts_with(prefix));
-    model
-        .metadata_props
-        .extend(metadata_entries(card.to_metadata()));
-}
-
-/// Writes `bytes` to `path` under a temporary name, checks that it loads as a segstream model,
-/// and only then gives it its name.
-fn write_checked(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let temp = path.with_extension("onnx.tmp");
-    std::fs::write(&temp, bytes).map_err(|e| Error::io(&temp, e))?;
-    let loaded = Segmenter::load(&temp, &SegmenterOptions::default());
-    if let Err(error) = loaded {
-        let _ = std::fs::remove_file(&temp);
-        return Err(error.into());
-    }
-    std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))?;
-    Ok(())
+/// Each pixel's label at model size, as `segment` draws it (arg-max, or the 0.5 threshold).
+fn labels(logits: ArrayD<f32>) -> Result<Vec<u8>> {
+    let logits = logits
+        .into_dimensionality::<Ix4>()
+        .map_err(|e| Error::Pipeline(format!("the model's output is not N×C×H×W: {e}")))?;
+    let logits = logits.index_axis(Axis(0), 0);
+    let (_, height, width) = logits.dim();
+    Ok(Postprocessor::new(0.5).run(logits, width, height).labels)
 }

@@ -174,38 +174,37 @@ fn fold_relus(graph: &mut GraphProto) -> usize {
         .iter()
         .filter_map(|o| o.name.as_ref())
         .collect();
-    let mut uses: HashMap<String, usize> = HashMap::new();
+    let mut uses: HashMap<&String, usize> = HashMap::new();
     for input in graph.node.iter().flat_map(|n| &n.input) {
-        *uses.entry(input.clone()).or_default() += 1;
+        *uses.entry(input).or_default() += 1;
     }
-    let mut renames = HashMap::new();
-    for node in graph.node.iter().filter(|n| op(n) == "Relu") {
-        let input = &node.input[0];
-        if uses[input] == 1 && !outputs.contains(input) {
-            renames.insert(input.clone(), node.output[0].clone());
+    let convolved: HashSet<&String> = graph
+        .node
+        .iter()
+        .filter(|n| WEIGHTED_OPS.contains(&op(n)))
+        .map(|n| &n.output[0])
+        .collect();
+    // Convolution output → the output of the Relu that alone reads it.
+    let renames: HashMap<String, String> = graph
+        .node
+        .iter()
+        .filter(|n| op(n) == "Relu")
+        .map(|n| (&n.input[0], &n.output[0]))
+        .filter(|(input, _)| {
+            convolved.contains(input) && uses[input] == 1 && !outputs.contains(input)
+        })
+        .map(|(input, output)| (input.clone(), output.clone()))
+        .collect();
+    let before = graph.node.len();
+    graph
+        .node
+        .retain(|n| !(op(n) == "Relu" && renames.contains_key(&n.input[0])));
+    for node in graph.node.iter_mut() {
+        if let Some(to) = node.output.first().and_then(|o| renames.get(o)) {
+            node.output[0] = to.clone();
         }
     }
-    let mut folded = 0;
-    let mut kept = Vec::with_capacity(graph.node.len());
-    for mut node in std::mem::take(&mut graph.node) {
-        if WEIGHTED_OPS.contains(&op(&node)) {
-            if let Some(to) = renames.get(&node.output[0]) {
-                node.output[0] = to.clone();
-            }
-        } else if op(&node) == "Relu" && renames.contains_key(&node.input[0]) {
-            // Dropped only when its producer is a convolution that took over its output.
-            let producer_took_it = kept.iter().any(|k: &NodeProto| {
-                WEIGHTED_OPS.contains(&op(k)) && k.output[0] == node.output[0]
-            });
-            if producer_took_it {
-                folded += 1;
-                continue;
-            }
-        }
-        kept.push(node);
-    }
-    graph.node = kept;
-    folded
+    before - graph.node.len()
 }
 
 /// Activation tensors that are inputs (not weights) or outputs of quantized ops, each once.
