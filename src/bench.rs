@@ -125,6 +125,10 @@ pub struct BenchReport {
     pub cpu_efficiency: f64,
     /// The execution provider used.
     pub provider: String,
+    /// What the model ran on: the GPU's name under CUDA, the processor's on the CPU.
+    pub device: String,
+    /// The model's arithmetic: fp32, fp16 or int8.
+    pub precision: &'static str,
     /// Peak resident memory of the process, in MiB.
     pub peak_rss_mib: f64,
     /// The figures.
@@ -202,10 +206,44 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         cpu_s_per_frame,
         cpu_bound_fps,
         cpu_efficiency: median("end-to-end", Some(best)) / cpu_bound_fps,
+        device: device_name(&provider),
+        precision: model_precision(&config.model)?,
         provider,
         peak_rss_mib: peak_rss_mib(),
         measurements,
     })
+}
+
+/// The GPU's name (from the NVIDIA driver) for CUDA, else the processor's and its cores.
+fn device_name(provider: &str) -> String {
+    if provider == "Cuda" {
+        let smi = std::process::Command::new("nvidia-smi")
+            .args(["--query-gpu=name", "--format=csv,noheader"])
+            .output();
+        if let Ok(out) = smi
+            && out.status.success()
+        {
+            return String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        return "an NVIDIA GPU (nvidia-smi did not answer)".into();
+    }
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let name = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown processor", |(_, name)| name.trim());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{name}, {cores} cores")
+}
+
+/// The arithmetic of the model at `path`.
+fn model_precision(path: &Path) -> Result<&'static str> {
+    use prost::Message as _;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let model = crate::onnx::proto::ModelProto::decode(bytes.as_slice())
+        .map_err(|e| Error::model(path, format!("not an ONNX model: {e}")))?;
+    Ok(crate::onnx::precision(&model))
 }
 
 /// Times `run` once untimed and `config.repeats` times timed.

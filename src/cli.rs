@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::dataset::DataSource;
-use crate::infer::{DeviceChoice, SegmenterOptions};
+use crate::infer::{CudnnOptions, CudnnSearch, DeviceChoice, SegmenterOptions};
 use crate::onnx::import::{LayoutChoice, OutputChoice};
 
 /// Segment video as it streams: GStreamer in and out, a U-Net run by ONNX Runtime in between.
@@ -38,6 +38,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Quantize a model to int8 (QDQ), calibrated on a dataset's training images.
     Quantize(QuantizeArgs),
+    /// Write a half-precision (fp16) copy of a model for GPUs; input and output stay f32.
+    Fp16(Fp16Args),
     /// Write a randomly initialised U-Net as ONNX (fixtures, smoke tests, a starting point).
     #[cfg(feature = "train")]
     InitModel(InitModelArgs),
@@ -66,6 +68,12 @@ pub struct RuntimeArgs {
     /// ONNX Runtime intra-op threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// CUDA: how cuDNN picks each convolution's algorithm.
+    #[arg(long, value_enum, default_value_t = CudnnSearch::Exhaustive)]
+    pub cudnn_search: CudnnSearch,
+    /// CUDA: limit cuDNN's workspace memory (by default its fastest algorithm gets what it asks).
+    #[arg(long)]
+    pub cudnn_small_workspace: bool,
     /// Run the model at this HxW instead of its card's size (models with a free input size).
     #[arg(long, value_parser = parse_size)]
     pub input_size: Option<[usize; 2]>,
@@ -86,6 +94,10 @@ impl RuntimeArgs {
     pub fn options(&self) -> SegmenterOptions {
         SegmenterOptions {
             device: self.provider,
+            cudnn: CudnnOptions {
+                search: self.cudnn_search,
+                max_workspace: !self.cudnn_small_workspace,
+            },
             threads: self.threads,
             input_size: self.input_size,
         }
@@ -331,6 +343,16 @@ pub struct QuantizeArgs {
     pub images: usize,
 }
 
+/// `segstream fp16`.
+#[derive(Debug, Args)]
+pub struct Fp16Args {
+    /// The f32 model (in segstream's contract).
+    pub model: PathBuf,
+    /// Where to write the fp16 model.
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
 /// `segstream import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
@@ -544,6 +566,10 @@ pub struct TrainArgs {
     /// Run the learning-rate range test instead of training: plot and suggested --lr.
     #[arg(long)]
     pub lr_find: bool,
+    /// After each epoch, print where a step's time went: loader wait, upload, forward, loss,
+    /// backward, optimiser.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// Parses `HEIGHTxWIDTH` (or a single number for a square).

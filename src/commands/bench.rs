@@ -66,7 +66,7 @@ fn table(report: &BenchReport) -> String {
          CPU per frame: decode+encode {:.1} ms and inference {:.1} ms (each alone), pre+post \
          {:.1} ms (their threads in end-to-end); the cores allow {:.1} fps; end-to-end ÷ that CPU bound: \
          {:.2}\n\
-         provider {}, peak RSS {:.0} MiB",
+         provider {} on {}, {} model, peak RSS {:.0} MiB",
         report.efficiency_batch,
         report.efficiency,
         1e3 * cpu.decode_encode,
@@ -75,6 +75,8 @@ fn table(report: &BenchReport) -> String {
         report.cpu_bound_fps,
         report.cpu_efficiency,
         report.provider,
+        report.device,
+        report.precision,
         report.peak_rss_mib
     );
     out

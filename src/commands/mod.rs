@@ -5,6 +5,7 @@ mod bench;
 mod camera;
 mod draw;
 mod eval;
+mod fp16;
 mod import;
 #[cfg(feature = "train")]
 mod init_model;
@@ -37,6 +38,7 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
         Command::Inspect(args) => inspect::run(&args).map(|()| 0),
         Command::Import(args) => import::run(&args).map(|()| 0),
         Command::Quantize(args) => quantize::run(&args).map(|()| 0),
+        Command::Fp16(args) => fp16::run(&args).map(|()| 0),
         #[cfg(feature = "train")]
         Command::InitModel(args) => init_model::run(&args).map(|()| 0),
         Command::Segment(args) => segment::run(&args),

@@ -9,7 +9,7 @@ use crate::dataset::Layout;
 use crate::dataset::cache::default_cache_dir;
 use crate::train::augment::{Augmentation, CopyPaste};
 use crate::train::config::{TrainConfig, read_config};
-use crate::train::learner::{Learner, Outcome, StopRules};
+use crate::train::learner::{Learner, Outcome, Session};
 use crate::train::loss::LossKind;
 use crate::train::lr_find::lr_find;
 
@@ -55,11 +55,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let interrupt = interrupt::claim("stopping: saving a checkpoint after this step");
-    let stop = StopRules {
+    let session = Session {
         interrupt: &interrupt,
         after_epochs: args.stop_after,
+        profile: args.profile,
     };
-    match learner.train(args.resume.is_some(), &stop)? {
+    match learner.train(args.resume.is_some(), &session)? {
         Outcome::Finished(done) => {
             println!(
                 "wrote {} (best epoch {}: {}) in {:.0} s; parity burn vs ONNX Runtime: max |Δ| = {:.2e}",

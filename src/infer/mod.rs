@@ -7,4 +7,6 @@ mod runtime;
 mod segmenter;
 
 pub use model_card::ModelCard;
-pub use segmenter::{DeviceChoice, Provider, Segmenter, SegmenterOptions};
+pub use segmenter::{
+    CudnnOptions, CudnnSearch, DeviceChoice, Provider, Segmenter, SegmenterOptions,
+};

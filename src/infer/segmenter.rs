@@ -45,11 +45,44 @@ impl std::fmt::Display for Provider {
     }
 }
 
+/// How cuDNN picks each convolution's algorithm under CUDA.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum CudnnSearch {
+    /// Time every algorithm on the first run of each shape (ONNX Runtime's default).
+    #[default]
+    Exhaustive,
+    /// cuDNN's heuristic choice, without timing.
+    Heuristic,
+    /// cuDNN's default algorithm.
+    Default,
+}
+
+/// cuDNN settings of the CUDA provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CudnnOptions {
+    /// How each convolution's algorithm is chosen.
+    pub search: CudnnSearch,
+    /// Let cuDNN use as much workspace memory as its fastest algorithm asks for.
+    pub max_workspace: bool,
+}
+
+impl Default for CudnnOptions {
+    /// ONNX Runtime's defaults: exhaustive search, maximal workspace.
+    fn default() -> Self {
+        CudnnOptions {
+            search: CudnnSearch::Exhaustive,
+            max_workspace: true,
+        }
+    }
+}
+
 /// How to open a model.
 #[derive(Debug, Clone, Default)]
 pub struct SegmenterOptions {
     /// Execution provider choice.
     pub device: DeviceChoice,
+    /// cuDNN settings (CUDA only).
+    pub cudnn: CudnnOptions,
     /// Intra-op threads for the CPU provider; 0 lets ONNX Runtime choose (one per core).
     pub threads: usize,
     /// Input size (height, width) instead of the card's, for models whose input leaves it free.
@@ -80,22 +113,13 @@ impl Segmenter {
             return Err(Error::model(path, "file not found"));
         }
         let (session, provider) = match options.device {
-            DeviceChoice::Cpu => (
-                open_session(path, Provider::Cpu, options.threads)?,
-                Provider::Cpu,
-            ),
-            DeviceChoice::Cuda => (
-                open_session(path, Provider::Cuda, options.threads)?,
-                Provider::Cuda,
-            ),
-            DeviceChoice::Auto => match open_session(path, Provider::Cuda, options.threads) {
+            DeviceChoice::Cpu => (open_session(path, Provider::Cpu, options)?, Provider::Cpu),
+            DeviceChoice::Cuda => (open_session(path, Provider::Cuda, options)?, Provider::Cuda),
+            DeviceChoice::Auto => match open_session(path, Provider::Cuda, options) {
                 Ok(session) => (session, Provider::Cuda),
                 Err(Error::Runtime(reason)) => {
                     tracing::debug!("CUDA is not available ({reason}); using the CPU");
-                    (
-                        open_session(path, Provider::Cpu, options.threads)?,
-                        Provider::Cpu,
-                    )
+                    (open_session(path, Provider::Cpu, options)?, Provider::Cpu)
                 }
                 Err(other) => return Err(other),
             },
@@ -221,12 +245,12 @@ impl Segmenter {
 
 /// Builds a session on `provider`. A provider that fails to register is [`Error::Runtime`]; a
 /// model ONNX Runtime cannot read is [`Error::Model`].
-fn open_session(path: &Path, provider: Provider, threads: usize) -> Result<Session> {
+fn open_session(path: &Path, provider: Provider, options: &SegmenterOptions) -> Result<Session> {
     let environment = runtime::environment()?;
     let runtime_error = |e: ort::Error<_>| Error::Runtime(e.to_string());
     let mut builder = Session::builder(environment)
         .map_err(|e| Error::Runtime(e.to_string()))?
-        .with_intra_threads(threads)
+        .with_intra_threads(options.threads)
         .map_err(runtime_error)?
         // Spinning threads would take the cores that decoding and encoding need meanwhile.
         .with_intra_op_spinning(false)
@@ -236,7 +260,7 @@ fn open_session(path: &Path, provider: Provider, threads: usize) -> Result<Sessi
         .map_err(runtime_error)?;
     if provider == Provider::Cuda {
         builder = builder
-            .with_execution_providers([ep::CUDA::default().build().error_on_failure()])
+            .with_execution_providers([cuda_provider(options.cudnn)])
             .map_err(|e| {
                 Error::Runtime(format!(
                     "the CUDA execution provider cannot be used: {e} (on an NVIDIA machine, \
@@ -247,6 +271,20 @@ fn open_session(path: &Path, provider: Provider, threads: usize) -> Result<Sessi
     builder
         .commit_from_file(path)
         .map_err(|e| Error::model(path, format!("ONNX Runtime cannot open it as a model: {e}")))
+}
+
+/// The CUDA provider with `cudnn`'s settings, an error (not a CPU fallback) when it fails.
+fn cuda_provider(cudnn: CudnnOptions) -> ep::ExecutionProviderDispatch {
+    let search = match cudnn.search {
+        CudnnSearch::Exhaustive => ep::cuda::ConvAlgorithmSearch::Exhaustive,
+        CudnnSearch::Heuristic => ep::cuda::ConvAlgorithmSearch::Heuristic,
+        CudnnSearch::Default => ep::cuda::ConvAlgorithmSearch::Default,
+    };
+    ep::CUDA::default()
+        .with_conv_algorithm_search(search)
+        .with_conv_max_workspace(cudnn.max_workspace)
+        .build()
+        .error_on_failure()
 }
 
 /// Checks the session's single input and output against the contract; reads the card and the

@@ -232,6 +232,12 @@ pub fn rewrite(mut model: ModelProto, options: &ImportOptions) -> Result<Importe
     )];
     // Shapes recorded for the old layout and batch would contradict the new ones.
     graph.value_info.clear();
+    let removed = super::transposes::remove_round_trips(&mut graph);
+    if removed > 0 {
+        changes.push(format!(
+            "{removed} Transposes removed (layout round trips around element-wise ops)"
+        ));
+    }
 
     model.graph = Some(graph);
     let any_size = if options.any_size {

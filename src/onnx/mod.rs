@@ -5,10 +5,12 @@
 //! `logits` (N×C×H×W f32), N always dynamic, H and W dynamic unless fixed by the caller.
 
 mod graph;
+pub mod half;
 pub mod import;
 #[cfg(feature = "train")]
 pub mod interpret;
 pub mod quantize;
+pub mod transposes;
 
 pub use graph::{GraphBuilder, Weights, Window};
 
@@ -54,5 +56,19 @@ pub(crate) fn int64_values(tensor: &proto::TensorProto) -> Option<Vec<i64>> {
                 .collect(),
         ),
         None => Some(tensor.int64_data.clone()),
+    }
+}
+
+/// A model's arithmetic: "int8" (QDQ, `quantize`), "fp16" (`fp16`) or "fp32".
+pub fn precision(model: &proto::ModelProto) -> &'static str {
+    let quantized = model.graph.as_ref().is_some_and(|g| {
+        g.node
+            .iter()
+            .any(|n| n.op_type.as_deref() == Some("QuantizeLinear"))
+    });
+    match (quantized, half::is_half(model)) {
+        (true, _) => "int8",
+        (false, true) => "fp16",
+        (false, false) => "fp32",
     }
 }

@@ -63,12 +63,16 @@ pub struct Finished {
     pub history: Vec<EpochRecord>,
 }
 
-/// When to stop a session early.
-pub struct StopRules<'a> {
+/// How one training session runs: when it stops early, and whether it reports where the
+/// time of a step goes.
+pub struct Session<'a> {
     /// Set by Ctrl-C: save and stop after the current step.
     pub interrupt: &'a AtomicBool,
     /// Stop after this many epochs in total (the run can be resumed).
     pub after_epochs: Option<usize>,
+    /// Print each epoch's time per step split into loader wait, upload, forward, loss,
+    /// backward and optimiser.
+    pub profile: bool,
 }
 
 /// A training run in its folder.
@@ -118,6 +122,7 @@ impl Learner {
             }
             None => None,
         };
+        super::memory::keep_freed_memory();
         let device = Device::flex().autodiff();
         device.seed(config.seed);
         Ok(Learner {
@@ -142,7 +147,7 @@ impl Learner {
     ///
     /// # Errors
     /// Dataset, checkpoint, export or parity failures.
-    pub fn train(&self, resume: bool, stop: &StopRules<'_>) -> Result<Outcome> {
+    pub fn train(&self, resume: bool, session: &Session<'_>) -> Result<Outcome> {
         let mut model = self.new_model()?;
         let mut optimizer = self.optimizer();
         let mut state = TrainingState {
@@ -238,10 +243,13 @@ impl Learner {
                     self.config.workers,
                     skip,
                 );
+                let mut spent = StepTimes::default();
+                let mut waiting = Instant::now();
                 for (i, batch) in batches.enumerate() {
+                    let wait = waiting.elapsed().as_secs_f64();
                     lr = cycle.lr(epoch * steps_per_epoch + skip + i);
-                    let loss;
-                    (model, loss) = train_step(
+                    let (loss, times);
+                    (model, loss, times) = train_step(
                         model,
                         &mut optimizer,
                         &batch,
@@ -250,6 +258,7 @@ impl Learner {
                         &class_weights,
                         &self.device,
                     );
+                    spent = spent + StepTimes { wait, ..times };
                     loss_sum += f64::from(loss);
                     steps += 1;
                     images += batch.len;
@@ -259,7 +268,7 @@ impl Learner {
                         loss_sum / steps as f64,
                         images as f64 / started.elapsed().as_secs_f64()
                     ));
-                    if stop.interrupt.load(Ordering::Relaxed) {
+                    if session.interrupt.load(Ordering::Relaxed) {
                         bar.abandon();
                         state.position = Position {
                             stage,
@@ -270,6 +279,10 @@ impl Learner {
                         self.checkpoints.save(&model, &optimizer, &state)?;
                         return Ok(Outcome::Stopped(state.position));
                     }
+                    waiting = Instant::now();
+                }
+                if session.profile {
+                    println!("{}", spent.per_step_summary(steps));
                 }
                 let train_seconds = started.elapsed().as_secs_f64();
                 bar.finish_and_clear();
@@ -323,7 +336,9 @@ impl Learner {
                 };
                 self.checkpoints.save(&model, &optimizer, &state)?;
                 self.write_reports(&state.history);
-                if stop.after_epochs.is_some_and(|n| state.history.len() >= n)
+                if session
+                    .after_epochs
+                    .is_some_and(|n| state.history.len() >= n)
                     && state.history.len() < total_epochs
                 {
                     return Ok(Outcome::Stopped(state.position));
@@ -582,7 +597,66 @@ fn body_group() -> ParamGroup {
     ParamGroup::from_any_predicates(vec!["encoder", "body"])
 }
 
-/// One optimisation step on `batch`; returns the updated model and the batch loss.
+/// Where one training step's time went, in seconds (`train --profile`, `benches/train_step`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepTimes {
+    /// Waiting for the loader's next batch.
+    pub wait: f64,
+    /// Images and labels into tensors.
+    pub upload: f64,
+    /// The model's forward pass.
+    pub forward: f64,
+    /// The loss and its value.
+    pub loss: f64,
+    /// The backward pass.
+    pub backward: f64,
+    /// The optimiser's update.
+    pub optimizer: f64,
+}
+
+impl StepTimes {
+    /// The whole step.
+    pub fn total(&self) -> f64 {
+        self.wait + self.upload + self.forward + self.loss + self.backward + self.optimizer
+    }
+}
+
+impl StepTimes {
+    /// `profile: per step …` for `steps` steps' total.
+    pub fn per_step_summary(&self, steps: usize) -> String {
+        let ms = |seconds: f64| seconds / steps.max(1) as f64 * 1e3;
+        format!(
+            "profile: {:.0} ms per step: loader wait {:.0}, upload {:.0}, forward {:.0}, loss \
+             {:.0}, backward {:.0}, optimiser {:.0}",
+            ms(self.total()),
+            ms(self.wait),
+            ms(self.upload),
+            ms(self.forward),
+            ms(self.loss),
+            ms(self.backward),
+            ms(self.optimizer)
+        )
+    }
+}
+
+impl std::ops::Add for StepTimes {
+    type Output = StepTimes;
+
+    fn add(self, o: StepTimes) -> StepTimes {
+        StepTimes {
+            wait: self.wait + o.wait,
+            upload: self.upload + o.upload,
+            forward: self.forward + o.forward,
+            loss: self.loss + o.loss,
+            backward: self.backward + o.backward,
+            optimizer: self.optimizer + o.optimizer,
+        }
+    }
+}
+
+/// One optimisation step on `batch`; returns the updated model, the batch loss and where the
+/// time went (burn's CPU backend runs each operation as it is called, so the phases are
+/// timed as they run).
 pub fn train_step(
     model: SegmentationModel,
     optimizer: &mut ModuleOptimizer,
@@ -591,13 +665,33 @@ pub fn train_step(
     loss_kind: LossKind,
     class_weights: &[f32],
     device: &Device,
-) -> (SegmentationModel, f32) {
+) -> (SegmentationModel, f32, StepTimes) {
+    let mut clock = Instant::now();
+    let mut lap = || {
+        let seconds = clock.elapsed().as_secs_f64();
+        clock = Instant::now();
+        seconds
+    };
     let images = images_tensor(batch, device);
     let targets = Targets::new(batch, device, class_weights);
-    let loss = loss_kind.compute(model.forward(images), &targets);
+    let upload = lap();
+    let logits = model.forward(images);
+    let forward = lap();
+    let loss = loss_kind.compute(logits, &targets);
     let value = loss.clone().into_scalar::<f32>();
+    let loss_time = lap();
     let grads = GradientsParams::from_grads(loss.backward(), &model);
-    (optimizer.step(lr, model, grads), value)
+    let backward = lap();
+    let model = optimizer.step(lr, model, grads);
+    let times = StepTimes {
+        wait: 0.0,
+        upload,
+        forward,
+        loss: loss_time,
+        backward,
+        optimizer: lap(),
+    };
+    (model, value, times)
 }
 
 fn images_tensor(batch: &Batch, device: &Device) -> Tensor<4> {

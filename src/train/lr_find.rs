@@ -63,7 +63,7 @@ pub fn lr_find(learner: &Learner) -> Result<LrFind> {
         ) {
             let lr = schedule[rates.len()];
             let loss;
-            (model, loss) = train_step(
+            (model, loss, _) = train_step(
                 model,
                 &mut optimizer,
                 &batch,

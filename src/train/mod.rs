@@ -5,12 +5,14 @@
 pub mod augment;
 pub mod checkpoint;
 pub mod config;
+pub mod conv;
 pub mod encoder_weights;
 pub mod export;
 pub mod learner;
 pub mod loader;
 pub mod loss;
 pub mod lr_find;
+pub mod memory;
 pub mod model;
 pub mod parity;
 mod plot;

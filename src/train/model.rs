@@ -15,6 +15,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
+use super::conv::conv2d_module;
 use crate::onnx::interpret::GraphModel;
 
 /// Which U-Net to build.
@@ -118,7 +119,7 @@ impl ConvNorm {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.norm.forward(self.conv.forward(x))
+        self.norm.forward(conv2d_module(&self.conv, x))
     }
 }
 
@@ -227,7 +228,7 @@ impl UNet {
         for (step, skip) in self.up.iter().zip(skips.into_iter().rev()) {
             x = step.forward(x, skip);
         }
-        self.head.forward(x)
+        conv2d_module(&self.head, x)
     }
 }
 
@@ -360,6 +361,6 @@ impl ResNetUNet {
         for (step, skip) in self.up.iter().zip(skips.into_iter().rev()) {
             x = step.forward(x, skip);
         }
-        self.head.forward(x)
+        conv2d_module(&self.head, x)
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use segstream::dataset::DataSource;
 use segstream::train::augment::Augmentation;
 use segstream::train::config::TrainConfig;
-use segstream::train::learner::{Finished, Learner, Outcome, StopRules};
+use segstream::train::learner::{Finished, Learner, Outcome, Session};
 use segstream::train::loss::LossKind;
 use segstream::train::model::Architecture;
 
@@ -46,13 +46,14 @@ fn config(limit: usize, size: usize, epochs: usize) -> TrainConfig {
 fn train(config: TrainConfig, run: &Path, resume: bool, stop_after: Option<usize>) -> Outcome {
     let _seeded = BURN_RANDOM.lock().unwrap_or_else(|e| e.into_inner());
     let never = AtomicBool::new(false);
-    let stop = StopRules {
+    let session = Session {
         interrupt: &never,
         after_epochs: stop_after,
+        profile: false,
     };
     Learner::new(config, run, "test".into())
         .unwrap()
-        .train(resume, &stop)
+        .train(resume, &session)
         .unwrap()
 }
 

@@ -1,0 +1,44 @@
+//! `segstream fp16 MODEL -o OUT`: a half-precision copy of a model for GPUs (half the bytes,
+//! tensor-core arithmetic under CUDA), its card saying where it came from.
+
+use prost::Message;
+use serde_json::json;
+
+use super::written_through_temp;
+use crate::Error;
+use crate::cli::Fp16Args;
+use crate::infer::{DeviceChoice, Segmenter, SegmenterOptions};
+use crate::onnx::half::to_half;
+use crate::onnx::metadata_entries;
+use crate::onnx::proto::ModelProto;
+
+pub fn run(args: &Fp16Args) -> anyhow::Result<()> {
+    let cpu = SegmenterOptions {
+        device: DeviceChoice::Cpu,
+        ..SegmenterOptions::default()
+    };
+    let mut card = Segmenter::load(&args.model, &cpu)?.card().clone();
+    let bytes = std::fs::read(&args.model).map_err(|e| Error::io(&args.model, e))?;
+    let model = ModelProto::decode(bytes.as_slice())
+        .map_err(|e| Error::model(&args.model, format!("not an ONNX model: {e}")))?;
+    let mut half = to_half(&model).map_err(|e| Error::model(&args.model, e))?;
+    card.training["precision"] = json!({
+        "from": args.model.display().to_string(),
+        "scheme": "fp16 weights and activations; f32 input and output (Cast at both ends)",
+    });
+    half.metadata_props = metadata_entries(card.to_metadata());
+    let encoded = half.encode_to_vec();
+    written_through_temp(&args.output, |temp| {
+        std::fs::write(temp, &encoded).map_err(|e| Error::io(temp, e))?;
+        Segmenter::load(temp, &cpu)
+            .map(drop)
+            .map_err(anyhow::Error::from)
+    })?;
+    println!(
+        "wrote {} ({} KB; the f32 model: {} KB)",
+        args.output.display(),
+        encoded.len() / 1024,
+        bytes.len() / 1024
+    );
+    Ok(())
+}

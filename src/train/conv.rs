@@ -1,0 +1,343 @@
+//! 2-D convolution for training on burn's CPU backend, with a faster weight gradient.
+//!
+//! burn 0.22 computes a convolution's weight gradient as another convolution whose kernel is
+//! the whole output gradient (N as channels, the image as a window): for a 3×3 conv that is one
+//! matrix product per input channel with 9 columns, for a 1×1 conv a matrix–vector product per
+//! input channel. Half the U-Net's training step went there. Here the gradient is one batched
+//! matrix product per group, the way PyTorch and cuDNN do it:
+//!
+//! ```text
+//! dW[g] = dY[g] (cout/g × N·Ho·Wo)  ·  patches(x)[g] (N·Ho·Wo × cin/g·kh·kw)
+//! ```
+//!
+//! The input gradient and the forward pass stay burn's own. On any other device than the CPU
+//! backend, [`conv2d`] is burn's convolution unchanged.
+
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::prelude::*;
+use burn::tensor::Slice;
+use burn::tensor::ops::ConvOptions;
+
+/// The convolution as a backend extension, so that its autodiff form can carry its own
+/// backward pass.
+#[backend_extension(Flex, Autodiff)]
+pub trait TrainingConv: Backend {
+    /// A convolution without bias.
+    fn training_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d(x, weight, None, options)
+    }
+}
+
+impl TrainingConv for Flex {}
+
+impl<B: Backend + TrainingConv, C: CheckpointStrategy> TrainingConv for Autodiff<B, C> {
+    fn training_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct ConvBackward;
+
+        impl<B: Backend> Backward<B, 2> for ConvBackward {
+            type State = (NodeId, NodeId, ConvOptions<2>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_weight] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x_state, weight_state, options) = ops.state;
+                let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+                let weight =
+                    checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
+                if let Some(node) = node_x {
+                    let dx = B::conv2d_x_backward(
+                        x.clone(),
+                        weight.clone(),
+                        grad.clone(),
+                        options.clone(),
+                    );
+                    grads.register::<B>(node.id, dx);
+                }
+                if let Some(node) = node_weight {
+                    grads.register::<B>(node.id, weight_gradient::<B>(x, weight, grad, options));
+                }
+            }
+        }
+
+        match ConvBackward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let y = B::conv2d(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    None,
+                    options.clone(),
+                );
+                prep.finish((x_state, weight_state, options), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::conv2d(
+                x.into_primitive(),
+                weight.into_primitive(),
+                None,
+                options,
+            )),
+        }
+    }
+}
+
+/// `conv`'s forward pass (as `Conv2d::forward`) through [`conv2d`].
+pub fn conv2d_module(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let padding = match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
+        PaddingConfig2d::Valid => [(0, 0), (0, 0)],
+        PaddingConfig2d::Same => return conv.forward(x),
+    };
+    let options = ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups);
+    conv2d(
+        x,
+        conv.weight.val(),
+        conv.bias.as_ref().map(|b| b.val()),
+        options,
+    )
+}
+
+/// A 2-D convolution; on the CPU backend its weight gradient is one matrix product per group.
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    let on_cpu_backend = x.device().inner() == Device::flex();
+    if !on_cpu_backend || options.dilation != [1, 1] || options.is_asymmetric() {
+        return burn::tensor::module::conv2d(x, weight, bias, options);
+    }
+    let y = Tensor::from_dispatch(<Dispatch as TrainingConv>::training_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        options,
+    ));
+    match bias {
+        Some(bias) => {
+            let channels = bias.dims()[0];
+            y + bias.reshape([1, channels, 1, 1])
+        }
+        None => y,
+    }
+}
+
+/// dW from the input `x` (N×Cin×H×W), the output gradient `grad` (N×Cout×Ho×Wo) and symmetric,
+/// undilated `options`: for each kernel tap (i, j), the products of the output gradient with
+/// the input window that tap saw, summed over the batch and the image.
+///
+/// With stride 1 a tap's window needs no copy: in the padded image flattened row by row, the
+/// window of tap (i, j) is the run that starts at `i·Wp + j`, `Ho·Wp` values long, once the
+/// output gradient is padded to the same width `Wp` with zeros (the extra columns then add
+/// nothing). Larger strides copy each tap's window.
+fn weight_gradient<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    options: ConvOptions<2>,
+) -> FloatTensor<B> {
+    let weight_shape = weight.shape();
+    let [c_out, c_in_group, kh, kw] = weight_shape.dims();
+    let [n, c_in, h, w] = x.shape().dims();
+    let [_, _, ho, wo] = grad.shape().dims();
+    let groups = options.groups;
+    let [ph, pw] = options.padding_begin();
+    let [sh, sw] = options.stride;
+    // One spare row keeps the last tap's flat run inside the padded image.
+    let (hp, wp) = (h + 2 * ph + 1, w + 2 * pw);
+    let padded = place::<B>(x, [n, c_in, hp, wp], [ph, pw]);
+    let unit_stride = sh == 1 && sw == 1;
+    let (grad, run) = if unit_stride {
+        let grad = place::<B>(grad, [n, c_out, ho, wp], [0, 0]);
+        (B::float_reshape(grad, [n, c_out, ho * wp].into()), ho * wp)
+    } else {
+        (B::float_reshape(grad, [n, c_out, ho * wo].into()), ho * wo)
+    };
+    let flat = B::float_reshape(padded.clone(), [n, c_in, hp * wp].into());
+    let taps = (0..kh)
+        .flat_map(|i| (0..kw).map(move |j| (i, j)))
+        .map(|(i, j)| {
+            let window = if unit_stride {
+                let start = i * wp + j;
+                B::float_slice(
+                    flat.clone(),
+                    &[full(n), full(c_in), Slice::from(start..start + run)],
+                )
+            } else {
+                let strided = |first: usize, count: usize, step: usize| {
+                    Slice::new(
+                        first as isize,
+                        Some((first + step * (count - 1) + 1) as isize),
+                        step as isize,
+                    )
+                };
+                let window = B::float_slice(
+                    padded.clone(),
+                    &[full(n), full(c_in), strided(i, ho, sh), strided(j, wo, sw)],
+                );
+                B::float_reshape(window, [n, c_in, run].into())
+            };
+            tap_gradient::<B>(grad.clone(), window, groups)
+        })
+        .collect();
+    let stacked = B::float_cat(taps, 2);
+    B::float_reshape(stacked, [c_out, c_in_group, kh, kw].into())
+}
+
+/// One tap's gradient, Cout×(Cin/groups)×1, from the output gradient (N×Cout×L) and the
+/// tap's input window (N×Cin×L).
+fn tap_gradient<B: Backend>(
+    grad: FloatTensor<B>,
+    window: FloatTensor<B>,
+    groups: usize,
+) -> FloatTensor<B> {
+    let [n, c_out, run] = grad.shape().dims();
+    let c_in = window.shape()[1];
+    let (c_out_group, c_in_group) = (c_out / groups, c_in / groups);
+    if c_out_group == 1 && c_in_group == 1 {
+        // Depthwise: one channel against itself.
+        let product = B::float_mul(grad, window);
+        let summed = B::float_sum_dim(B::float_sum_dim(product, 2), 0);
+        return B::float_reshape(summed, [c_out, 1, 1].into());
+    }
+    // Grouped windows are reshaped (a copy: they are views into the padded image); a single
+    // group multiplies the view as it is.
+    let (grad, window) = if groups == 1 {
+        (grad, window)
+    } else {
+        (
+            B::float_reshape(grad, [n, groups, c_out_group, run].into()),
+            B::float_reshape(window, [n, groups, c_in_group, run].into()),
+        )
+    };
+    let rank = window.shape().num_dims();
+    let product = B::float_matmul(grad, B::float_swap_dims(window, rank - 2, rank - 1));
+    B::float_reshape(B::float_sum_dim(product, 0), [c_out, c_in_group, 1].into())
+}
+
+/// `tensor` inside zeros of `shape`, its top-left corner at `offset` (height, width).
+fn place<B: Backend>(
+    tensor: FloatTensor<B>,
+    shape: [usize; 4],
+    offset: [usize; 2],
+) -> FloatTensor<B> {
+    let [n, c, h, w] = tensor.shape().dims();
+    if [n, c, h, w] == shape {
+        return tensor;
+    }
+    let zeros = B::float_zeros(shape.into(), &tensor.device(), tensor.dtype().into());
+    let inside = [
+        full(n),
+        full(c),
+        Slice::from(offset[0]..offset[0] + h),
+        Slice::from(offset[1]..offset[1] + w),
+    ];
+    B::float_slice_assign(zeros, &inside, tensor)
+}
+
+fn full(len: usize) -> Slice {
+    Slice::from(0..len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// burn's own gradients against ours, for the shapes both models use.
+    #[test]
+    fn weight_and_input_gradients_match_burns_convolution() {
+        let device = Device::flex().autodiff();
+        let cases = [
+            // (c_in, c_out, kernel, stride, padding, groups, size)
+            (3, 8, 3, 1, 1, 1, 12),
+            (8, 8, 1, 1, 0, 1, 10),
+            (8, 8, 3, 2, 1, 8, 11),
+            (6, 4, 3, 2, 1, 2, 9),
+            (4, 4, 7, 2, 3, 1, 16),
+        ];
+        for (c_in, c_out, k, s, p, groups, size) in cases {
+            let x =
+                Tensor::<4>::random([2, c_in, size, size], Distribution::Normal(0., 1.), &device);
+            let w = Tensor::<4>::random(
+                [c_out, c_in / groups, k, k],
+                Distribution::Normal(0., 1.),
+                &device,
+            );
+            let b = Tensor::<1>::random([c_out], Distribution::Normal(0., 1.), &device);
+            let options = ConvOptions::new([s, s], [p, p], [1, 1], groups);
+            let run = |ours: bool| {
+                let (x, w, b) = (
+                    x.clone().require_grad(),
+                    w.clone().require_grad(),
+                    b.clone().require_grad(),
+                );
+                let y = if ours {
+                    conv2d(x.clone(), w.clone(), Some(b.clone()), options.clone())
+                } else {
+                    burn::tensor::module::conv2d(
+                        x.clone(),
+                        w.clone(),
+                        Some(b.clone()),
+                        options.clone(),
+                    )
+                };
+                let target = Tensor::<4>::ones(y.dims(), &device) * 0.3;
+                let grads = (y.clone() * target).sum().backward();
+                let value = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().expect("f32 data");
+                (
+                    value(y.inner()),
+                    value(x.grad(&grads).unwrap()),
+                    value(w.grad(&grads).unwrap()),
+                    b.grad(&grads)
+                        .unwrap()
+                        .into_data()
+                        .try_to_vec::<f32>()
+                        .expect("f32 data"),
+                )
+            };
+            let (theirs, ours) = (run(false), run(true));
+            let close = |a: &[f32], b: &[f32], what: &str| {
+                assert_eq!(a.len(), b.len());
+                let worst = a
+                    .iter()
+                    .zip(b)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(
+                    worst < 1e-3,
+                    "{what} differs by {worst} for c_in {c_in} k {k} s {s} g {groups}"
+                );
+            };
+            close(&theirs.0, &ours.0, "output");
+            close(&theirs.1, &ours.1, "input gradient");
+            close(&theirs.2, &ours.2, "weight gradient");
+            close(&theirs.3, &ours.3, "bias gradient");
+        }
+    }
+}
