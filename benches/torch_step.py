@@ -2,7 +2,7 @@
 """Step time of segstream's default U-Net (depth 4, base 16) in PyTorch, for comparison with
 `segstream train` on the same machine. Not part of the product; needs `pip install torch`.
 
-Usage: python3 benches/torch_step.py [--size 128] [--batch 8] [--steps 10]
+Usage: python3 benches/torch_step.py [--size 128] [--batch 8] [--steps 10] [--device cpu|cuda]
 Same layers as src/train/model.rs: (3x3 conv, BN, ReLU) x2 per level, 2x2 max-pool down,
 2x2 transposed conv up, skip concatenation, 1x1 head; BCE-with-logits + Adam.
 """
@@ -48,13 +48,16 @@ def main():
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = UNet()
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    model = UNet().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.BCEWithLogitsLoss()
-    x = torch.randn(args.batch, 3, args.size, args.size)
-    y = (torch.rand(args.batch, 1, args.size, args.size) > 0.5).float()
+    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    y = (torch.rand(args.batch, 1, args.size, args.size, device=device) > 0.5).float()
     times = []
     for step in range(args.steps + 3):
         started = time.perf_counter()
@@ -62,10 +65,12 @@ def main():
         loss = loss_fn(model(x), y)
         loss.backward()
         optimizer.step()
+        sync()
         if step >= 3:
             times.append(time.perf_counter() - started)
     median = statistics.median(times)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch} at "
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}, batch {args.batch} at "
           f"{args.size}x{args.size}: {median:.3f} s/step, {args.batch / median:.1f} images/s")
 
 

@@ -239,11 +239,7 @@ fn device_name(provider: &str) -> String {
 
 /// The arithmetic of the model at `path`.
 fn model_precision(path: &Path) -> Result<&'static str> {
-    use prost::Message as _;
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let model = crate::onnx::proto::ModelProto::decode(bytes.as_slice())
-        .map_err(|e| Error::model(path, format!("not an ONNX model: {e}")))?;
-    Ok(crate::onnx::precision(&model))
+    Ok(crate::onnx::precision(&crate::onnx::read_model(path)?))
 }
 
 /// Times `run` once untimed and `config.repeats` times timed.

@@ -10,7 +10,7 @@ use crate::cli::Fp16Args;
 use crate::infer::{DeviceChoice, Segmenter, SegmenterOptions};
 use crate::onnx::half::to_half;
 use crate::onnx::metadata_entries;
-use crate::onnx::proto::ModelProto;
+use crate::onnx::read_model;
 
 pub fn run(args: &Fp16Args) -> anyhow::Result<()> {
     let cpu = SegmenterOptions {
@@ -18,9 +18,7 @@ pub fn run(args: &Fp16Args) -> anyhow::Result<()> {
         ..SegmenterOptions::default()
     };
     let mut card = Segmenter::load(&args.model, &cpu)?.card().clone();
-    let bytes = std::fs::read(&args.model).map_err(|e| Error::io(&args.model, e))?;
-    let model = ModelProto::decode(bytes.as_slice())
-        .map_err(|e| Error::model(&args.model, format!("not an ONNX model: {e}")))?;
+    let model = read_model(&args.model)?;
     let mut half = to_half(&model).map_err(|e| Error::model(&args.model, e))?;
     card.training["precision"] = json!({
         "from": args.model.display().to_string(),
@@ -38,7 +36,7 @@ pub fn run(args: &Fp16Args) -> anyhow::Result<()> {
         "wrote {} ({} KB; the f32 model: {} KB)",
         args.output.display(),
         encoded.len() / 1024,
-        bytes.len() / 1024
+        model.encoded_len() / 1024
     );
     Ok(())
 }

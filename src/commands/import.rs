@@ -17,6 +17,7 @@ use crate::infer::raw::run_once;
 use crate::infer::{Segmenter, SegmenterOptions};
 use crate::onnx::import::{ImportOptions, Imported, rewrite};
 use crate::onnx::proto::ModelProto;
+use crate::onnx::read_model;
 
 /// Largest difference between the original's output and the imported model's that counts as
 /// the same model (f32 arithmetic in another order).
@@ -27,9 +28,7 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
 }
 
 fn import_into(args: &ImportArgs, temp: &Path) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&args.model).map_err(|e| Error::io(&args.model, e))?;
-    let original = ModelProto::decode(bytes.as_slice())
-        .map_err(|e| Error::model(&args.model, format!("not an ONNX model: {e}")))?;
+    let original = read_model(&args.model)?;
     let mut options = import_options(args)?;
     let ((imported, mut segmenter), batch_note) =
         match import_checked(original.clone(), &options, temp) {

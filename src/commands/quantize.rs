@@ -16,8 +16,8 @@ use crate::dataset::read::decode;
 use crate::imaging::{Postprocessor, Preprocessor};
 use crate::infer::raw::RawSession;
 use crate::infer::{DeviceChoice, ModelCard, Segmenter, SegmenterOptions};
-use crate::onnx::proto::ModelProto;
 use crate::onnx::quantize::{Ranges, calibrated_tensors, quantize, with_outputs};
+use crate::onnx::read_model;
 use crate::onnx::{OUTPUT, metadata_entries};
 use crate::{Error, Result};
 
@@ -32,9 +32,8 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
         ..SegmenterOptions::default()
     };
     let mut card = Segmenter::load(&args.model, &options)?.card().clone();
-    let bytes = std::fs::read(&args.model).map_err(|e| Error::io(&args.model, e))?;
-    let model = ModelProto::decode(bytes.as_slice())
-        .map_err(|e| Error::model(&args.model, format!("not an ONNX model: {e}")))?;
+    let model = read_model(&args.model)?;
+    let original_bytes = model.encoded_len();
     let tensors = calibrated_tensors(&model).map_err(|e| Error::model(&args.model, e))?;
     let inputs = calibration_inputs(&args.data, args.images, &card)?;
 
@@ -99,7 +98,7 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
         "wrote {} ({} KB; the f32 model: {} KB). Score it: segstream eval --model {} --data {}",
         args.output.display(),
         encoded.len() / 1024,
-        bytes.len() / 1024,
+        original_bytes / 1024,
         args.output.display(),
         args.data.display()
     );

@@ -29,6 +29,18 @@ pub const INPUT: &str = "input";
 /// Name of the model output.
 pub const OUTPUT: &str = "logits";
 
+/// The ONNX model in the file at `path`.
+///
+/// # Errors
+/// [`crate::Error::Io`] when the file cannot be read, [`crate::Error::Model`] when it is not
+/// an ONNX model.
+pub fn read_model(path: &std::path::Path) -> crate::Result<proto::ModelProto> {
+    use prost::Message as _;
+    let bytes = std::fs::read(path).map_err(|e| crate::Error::io(path, e))?;
+    proto::ModelProto::decode(bytes.as_slice())
+        .map_err(|e| crate::Error::model(path, format!("not an ONNX model: {e}")))
+}
+
 /// `metadata_props` entries from key/value pairs (a model card's, say).
 pub fn metadata_entries(pairs: Vec<(String, String)>) -> Vec<proto::StringStringEntryProto> {
     pairs

@@ -8,11 +8,10 @@ use burn::prelude::*;
 use ndarray::{Array4, ArrayView4};
 
 use super::model::SegmentationModel;
-use prost::Message;
 
 use crate::infer::{DeviceChoice, Segmenter, SegmenterOptions};
 use crate::onnx::interpret::GraphModel;
-use crate::onnx::proto::ModelProto;
+use crate::onnx::read_model;
 use crate::{Error, Result};
 
 /// Largest absolute difference between burn's and ONNX Runtime's logits for `input` (N×3×H×W).
@@ -33,9 +32,7 @@ pub fn max_logit_difference(
 /// # Errors
 /// When the file cannot be read, interpreted or run.
 pub fn interpreter_difference(onnx: &Path, input: ArrayView4<'_, f32>) -> Result<f32> {
-    let bytes = std::fs::read(onnx).map_err(|e| Error::io(onnx, e))?;
-    let proto = ModelProto::decode(bytes.as_slice())
-        .map_err(|e| Error::model(onnx, format!("not an ONNX model: {e}")))?;
+    let proto = read_model(onnx)?;
     let device = Device::flex();
     let graph = GraphModel::from_onnx(&proto, &device).map_err(|e| Error::model(onnx, e))?;
     let logits = graph.forward(tensor_from(input, &device));

@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use prost::Message;
 
 use crate::infer::ModelCard;
 use crate::onnx::interpret::{GraphModel, fixed_input_size, with_new_head};
 use crate::onnx::proto::ModelProto;
+use crate::onnx::read_model;
 use crate::{Error, Result};
 
 /// A pretrained model ready to be trained further.
@@ -33,9 +33,7 @@ impl Pretrained {
     /// [`Error::Model`] when the file is not an ONNX model in segstream's contract (foreign
     /// models go through `segstream import` first), or has no head to replace.
     pub fn read(path: &Path, classes: usize, seed: u64) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let proto = ModelProto::decode(bytes.as_slice())
-            .map_err(|e| Error::model(path, format!("not an ONNX model: {e}")))?;
+        let proto = read_model(path)?;
         let metadata = |key: &str| {
             proto
                 .metadata_props

@@ -10,6 +10,7 @@ mod encoder_weights;
 mod eval;
 #[cfg(feature = "train")]
 mod fine_tune;
+mod gpu;
 mod helpers;
 mod import;
 mod media;
