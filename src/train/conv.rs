@@ -119,15 +119,17 @@ pub fn conv2d_module(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     )
 }
 
-/// A 2-D convolution; on the CPU backend its weight gradient is one matrix product per group.
+/// A 2-D convolution; when it is trained on the CPU backend, its weight gradient is one matrix
+/// product per kernel tap.
 pub fn conv2d(
     x: Tensor<4>,
     weight: Tensor<4>,
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    let on_cpu_backend = x.device().inner() == Device::flex();
-    if !on_cpu_backend || options.dilation != [1, 1] || options.is_asymmetric() {
+    let device = x.device();
+    let training_on_cpu = device.is_autodiff() && device.inner() == Device::flex();
+    if !training_on_cpu || options.dilation != [1, 1] || options.is_asymmetric() {
         return burn::tensor::module::conv2d(x, weight, bias, options);
     }
     let y = Tensor::from_dispatch(<Dispatch as TrainingConv>::training_conv2d(
