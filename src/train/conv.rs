@@ -63,12 +63,7 @@ impl<B: Backend + TrainingConv, C: CheckpointStrategy> TrainingConv for Autodiff
                 let weight =
                     checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
                 if let Some(node) = node_x {
-                    let dx = B::conv2d_x_backward(
-                        x.clone(),
-                        weight.clone(),
-                        grad.clone(),
-                        options.clone(),
-                    );
+                    let dx = input_gradient::<B>(&x, weight.clone(), grad.clone(), &options);
                     grads.register::<B>(node.id, dx);
                 }
                 if let Some(node) = node_weight {
@@ -144,6 +139,58 @@ pub fn conv2d(
         }
         None => y,
     }
+}
+
+/// dX of a convolution: burn's own, except for a depthwise one (one channel per group), whose
+/// transposed form burn runs channel by channel: there dX is the depthwise convolution of the
+/// output gradient (spread out by the stride with zeros) with the flipped kernel.
+fn input_gradient<B: Backend>(
+    x: &FloatTensor<B>,
+    weight: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    options: &ConvOptions<2>,
+) -> FloatTensor<B> {
+    let [n, c_in, h, w] = x.shape().dims();
+    let [c_out, _, kh, kw] = weight.shape().dims();
+    if !(options.groups == c_in && c_out == c_in) {
+        return B::conv2d_x_backward(x.clone(), weight, grad, options.clone());
+    }
+    let [_, _, ho, wo] = grad.shape().dims();
+    let [sh, sw] = options.stride;
+    let [ph, pw] = options.padding_begin();
+    let spread = if sh == 1 && sw == 1 {
+        grad
+    } else {
+        let zeros = B::float_zeros(
+            [n, c_in, (ho - 1) * sh + 1, (wo - 1) * sw + 1].into(),
+            &grad.device(),
+            grad.dtype().into(),
+        );
+        let every = |step: usize, count: usize| {
+            Slice::new(0, Some(((count - 1) * step + 1) as isize), step as isize)
+        };
+        B::float_slice_assign(
+            zeros,
+            &[full(n), full(c_in), every(sh, ho), every(sw, wo)],
+            grad,
+        )
+    };
+    // Rows and columns of x that no window reached (the stride did not divide) get zeros.
+    let [rest_h, rest_w] = [
+        h - ((ho - 1) * sh + kh - 2 * ph),
+        w - ((wo - 1) * sw + kw - 2 * pw),
+    ];
+    let padding = [
+        (kh - 1 - ph, kh - 1 - ph + rest_h),
+        (kw - 1 - pw, kw - 1 - pw + rest_w),
+    ];
+    let flipped = B::float_flip(weight, &[2, 3]);
+    B::conv2d(
+        spread,
+        flipped,
+        None,
+        ConvOptions::new_with_padding([1, 1], padding, [1, 1], c_in),
+    )
 }
 
 /// dW from the input `x` (N×Cin×H×W), the output gradient `grad` (N×Cout×Ho×Wo) and symmetric,
@@ -277,6 +324,9 @@ mod tests {
             (3, 8, 3, 1, 1, 1, 12),
             (8, 8, 1, 1, 0, 1, 10),
             (8, 8, 3, 2, 1, 8, 11),
+            (8, 8, 3, 2, 1, 8, 12),
+            (8, 8, 3, 1, 1, 8, 10),
+            (6, 6, 5, 2, 2, 6, 13),
             (6, 4, 3, 2, 1, 2, 9),
             (4, 4, 7, 2, 3, 1, 16),
         ];
