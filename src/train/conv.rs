@@ -7,8 +7,9 @@
 //! output gradient with the input window that tap saw (see [`weight_gradient`]): 4.7× faster on
 //! the U-Net's 16→16 conv at 128², batch 8.
 //!
-//! The input gradient and the forward pass stay burn's own. On any other device than the CPU
-//! backend, [`conv2d`] is burn's convolution unchanged.
+//! A depthwise convolution's input gradient is computed as a depthwise convolution too (see
+//! [`input_gradient`]); other input gradients and the forward pass stay burn's own. Without
+//! autodiff, or on any other device than the CPU backend, [`conv2d`] is burn's convolution.
 
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
