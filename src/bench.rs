@@ -13,7 +13,7 @@ use ndarray::{Array3, Array4, Axis};
 use serde::Serialize;
 
 use crate::imaging::{Compositor, LabelStyle, Mode, Preprocessor};
-use crate::infer::{Segmenter, SegmenterOptions};
+use crate::infer::{Provider, Segmenter, SegmenterOptions};
 use crate::stream::{self, EngineConfig, Job, StageSummary};
 use crate::video::{FrameSink, FrameSource, OutputKind, probe_file};
 use crate::{Error, Result};
@@ -157,7 +157,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         })?,
     ];
     let mut segmenter = Segmenter::load(&config.model, &config.runtime)?;
-    let provider = format!("{:?}", segmenter.provider());
+    let provider = segmenter.provider();
     let inputs = decoded_inputs(&config.input, &segmenter)?;
     for &batch in &config.batches {
         measurements.push(repeat(config, "inference", Some(batch), || {
@@ -206,17 +206,17 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport> {
         cpu_s_per_frame,
         cpu_bound_fps,
         cpu_efficiency: median("end-to-end", Some(best)) / cpu_bound_fps,
-        device: device_name(&provider),
+        device: device_name(provider),
         precision: model_precision(&config.model)?,
-        provider,
+        provider: format!("{provider:?}"),
         peak_rss_mib: peak_rss_mib(),
         measurements,
     })
 }
 
 /// The GPU's name (from the NVIDIA driver) for CUDA, else the processor's and its cores.
-fn device_name(provider: &str) -> String {
-    if provider == "Cuda" {
+fn device_name(provider: Provider) -> String {
+    if provider == Provider::Cuda {
         let smi = std::process::Command::new("nvidia-smi")
             .args(["--query-gpu=name", "--format=csv,noheader"])
             .output();

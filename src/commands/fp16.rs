@@ -4,21 +4,15 @@
 use prost::Message;
 use serde_json::json;
 
-use super::written_through_temp;
+use super::{contract_model, cpu_options, written_through_temp};
 use crate::Error;
 use crate::cli::Fp16Args;
-use crate::infer::{DeviceChoice, Segmenter, SegmenterOptions};
+use crate::infer::Segmenter;
 use crate::onnx::half::to_half;
 use crate::onnx::metadata_entries;
-use crate::onnx::read_model;
 
 pub fn run(args: &Fp16Args) -> anyhow::Result<()> {
-    let cpu = SegmenterOptions {
-        device: DeviceChoice::Cpu,
-        ..SegmenterOptions::default()
-    };
-    let mut card = Segmenter::load(&args.model, &cpu)?.card().clone();
-    let model = read_model(&args.model)?;
+    let (mut card, model) = contract_model(&args.model)?;
     let mut half = to_half(&model).map_err(|e| Error::model(&args.model, e))?;
     card.training["precision"] = json!({
         "from": args.model.display().to_string(),
@@ -28,7 +22,7 @@ pub fn run(args: &Fp16Args) -> anyhow::Result<()> {
     let encoded = half.encode_to_vec();
     written_through_temp(&args.output, |temp| {
         std::fs::write(temp, &encoded).map_err(|e| Error::io(temp, e))?;
-        Segmenter::load(temp, &cpu)
+        Segmenter::load(temp, &cpu_options())
             .map(drop)
             .map_err(anyhow::Error::from)
     })?;

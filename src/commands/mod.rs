@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use crate::cli::{Command, ModelArgs};
-use crate::infer::Segmenter;
+use crate::infer::{DeviceChoice, ModelCard, Segmenter, SegmenterOptions};
+use crate::onnx::proto::ModelProto;
 use crate::paths::checkout_candidates;
 
 /// Exit code for usage errors (options that cannot work), as clap uses.
@@ -66,6 +67,21 @@ fn written_through_temp(
         }
     }
     result
+}
+
+/// The card and the graph of the model at `path`, which must load under the contract (on the
+/// CPU provider, so that rewriting a model needs no GPU).
+fn contract_model(path: &Path) -> anyhow::Result<(ModelCard, ModelProto)> {
+    let card = Segmenter::load(path, &cpu_options())?.card().clone();
+    Ok((card, crate::onnx::read_model(path)?))
+}
+
+/// Segmenter options for the CPU provider.
+fn cpu_options() -> SegmenterOptions {
+    SegmenterOptions {
+        device: DeviceChoice::Cpu,
+        ..SegmenterOptions::default()
+    }
 }
 
 /// Exit code after Ctrl-C (128 + SIGINT).

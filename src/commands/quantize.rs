@@ -9,15 +9,14 @@ use ndarray::{ArrayD, Axis, Ix4};
 use prost::Message;
 use serde_json::json;
 
-use super::written_through_temp;
+use super::{contract_model, written_through_temp};
 use crate::cli::QuantizeArgs;
 use crate::dataset::Dataset;
 use crate::dataset::read::decode;
 use crate::imaging::{Postprocessor, Preprocessor};
 use crate::infer::raw::RawSession;
-use crate::infer::{DeviceChoice, ModelCard, Segmenter, SegmenterOptions};
+use crate::infer::{ModelCard, Segmenter, SegmenterOptions};
 use crate::onnx::quantize::{Ranges, calibrated_tensors, quantize, with_outputs};
-use crate::onnx::read_model;
 use crate::onnx::{OUTPUT, metadata_entries};
 use crate::{Error, Result};
 
@@ -27,12 +26,7 @@ const SCHEME: &str = "int8 QDQ: weights symmetric int8 per output channel, activ
 
 pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.images > 0, "--images must be at least 1");
-    let options = SegmenterOptions {
-        device: DeviceChoice::Cpu,
-        ..SegmenterOptions::default()
-    };
-    let mut card = Segmenter::load(&args.model, &options)?.card().clone();
-    let model = read_model(&args.model)?;
+    let (mut card, model) = contract_model(&args.model)?;
     let original_bytes = model.encoded_len();
     let tensors = calibrated_tensors(&model).map_err(|e| Error::model(&args.model, e))?;
     let inputs = calibration_inputs(&args.data, args.images, &card)?;

@@ -619,9 +619,7 @@ impl StepTimes {
     pub fn total(&self) -> f64 {
         self.wait + self.upload + self.forward + self.loss + self.backward + self.optimizer
     }
-}
 
-impl StepTimes {
     /// `profile: per step …` for `steps` steps' total.
     pub fn per_step_summary(&self, steps: usize) -> String {
         let ms = |seconds: f64| seconds / steps.max(1) as f64 * 1e3;
