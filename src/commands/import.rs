@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use ndarray::{Array4, Axis};
+use ndarray::{Array4, Axis, s};
 use prost::Message;
 use rand::{RngExt as _, SeedableRng, rngs::StdRng};
 
@@ -12,6 +12,7 @@ use super::written_through_temp;
 use crate::Error;
 use crate::cli::ImportArgs;
 use crate::imaging::postprocess::probabilities;
+use crate::imaging::resize::Scaler;
 use crate::infer::model_card::{IMAGENET_MEAN, IMAGENET_STD};
 use crate::infer::raw::run_once;
 use crate::infer::{Segmenter, SegmenterOptions};
@@ -180,6 +181,7 @@ fn agreement_with_original(
     let theirs = theirs
         .into_dimensionality::<ndarray::Ix4>()
         .context("the original's output is not rank 4")?;
+    let theirs = upsampled_to(theirs, [ours.dim().2, ours.dim().3]);
     anyhow::ensure!(
         theirs.dim() == ours.dim(),
         "the original's output is {:?}, the imported model's {:?}",
@@ -187,6 +189,30 @@ fn agreement_with_original(
         ours.dim()
     );
     Ok(max_difference(&ours, &theirs.view()))
+}
+
+/// `logits` (N×C×h×w) resized bilinearly to `[height, width]`, as the import's appended
+/// Resize does when the original's output is a fraction of the input's size.
+fn upsampled_to(logits: Array4<f32>, [height, width]: [usize; 2]) -> Array4<f32> {
+    let (n, c, h, w) = logits.dim();
+    if [h, w] == [height, width] || h > height || w > width {
+        return logits;
+    }
+    let mut scaler = Scaler::default();
+    let mut out = Array4::zeros((n, c, height, width));
+    for (i, j) in (0..n).flat_map(|i| (0..c).map(move |j| (i, j))) {
+        let plane = logits.slice(s![i, j, .., ..]).to_owned();
+        let mut target = out.slice_mut(s![i, j, .., ..]);
+        scaler.plane(
+            plane.as_slice().expect("an owned array is contiguous"),
+            [w, h],
+            target
+                .as_slice_mut()
+                .expect("a plane of a fresh array is contiguous"),
+            [width, height],
+        );
+    }
+    out
 }
 
 /// A seeded batch of `n` random RGB images in 0..1, N×3×H×W.

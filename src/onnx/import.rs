@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! input(N×3×H×W) → [Transpose to NHWC] → original graph → [final Sigmoid/Softmax removed]
-//!                → [Transpose to NCHW] → logits(N×C×H×W)
+//!                → [Transpose to NCHW] → [bilinear Resize, when the output is a whole
+//!                   fraction of the input's size] → logits(N×C×H×W)
 //! ```
 //!
 //! What a graph says is detected (channels-last input, a probability output, a fixed batch);
@@ -13,10 +14,16 @@ use std::collections::HashSet;
 
 use super::graph::{dim_param, dim_value, ints_attribute, tensor_info};
 use super::interpret::GraphModel;
+use super::proto::attribute_proto::AttributeType;
 use super::proto::tensor_proto::DataType;
 use super::proto::tensor_shape_proto::dimension::Value;
-use super::proto::{ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use super::proto::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto,
+};
 use super::{INPUT, OUTPUT, VALUE_MOVING_OPS, int64_values};
+
+/// The imported graph's own output, when [`OUTPUT`] up-samples it to the input's size.
+const COARSE_OUTPUT: &str = "segstream_coarse_logits";
 use crate::infer::ModelCard;
 use crate::infer::model_card::default_colors;
 
@@ -184,13 +191,24 @@ pub fn rewrite(mut model: ModelProto, options: &ImportOptions) -> Result<Importe
         layout_node("Identity", INPUT, &input_name, None)
     };
     graph.node.insert(0, to_original);
+    let factor = upsampling_factor(
+        [height, width],
+        [output_dims[height_axis], output_dims[width_axis]],
+    )?;
+    let logits = if factor > 1 { COARSE_OUTPUT } else { OUTPUT };
     let to_logits = if channels_last {
         changes.push("output transposed from N×H×W×C to N×C×H×W".into());
-        layout_node("Transpose", &last, OUTPUT, Some(&[0, 3, 1, 2]))
+        layout_node("Transpose", &last, logits, Some(&[0, 3, 1, 2]))
     } else {
-        layout_node("Identity", &last, OUTPUT, None)
+        layout_node("Identity", &last, logits, None)
     };
     graph.node.push(to_logits);
+    if factor > 1 {
+        append_upsampling(&mut graph, factor);
+        changes.push(format!(
+            "output up-sampled {factor}× (bilinear) to the input's size"
+        ));
+    }
 
     let batch = if options.dynamic_batch {
         let reshapes = make_batch_dynamic(&graph.node, &mut graph.initializer);
@@ -259,10 +277,11 @@ pub fn rewrite(mut model: ModelProto, options: &ImportOptions) -> Result<Importe
     })
 }
 
-/// Frees a graph from the input size it was converted at, when only whole-frame pools tie it
-/// there: they become GlobalAveragePool (the same result at that size) and the height and
-/// width become dynamic. Returns the stride input sides must be multiples of, or `None` when
-/// the graph was left as it is (no such pools, or ops the interpreter does not run).
+/// Frees a graph from the input size it was converted at: whole-frame pools become
+/// GlobalAveragePool (the same result at that size) and the height and width become dynamic
+/// (the caller checks that another size runs, else imports the graph with its own size).
+/// Returns the stride input sides must be multiples of, or `None` when the graph was left as
+/// it is (ops the interpreter does not run).
 fn make_size_agnostic(
     model: &mut ModelProto,
     size: [usize; 2],
@@ -272,9 +291,6 @@ fn make_size_agnostic(
         return Ok(None);
     };
     let trace = interpreted.trace_sizes(size);
-    if trace.whole_frame_pools.is_empty() {
-        return Ok(None);
-    }
     let graph = model.graph.as_mut().expect("rewrite set the graph");
     for node in &mut graph.node {
         if node
@@ -289,13 +305,13 @@ fn make_size_agnostic(
     for info in graph.input.iter_mut().take(1).chain(&mut graph.output) {
         set_spatial_dims(info, [dim_param("height"), dim_param("width")]);
     }
+    let pools = match trace.whole_frame_pools.len() {
+        0 => String::new(),
+        n => format!("{n} whole-frame pools made global, so "),
+    };
     changes.push(format!(
-        "{} whole-frame pools made global, so the model takes any size that is a multiple of \
-         {} (it was converted at {}x{})",
-        trace.whole_frame_pools.len(),
-        trace.stride,
-        size[0],
-        size[1]
+        "{pools}the model takes any size that is a multiple of {} (it was converted at {}x{})",
+        trace.stride, size[0], size[1]
     ));
     Ok(Some(trace.stride))
 }
@@ -432,6 +448,58 @@ fn append_log_odds(
         "segstream_log_odds",
     ));
     "segstream_log_odds".into()
+}
+
+/// How many times smaller than the input (`height`, `width`) the output is: 1 when it is as
+/// large or its size is not known, else the same whole factor on both sides.
+///
+/// # Errors
+/// When the output is smaller by factors that differ or are not whole.
+fn upsampling_factor([height, width]: [i64; 2], output: [Option<i64>; 2]) -> Result<i64, String> {
+    let [Some(out_height), Some(out_width)] = output else {
+        return Ok(1);
+    };
+    if (out_height, out_width) == (height, width) {
+        return Ok(1);
+    }
+    let factor = height / out_height.max(1);
+    if out_height * factor != height || out_width * factor != width {
+        return Err(format!(
+            "its output is {out_height}x{out_width} for a {height}x{width} input: not the \
+             input's size nor a whole fraction of it"
+        ));
+    }
+    Ok(factor)
+}
+
+/// Appends a bilinear Resize by `factor` from [`COARSE_OUTPUT`] to [`OUTPUT`], so that the
+/// logits have the input's size (as segstream trains and scores them).
+fn append_upsampling(graph: &mut GraphProto, factor: i64) {
+    const SCALES: &str = "segstream_upsampling_scales";
+    graph.initializer.push(TensorProto {
+        name: Some(SCALES.into()),
+        data_type: Some(DataType::Float as i32),
+        dims: vec![4],
+        float_data: vec![1.0, 1.0, factor as f32, factor as f32],
+        ..Default::default()
+    });
+    let text = |name: &str, value: &str| AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::String as i32),
+        s: Some(value.as_bytes().to_vec()),
+        ..Default::default()
+    };
+    graph.node.push(NodeProto {
+        op_type: Some("Resize".into()),
+        input: vec![COARSE_OUTPUT.into(), String::new(), SCALES.into()],
+        output: vec![OUTPUT.into()],
+        name: Some("segstream_upsampling".into()),
+        attribute: vec![
+            text("mode", "linear"),
+            text("coordinate_transformation_mode", "half_pixel"),
+        ],
+        ..Default::default()
+    });
 }
 
 /// A Transpose (with `perm`) or Identity from `from` to `to`.

@@ -45,22 +45,34 @@ pub struct GraphModel {
 enum Op {
     Conv(ConvOptions<2>),
     ConvTranspose(ConvTransposeOptions<2>),
-    BatchNorm { epsilon: f32 },
+    BatchNorm {
+        epsilon: f32,
+    },
     Relu,
     Sigmoid,
     HardSwish,
-    HardSigmoid { alpha: f32, beta: f32 },
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
     Clip,
     Add,
     Sub,
     Mul,
     Div,
-    Concat { axis: usize },
+    Concat {
+        axis: usize,
+    },
     MaxPool(MaxPoolOptions<2>),
     AveragePool(AvgPoolOptions<2>),
     GlobalAveragePool,
-    ReduceMean { axes: Vec<usize> },
+    ReduceMean {
+        axes: Vec<usize>,
+    },
     Resize(InterpolateOptions),
+    /// Linear resizing by whole factors with TensorFlow's `half_pixel_centers=False`
+    /// (ONNX "asymmetric"), which burn's interpolate does not offer.
+    UpsampleAsymmetric([usize; 2]),
     Transpose([usize; 4]),
     Reshape,
     Identity,
@@ -335,6 +347,9 @@ impl GraphModel {
             Op::GlobalAveragePool => arg(0).mean_dim(2).mean_dim(3),
             Op::ReduceMean { axes } => axes.iter().fold(arg(0), |x, &axis| x.mean_dim(axis)),
             Op::Resize(options) => interpolate(arg(0), options.clone()),
+            Op::UpsampleAsymmetric([height, width]) => {
+                upsample_asymmetric(upsample_asymmetric(arg(0), 2, *height), 3, *width)
+            }
             Op::Transpose(perm) => arg(0).permute(*perm),
             Op::Reshape => {
                 let x = arg(0);
@@ -393,7 +408,10 @@ fn head_node(model: &ModelProto) -> Option<usize> {
         let node = &graph.node[index];
         match node.op_type.as_deref()? {
             "Conv" | "ConvTranspose" => return Some(index),
-            op if VALUE_MOVING_OPS.contains(&op) => tensor = node.input.first()?.clone(),
+            // Resizing works channel by channel: any number of classes passes through.
+            op if op == "Resize" || VALUE_MOVING_OPS.contains(&op) => {
+                tensor = node.input.first()?.clone()
+            }
             _ => return None,
         }
     }
@@ -625,9 +643,7 @@ fn read_node(node: &NodeProto, constants: &HashMap<String, Constant>) -> Result<
                     .collect(),
             }
         }
-        "Resize" => {
-            Op::Resize(resize_options(node, &attributes, constants).map_err(|w| refuse(&w))?)
-        }
+        "Resize" => resize_op(node, &attributes, constants).map_err(|w| refuse(&w))?,
         "Transpose" => match attributes.ints("perm") {
             Some([a, b, c, d]) => Op::Transpose([*a, *b, *c, *d].map(|v| v as usize)),
             other => return Err(refuse(&format!("perm {other:?} is not rank 4"))),
@@ -650,28 +666,36 @@ fn read_node(node: &NodeProto, constants: &HashMap<String, Constant>) -> Result<
 }
 
 /// Resize as burn's interpolate: nearest (asymmetric or half-pixel, integer up-scaling) or
-/// linear (half-pixel or align-corners), by constant scales or sizes.
-fn resize_options(
+/// linear (half-pixel or align-corners), by constant scales or sizes; linear asymmetric by
+/// whole constant scales as [`upsample_asymmetric`].
+fn resize_op(
     node: &NodeProto,
     attributes: &Attributes<'_>,
     constants: &HashMap<String, Constant>,
-) -> Result<InterpolateOptions, String> {
+) -> Result<Op, String> {
     let mode = attributes.string("mode").unwrap_or("nearest");
     let coordinates = attributes
         .string("coordinate_transformation_mode")
         .unwrap_or("half_pixel");
-    let (mode, align_corners) = match (mode, coordinates) {
-        ("linear", "half_pixel" | "pytorch_half_pixel") => (InterpolateMode::Bilinear, false),
-        ("linear", "align_corners") => (InterpolateMode::Bilinear, true),
-        ("nearest", "asymmetric" | "half_pixel") => (InterpolateMode::Nearest, false),
-        other => return Err(format!("mode and coordinates {other:?} are not supported")),
-    };
     let input = |slot: usize| {
         node.input
             .get(slot)
             .filter(|n| !n.is_empty())
             .and_then(|n| constants.get(n))
             .filter(|c| c.values.len() == 4)
+    };
+    if (mode, coordinates) == ("linear", "asymmetric") {
+        let whole = |s: f32| (s >= 1.0 && s.fract() == 0.0).then_some(s as usize);
+        return match input(2).map(|s| (whole(s.values[2]), whole(s.values[3]))) {
+            Some((Some(height), Some(width))) => Ok(Op::UpsampleAsymmetric([height, width])),
+            _ => Err("linear asymmetric resizing needs constant whole scales".into()),
+        };
+    }
+    let (mode, align_corners) = match (mode, coordinates) {
+        ("linear", "half_pixel" | "pytorch_half_pixel") => (InterpolateMode::Bilinear, false),
+        ("linear", "align_corners") => (InterpolateMode::Bilinear, true),
+        ("nearest", "asymmetric" | "half_pixel") => (InterpolateMode::Nearest, false),
+        other => return Err(format!("mode and coordinates {other:?} are not supported")),
     };
     let options = InterpolateOptions::new(mode).with_align_corners(align_corners);
     match (input(2), input(3)) {
@@ -681,6 +705,33 @@ fn resize_options(
         }
         _ => Err("scales or sizes must be constant initializers of 4 values".into()),
     }
+    .map(Op::Resize)
+}
+
+/// Linear up-sampling of `x` along `axis` by the whole `factor`, output position `i` read at
+/// `i / factor` (ONNX "asymmetric"): output `factor·k + j` is `x[k]·(1 − j/factor) +
+/// x[k+1]·(j/factor)`, the last row repeated past the edge.
+fn upsample_asymmetric(x: Tensor<4>, axis: usize, factor: usize) -> Tensor<4> {
+    if factor == 1 {
+        return x;
+    }
+    let mut dims = x.dims();
+    let length = dims[axis];
+    let next = Tensor::cat(
+        vec![
+            x.clone().narrow(axis, 1, length - 1),
+            x.clone().narrow(axis, length - 1, 1),
+        ],
+        axis,
+    );
+    let phases: Vec<Tensor<5>> = (0..factor)
+        .map(|j| {
+            let t = j as f32 / factor as f32;
+            (x.clone() * (1.0 - t) + next.clone() * t).unsqueeze_dim(axis + 1)
+        })
+        .collect();
+    dims[axis] = length * factor;
+    Tensor::cat(phases, axis + 1).reshape(dims)
 }
 
 /// A node's attributes by name.

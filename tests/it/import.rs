@@ -227,3 +227,122 @@ fn a_model_with_a_fixed_batch_runs_at_any_batch_size() {
         );
     }
 }
+
+/// A model whose logits are a quarter of its input's size, as detectors and many segmenters
+/// give them: max-pool ½, TensorFlow's linear ×2 ("asymmetric"), max-pool ¼, 1×1 conv.
+fn coarse_model() -> Vec<u8> {
+    use prost::Message;
+    use segstream::onnx::proto::attribute_proto::AttributeType;
+    use segstream::onnx::proto::tensor_proto::DataType;
+    use segstream::onnx::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
+
+    let ints = |name: &str, values: &[i64]| AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: values.to_vec(),
+        ..Default::default()
+    };
+    let text = |name: &str, value: &str| AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::String as i32),
+        s: Some(value.as_bytes().to_vec()),
+        ..Default::default()
+    };
+    let pool = |from: &str, to: &str, side: i64| NodeProto {
+        op_type: Some("MaxPool".into()),
+        input: vec![from.into()],
+        output: vec![to.into()],
+        attribute: vec![
+            ints("kernel_shape", &[side, side]),
+            ints("strides", &[side, side]),
+        ],
+        ..Default::default()
+    };
+    let floats = |name: &str, dims: &[i64], values: Vec<f32>| TensorProto {
+        name: Some(name.into()),
+        data_type: Some(DataType::Float as i32),
+        dims: dims.to_vec(),
+        float_data: values,
+        ..Default::default()
+    };
+    let mut model = ModelProto::decode(
+        foreign_model(&[("x", &[1, 3, 32, 32])], "Identity", ("y", &[1, 2, 8, 8])).as_slice(),
+    )
+    .unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    graph.node = vec![
+        pool("x", "half", 2),
+        NodeProto {
+            op_type: Some("Resize".into()),
+            input: vec!["half".into(), String::new(), "scales".into()],
+            output: vec!["up".into()],
+            attribute: vec![
+                text("mode", "linear"),
+                text("coordinate_transformation_mode", "asymmetric"),
+            ],
+            ..Default::default()
+        },
+        pool("up", "quarter", 4),
+        NodeProto {
+            op_type: Some("Conv".into()),
+            input: vec!["quarter".into(), "w".into(), "b".into()],
+            output: vec!["y".into()],
+            ..Default::default()
+        },
+    ];
+    graph.initializer = vec![
+        floats("scales", &[4], vec![1.0, 1.0, 2.0, 2.0]),
+        floats("w", &[2, 3, 1, 1], vec![4.0, -2.0, 1.0, -3.0, 2.0, 0.5]),
+        floats("b", &[2], vec![-1.0, 0.5]),
+    ];
+    model.encode_to_vec()
+}
+
+#[test]
+fn a_coarse_output_is_upsampled_to_the_input_and_fine_tunes_at_another_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("coarse.onnx");
+    std::fs::write(&model, coarse_model()).unwrap();
+    let imported = dir.path().join("coarse-imported.onnx");
+    let stdout = import_model(&model, &imported, &[]);
+    assert!(stdout.contains("output up-sampled 4×"), "{stdout}");
+    assert!(
+        stdout.contains("any size that is a multiple of 4"),
+        "{stdout}"
+    );
+    // The check compares the original's 8×8 logits, up-sampled, with ours.
+    assert!(stdout.contains("logits to max |Δ|"), "{stdout}");
+
+    // Training runs the asymmetric ×2 in burn; the export must agree with ONNX Runtime.
+    let run = dir.path().join("run");
+    let data = shared("human_seg");
+    let stdout = run_ok(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--classes",
+        "person",
+        "--init-from",
+        imported.to_str().unwrap(),
+        "--size",
+        "48x64",
+        "--epochs",
+        "1",
+        "--limit",
+        "16",
+        "-o",
+        run.to_str().unwrap(),
+    ])
+    .stdout;
+    println!("{stdout}");
+    assert!(stdout.contains("new head (2 → 1 classes)"), "{stdout}");
+    let parity: f64 = stdout
+        .split("max |Δ| = ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no parity in {stdout}"));
+    assert!(parity < 1e-4, "parity {parity}");
+    let card = run_ok(&["inspect", run.join("model.onnx").to_str().unwrap()]).stdout;
+    assert!(card.contains("input size:   48x64"), "{card}");
+}
