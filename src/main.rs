@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use segstream::cli::Cli;
+use segstream::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     // First of all: a Ctrl-C during start-up must not kill the process with an output half-made.
@@ -22,6 +22,16 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Inspect(_) | Command::Eval(_) | Command::Bench(_)
+    ) {
+        // A reader that stops early (`segstream inspect … | head`) ends a command that only
+        // reports, as it ends any Unix tool, rather than a panic on the broken pipe. Commands
+        // that write files keep ignoring SIGPIPE: they must finish their output.
+        // SAFETY: restores the default disposition of one signal; no handler is involved.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match segstream::commands::run(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {

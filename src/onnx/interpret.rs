@@ -24,6 +24,7 @@ use burn::tensor::ops::{
 use super::proto::tensor_proto::DataType;
 use super::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
 use super::{VALUE_MOVING_OPS, int64_values};
+use crate::train::activation::hard_swish;
 use crate::train::conv::conv2d;
 
 /// An ONNX graph as a burn module: its weights are the module's parameters, split into the
@@ -326,10 +327,7 @@ impl GraphModel {
             }
             Op::Relu => relu(arg(0)),
             Op::Sigmoid => sigmoid(arg(0)),
-            Op::HardSwish => {
-                let x = arg(0);
-                x.clone() * (x + 3.0).clamp(0.0, 6.0) / 6.0
-            }
+            Op::HardSwish => hard_swish(arg(0)),
             Op::HardSigmoid { alpha, beta } => (arg(0) * *alpha + *beta).clamp(0.0, 1.0),
             Op::Clip => {
                 let bound = |i: usize, default: f32| {

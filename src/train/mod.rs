@@ -2,6 +2,7 @@
 //! augmentation, losses and schedules, checkpoints and reports, the ONNX export and the parity
 //! check between the two.
 
+pub mod activation;
 pub mod augment;
 pub mod checkpoint;
 pub mod config;
