@@ -29,7 +29,7 @@ fn quantize(model: &Path, data: &Path, out: &Path) -> String {
 fn the_quantized_camvid_model_scores_as_the_original_and_segments_video() {
     let dir = tempfile::tempdir().unwrap();
     let int8 = dir.path().join("camvid-int8.onnx");
-    let report = quantize(&shipped("camvid.onnx"), &shared("camvid"), &int8);
+    let report = quantize(&shipped("camvid-small.onnx"), &shared("camvid"), &int8);
     println!("{report}");
     assert!(report.contains("from 16 training images"), "{report}");
 
@@ -54,7 +54,7 @@ fn the_quantized_camvid_model_scores_as_the_original_and_segments_video() {
         .count();
     assert_eq!(int8_weights, 23, "one per Conv and ConvTranspose");
 
-    let before = eval_json(&shipped("camvid.onnx"), &shared("camvid"), &[]);
+    let before = eval_json(&shipped("camvid-small.onnx"), &shared("camvid"), &[]);
     let after = eval_json(&int8, &shared("camvid"), &[]);
     let miou = |json: &serde_json::Value| json["mean_iou"].as_f64().unwrap();
     println!("mean IoU {:.4} → {:.4}", miou(&before), miou(&after));
