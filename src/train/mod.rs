@@ -15,6 +15,7 @@ pub mod loss;
 pub mod lr_find;
 pub mod memory;
 pub mod model;
+pub mod norm;
 pub mod parity;
 mod plot;
 pub mod pretrained;

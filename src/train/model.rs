@@ -16,6 +16,7 @@ use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
 use super::conv::conv2d_module;
+use super::norm::batch_norm;
 use crate::onnx::interpret::GraphModel;
 
 /// Which U-Net to build.
@@ -119,7 +120,7 @@ impl ConvNorm {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.norm.forward(conv2d_module(&self.conv, x))
+        batch_norm(&self.norm, conv2d_module(&self.conv, x))
     }
 }
 
