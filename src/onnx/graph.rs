@@ -228,11 +228,22 @@ fn int_attribute(name: &str, value: i64) -> AttributeProto {
     }
 }
 
-pub(super) fn ints_attribute(name: &str, values: &[usize]) -> AttributeProto {
+/// An ONNX attribute holding a list of integers.
+pub fn ints_attribute(name: &str, values: &[usize]) -> AttributeProto {
     AttributeProto {
         name: Some(name.to_string()),
         r#type: Some(AttributeType::Ints as i32),
         ints: values.iter().map(|&v| v as i64).collect(),
+        ..Default::default()
+    }
+}
+
+/// An ONNX attribute holding a string.
+pub fn string_attribute(name: &str, value: &str) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.to_string()),
+        r#type: Some(AttributeType::String as i32),
+        s: Some(value.as_bytes().to_vec()),
         ..Default::default()
     }
 }

@@ -12,14 +12,11 @@
 
 use std::collections::HashSet;
 
-use super::graph::{dim_param, dim_value, ints_attribute, tensor_info};
+use super::graph::{dim_param, dim_value, ints_attribute, string_attribute, tensor_info};
 use super::interpret::GraphModel;
-use super::proto::attribute_proto::AttributeType;
 use super::proto::tensor_proto::DataType;
 use super::proto::tensor_shape_proto::dimension::Value;
-use super::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto,
-};
+use super::proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use super::{INPUT, OUTPUT, VALUE_MOVING_OPS, int64_values};
 
 /// The imported graph's own output, when [`OUTPUT`] up-samples it to the input's size.
@@ -483,20 +480,14 @@ fn append_upsampling(graph: &mut GraphProto, factor: i64) {
         float_data: vec![1.0, 1.0, factor as f32, factor as f32],
         ..Default::default()
     });
-    let text = |name: &str, value: &str| AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::String as i32),
-        s: Some(value.as_bytes().to_vec()),
-        ..Default::default()
-    };
     graph.node.push(NodeProto {
         op_type: Some("Resize".into()),
         input: vec![COARSE_OUTPUT.into(), String::new(), SCALES.into()],
         output: vec![OUTPUT.into()],
         name: Some("segstream_upsampling".into()),
         attribute: vec![
-            text("mode", "linear"),
-            text("coordinate_transformation_mode", "half_pixel"),
+            string_attribute("mode", "linear"),
+            string_attribute("coordinate_transformation_mode", "half_pixel"),
         ],
         ..Default::default()
     });

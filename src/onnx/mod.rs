@@ -12,7 +12,7 @@ pub mod interpret;
 pub mod quantize;
 pub mod transposes;
 
-pub use graph::{GraphBuilder, Weights, Window};
+pub use graph::{GraphBuilder, Weights, Window, ints_attribute, string_attribute};
 
 /// Protobuf types of `onnx.proto` (package `onnx`).
 #[allow(clippy::all, missing_docs)]

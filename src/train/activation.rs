@@ -109,8 +109,7 @@ fn slope(x: f32) -> f32 {
 
 /// Hard-swish of `x`; fused when trained on the CPU backend.
 pub fn hard_swish(x: Tensor<4>) -> Tensor<4> {
-    let device = x.device();
-    if device.is_autodiff() && device.inner() == Device::flex() {
+    if super::trains_on_cpu(&x.device()) {
         Tensor::from_dispatch(<Dispatch as TrainingActivation>::training_hard_swish(
             x.into_dispatch(),
         ))

@@ -123,9 +123,7 @@ pub fn conv2d(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    let device = x.device();
-    let training_on_cpu = device.is_autodiff() && device.inner() == Device::flex();
-    if !training_on_cpu || options.dilation != [1, 1] || options.is_asymmetric() {
+    if !super::trains_on_cpu(&x.device()) || options.dilation != [1, 1] || options.is_asymmetric() {
         return burn::tensor::module::conv2d(x, weight, bias, options);
     }
     let y = Tensor::from_dispatch(<Dispatch as TrainingConv>::training_conv2d(

@@ -21,3 +21,9 @@ mod plot;
 pub mod pretrained;
 pub mod report;
 pub mod schedule;
+
+/// Whether `device` trains on burn's CPU backend (autodiff over Flex), where segstream's own
+/// convolution gradients, batch norm and hard-swish ([`conv`], [`norm`], [`activation`]) run.
+pub(crate) fn trains_on_cpu(device: &burn::prelude::Device) -> bool {
+    device.is_autodiff() && device.clone().inner() == burn::prelude::Device::flex()
+}

@@ -303,8 +303,7 @@ where
 /// training, the running averages otherwise); fused when trained on the CPU backend.
 pub fn batch_norm(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
-    let fused = device.is_autodiff() && device.clone().inner() == Device::flex();
-    if !(fused && norm.training.is_enabled()) {
+    if !(super::trains_on_cpu(&device) && norm.training.is_enabled()) {
         return norm.forward(x);
     }
     let stats: Tensor<2> = Tensor::from_dispatch(<Dispatch as TrainingNorm>::training_batch_stats(

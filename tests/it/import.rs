@@ -232,29 +232,17 @@ fn a_model_with_a_fixed_batch_runs_at_any_batch_size() {
 /// give them: max-pool ½, TensorFlow's linear ×2 ("asymmetric"), max-pool ¼, 1×1 conv.
 fn coarse_model() -> Vec<u8> {
     use prost::Message;
-    use segstream::onnx::proto::attribute_proto::AttributeType;
     use segstream::onnx::proto::tensor_proto::DataType;
-    use segstream::onnx::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
+    use segstream::onnx::proto::{ModelProto, NodeProto, TensorProto};
+    use segstream::onnx::{ints_attribute, string_attribute};
 
-    let ints = |name: &str, values: &[i64]| AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Ints as i32),
-        ints: values.to_vec(),
-        ..Default::default()
-    };
-    let text = |name: &str, value: &str| AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::String as i32),
-        s: Some(value.as_bytes().to_vec()),
-        ..Default::default()
-    };
-    let pool = |from: &str, to: &str, side: i64| NodeProto {
+    let pool = |from: &str, to: &str, side: usize| NodeProto {
         op_type: Some("MaxPool".into()),
         input: vec![from.into()],
         output: vec![to.into()],
         attribute: vec![
-            ints("kernel_shape", &[side, side]),
-            ints("strides", &[side, side]),
+            ints_attribute("kernel_shape", &[side, side]),
+            ints_attribute("strides", &[side, side]),
         ],
         ..Default::default()
     };
@@ -277,8 +265,8 @@ fn coarse_model() -> Vec<u8> {
             input: vec!["half".into(), String::new(), "scales".into()],
             output: vec!["up".into()],
             attribute: vec![
-                text("mode", "linear"),
-                text("coordinate_transformation_mode", "asymmetric"),
+                string_attribute("mode", "linear"),
+                string_attribute("coordinate_transformation_mode", "asymmetric"),
             ],
             ..Default::default()
         },
