@@ -219,7 +219,8 @@ fn window_attributes(window: Window) -> Vec<AttributeProto> {
     ]
 }
 
-fn int_attribute(name: &str, value: i64) -> AttributeProto {
+/// An ONNX attribute holding one integer.
+pub(super) fn int_attribute(name: &str, value: i64) -> AttributeProto {
     AttributeProto {
         name: Some(name.to_string()),
         r#type: Some(AttributeType::Int as i32),

@@ -4,8 +4,9 @@
 
 use half::f16;
 
+use super::graph::int_attribute;
 use super::proto::tensor_proto::DataType;
-use super::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
+use super::proto::{ModelProto, NodeProto, TensorProto};
 use super::{INPUT, OUTPUT};
 
 /// Inputs that ONNX requires in f32 whatever the data's type: Resize's region and scales.
@@ -117,12 +118,7 @@ fn cast(from: &str, to: &str, data_type: DataType) -> NodeProto {
         input: vec![from.into()],
         output: vec![to.into()],
         name: Some(format!("segstream_cast_{to}")),
-        attribute: vec![AttributeProto {
-            name: Some("to".into()),
-            i: Some(data_type as i64),
-            r#type: Some(super::proto::attribute_proto::AttributeType::Int as i32),
-            ..Default::default()
-        }],
+        attribute: vec![int_attribute("to", data_type as i64)],
         ..Default::default()
     }
 }

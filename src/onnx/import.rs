@@ -18,11 +18,11 @@ use super::proto::tensor_proto::DataType;
 use super::proto::tensor_shape_proto::dimension::Value;
 use super::proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use super::{INPUT, OUTPUT, VALUE_MOVING_OPS, int64_values};
+use crate::infer::ModelCard;
+use crate::infer::model_card::default_colors;
 
 /// The imported graph's own output, when [`OUTPUT`] up-samples it to the input's size.
 const COARSE_OUTPUT: &str = "segstream_coarse_logits";
-use crate::infer::ModelCard;
-use crate::infer::model_card::default_colors;
 
 /// How the model's tensors are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -13,10 +13,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::graph::int_attribute;
 use super::proto::tensor_proto::DataType;
 use super::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, TypeProto, ValueInfoProto,
-    attribute_proto::AttributeType, type_proto,
+    GraphProto, ModelProto, NodeProto, TensorProto, TypeProto, ValueInfoProto, type_proto,
 };
 
 /// Ops run on quantized tensors: their activation inputs and outputs get a QDQ pair.
@@ -451,12 +451,7 @@ fn qdq_node(op: &str, inputs: Vec<String>, output: &str, axis: Option<usize>) ->
         input: inputs,
         output: vec![output.to_string()],
         attribute: axis
-            .map(|axis| AttributeProto {
-                name: Some("axis".into()),
-                r#type: Some(AttributeType::Int as i32),
-                i: Some(axis as i64),
-                ..Default::default()
-            })
+            .map(|axis| int_attribute("axis", axis as i64))
             .into_iter()
             .collect(),
         ..Default::default()
