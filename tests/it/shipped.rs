@@ -12,8 +12,18 @@ fn the_people_model_finds_people_close_up_and_in_the_street() {
     println!("people on human_seg: {json}");
     assert_eq!(json["images"], 47, "train's validation split");
     let dice = json["dice"].as_f64().unwrap();
-    // models/README.md: 0.910 (the aim of 0.96 is not reached yet).
-    assert!(dice > 0.9, "human_seg Dice {dice}");
+    // models/README.md: 0.919 on these 47 held-out images (MediaPipe's own: 0.907).
+    assert!(dice > 0.9, "human_seg validation Dice {dice}");
+    // All 235 shared images, where MediaPipe scores 0.951 and this model 0.963; 188 of them
+    // are training images, hence the separate held-out floor above.
+    let json = eval_json(
+        &shipped("people.onnx"),
+        &shared("human_seg"),
+        &["--split", "all"],
+    );
+    assert_eq!(json["images"], 235, "{json}");
+    let dice = json["dice"].as_f64().unwrap();
+    assert!(dice > 0.94, "human_seg Dice on all shared images {dice}");
     // CamVid's pedestrians as the person; its cyclists are neither person nor background.
     let streets = format!(
         "{}:Pedestrian=person,Bicyclist=ignore",
@@ -22,7 +32,7 @@ fn the_people_model_finds_people_close_up_and_in_the_street() {
     let json = eval_json(&shipped("people.onnx"), Path::new(&streets), &[]);
     println!("people on CamVid: {json}");
     let iou = json["iou"].as_f64().unwrap();
-    // models/README.md: 0.358 (version 1: 0.005).
+    // models/README.md: 0.393 (version 1: 0.005).
     assert!(iou > 0.25, "CamVid pedestrian IoU {iou}");
 }
 
