@@ -53,6 +53,11 @@ impl Geometry {
         self.channels_in * self.kernel[0] * self.kernel[1]
     }
 
+    /// One channel per group, as many out as in.
+    pub fn is_depthwise(&self, groups: usize) -> bool {
+        groups == self.channels_in && self.channels_out == self.channels_in
+    }
+
     /// A 1×1 kernel at stride 1 without padding: the image is its own column matrix.
     fn is_pointwise(&self) -> bool {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
@@ -367,7 +372,13 @@ fn for_each_segment(g: &Geometry, rows: Range<usize>, mut f: impl FnMut(Segment)
 
 /// The output positions whose window puts kernel offset `k` inside the input:
 /// `0 ≤ o·stride + k − padding < len_in`.
-fn reached(k: usize, stride: usize, padding: usize, len_in: usize, len_out: usize) -> Range<usize> {
+pub(super) fn reached(
+    k: usize,
+    stride: usize,
+    padding: usize,
+    len_in: usize,
+    len_out: usize,
+) -> Range<usize> {
     let first = padding.saturating_sub(k).div_ceil(stride);
     let end = if len_in + padding <= k {
         0

@@ -7,6 +7,7 @@ pub mod augment;
 pub mod checkpoint;
 pub mod config;
 pub mod conv;
+mod conv_depthwise;
 mod conv_gemm;
 pub mod encoder_weights;
 pub mod export;

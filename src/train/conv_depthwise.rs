@@ -1,0 +1,105 @@
+//! The backward pass of a depthwise convolution (one channel per group) on contiguous f32
+//! N×C×H×W data: each (image, channel) plane on its own, kernel tap by kernel tap, the planes
+//! spread over the cores.
+//!
+//! burn 0.22 runs a depthwise convolution's input gradient as a transposed convolution channel
+//! by channel and its weight gradient as a convolution whose kernel is the whole output
+//! gradient. Here, for each tap, one pass over the plane adds the tap's share to the input
+//! gradient and one sums its weight gradient; a plane stays in the core's cache throughout.
+
+use rayon::prelude::*;
+
+use super::conv_gemm::{Geometry, reached};
+
+/// The gradients of `x` and of `weight` (C×1×kh×kw) from the output gradient `grad`, each when
+/// `wanted`; `geometry` has as many output channels as input channels.
+pub fn backward(
+    x: &[f32],
+    weight: &[f32],
+    grad: &[f32],
+    geometry: &Geometry,
+    [want_x, want_weight]: [bool; 2],
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    let g = geometry;
+    let ([h, w], [ho, wo], [kh, kw]) = (g.input, g.output(), g.kernel);
+    let ([sh, sw], [ph, pw]) = (g.stride, g.padding);
+    let taps = kh * kw;
+    let mut dx = vec![0.0; x.len()];
+    let plane_sums: Vec<Vec<f32>> = dx
+        .par_chunks_mut(h * w)
+        .zip(x.par_chunks(h * w))
+        .zip(grad.par_chunks(ho * wo))
+        .enumerate()
+        .map(|(index, ((dx, x), grad))| {
+            let kernel = &weight[index % g.channels_in * taps..][..taps];
+            let mut sums = vec![0.0; taps];
+            for (tap, sum) in sums.iter_mut().enumerate() {
+                let (i, j) = (tap / kw, tap % kw);
+                let (rows, cols) = (reached(i, sh, ph, h, ho), reached(j, sw, pw, w, wo));
+                if cols.is_empty() {
+                    continue;
+                }
+                for oh in rows {
+                    let grad = &grad[oh * wo..][cols.clone()];
+                    let start = (oh * sh + i - ph) * w + cols.start * sw + j - pw;
+                    if want_weight {
+                        *sum += dot(grad, &x[start..], sw);
+                    }
+                    if want_x {
+                        add_scaled(&mut dx[start..], grad, kernel[tap], sw);
+                    }
+                }
+            }
+            sums
+        })
+        .collect();
+    let dw = want_weight.then(|| {
+        let mut dw = vec![0.0; g.channels_in * taps];
+        for (index, sums) in plane_sums.iter().enumerate() {
+            let channel = &mut dw[index % g.channels_in * taps..][..taps];
+            channel.iter_mut().zip(sums).for_each(|(d, s)| *d += s);
+        }
+        dw
+    });
+    (want_x.then_some(dx), dw)
+}
+
+/// Σ `a[k] · b[k·stride]`, in eight running sums so that it vectorises at stride 1.
+fn dot(a: &[f32], b: &[f32], stride: usize) -> f32 {
+    if stride != 1 {
+        return a
+            .iter()
+            .zip(b.iter().step_by(stride))
+            .map(|(a, b)| a * b)
+            .sum();
+    }
+    let b = &b[..a.len()];
+    let mut lanes = [0.0f32; 8];
+    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in a_chunks.zip(b_chunks) {
+        for lane in 0..8 {
+            lanes[lane] += a[lane] * b[lane];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// `target[k·stride] += scale · values[k]`.
+fn add_scaled(target: &mut [f32], values: &[f32], scale: f32, stride: usize) {
+    if stride == 1 {
+        let target = &mut target[..values.len()];
+        target
+            .iter_mut()
+            .zip(values)
+            .for_each(|(t, v)| *t += scale * v);
+    } else {
+        let target = target.iter_mut().step_by(stride);
+        target.zip(values).for_each(|(t, v)| *t += scale * v);
+    }
+}
