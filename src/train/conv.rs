@@ -114,18 +114,18 @@ impl ConvKernels for Flex {
 type BackwardKernel =
     fn(&[f32], &[f32], &[f32], &Geometry, [bool; 2]) -> (Option<Vec<f32>>, Option<Vec<f32>>);
 
-/// The sizes of an undilated convolution with the same padding on both sides; none for others.
+/// The sizes of an undilated convolution; none for a dilated one.
 fn geometry(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Option<Geometry> {
     let [images, channels_in, h, w] = x.shape().dims();
     let [channels_out, _, kh, kw] = weight.shape().dims();
-    (options.dilation == [1, 1] && !options.is_asymmetric()).then_some(Geometry {
+    (options.dilation == [1, 1]).then_some(Geometry {
         images,
         channels_in,
         channels_out,
         input: [h, w],
         kernel: [kh, kw],
         stride: options.stride,
-        padding: options.padding_begin(),
+        padding: options.padding,
     })
 }
 
@@ -232,7 +232,7 @@ pub fn conv2d(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    if !super::trains_on_cpu(&x.device()) || options.dilation != [1, 1] || options.is_asymmetric() {
+    if !super::trains_on_cpu(&x.device()) || options.dilation != [1, 1] {
         return burn::tensor::module::conv2d(x, weight, bias, options);
     }
     let y = Tensor::from_dispatch(<Dispatch as TrainingConv>::training_conv2d(
@@ -259,21 +259,25 @@ mod tests {
     fn weight_and_input_gradients_match_burns_convolution() {
         let device = Device::flex().autodiff();
         let cases = [
-            // (c_in, c_out, kernel, stride, padding, groups, size)
-            (3, 8, 3, 1, 1, 1, 12),
-            (8, 8, 1, 1, 0, 1, 10),
-            (8, 8, 3, 2, 1, 8, 11),
-            (8, 8, 3, 2, 1, 8, 12),
-            (8, 8, 3, 1, 1, 8, 10),
-            (6, 6, 5, 2, 2, 6, 13),
-            (6, 4, 3, 2, 1, 2, 9),
-            (4, 4, 7, 2, 3, 1, 16),
-            (5, 6, 3, 2, 1, 1, 12),
-            (4, 3, 1, 2, 0, 1, 9),
-            (2, 3, 3, 3, 0, 1, 11),
+            // (c_in, c_out, kernel, stride, padding before and after, groups, size)
+            (3, 8, 3, 1, (1, 1), 1, 12),
+            (8, 8, 1, 1, (0, 0), 1, 10),
+            (8, 8, 3, 2, (1, 1), 8, 11),
+            (8, 8, 3, 2, (1, 1), 8, 12),
+            (8, 8, 3, 1, (1, 1), 8, 10),
+            (6, 6, 5, 2, (2, 2), 6, 13),
+            (6, 4, 3, 2, (1, 1), 2, 9),
+            (4, 4, 7, 2, (3, 3), 1, 16),
+            (5, 6, 3, 2, (1, 1), 1, 12),
+            (4, 3, 1, 2, (0, 0), 1, 9),
+            (2, 3, 3, 3, (0, 0), 1, 11),
             // Large enough for several tiles of the column matrix.
-            (16, 8, 3, 1, 1, 1, 80),
-            (16, 8, 3, 2, 1, 1, 81),
+            (16, 8, 3, 1, (1, 1), 1, 80),
+            (16, 8, 3, 2, (1, 1), 1, 81),
+            // TensorFlow's "same" padding at stride 2: one more after than before.
+            (3, 8, 3, 2, (0, 1), 1, 12),
+            (8, 8, 3, 2, (0, 1), 8, 12),
+            (8, 8, 5, 2, (1, 2), 8, 12),
         ];
         for (c_in, c_out, k, s, p, groups, size) in cases {
             let x =
@@ -284,7 +288,7 @@ mod tests {
                 &device,
             );
             let b = Tensor::<1>::random([c_out], Distribution::Normal(0., 1.), &device);
-            let options = ConvOptions::new([s, s], [p, p], [1, 1], groups);
+            let options = ConvOptions::new_with_padding([s, s], [p, p], [1, 1], groups);
             let run = |ours: bool| {
                 let (x, w, b) = (
                     x.clone().require_grad(),

@@ -22,7 +22,7 @@ pub fn backward(
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     let g = geometry;
     let ([h, w], [ho, wo], [kh, kw]) = (g.input, g.output(), g.kernel);
-    let ([sh, sw], [ph, pw]) = (g.stride, g.padding);
+    let ([sh, sw], [(ph, _), (pw, _)]) = (g.stride, g.padding);
     let taps = kh * kw;
     let mut dx = vec![0.0; x.len()];
     let plane_sums: Vec<Vec<f32>> = dx

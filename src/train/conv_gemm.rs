@@ -20,7 +20,7 @@ use rayon::prelude::*;
 /// written and multiplied.
 const TILE_BYTES: usize = 512 * 1024;
 
-/// The sizes of one convolution: undilated, one group, the same padding on both sides.
+/// The sizes of one undilated convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
     pub images: usize,
@@ -30,13 +30,17 @@ pub struct Geometry {
     pub input: [usize; 2],
     pub kernel: [usize; 2],
     pub stride: [usize; 2],
-    pub padding: [usize; 2],
+    /// Padding before and after, for height and width.
+    pub padding: [(usize, usize); 2],
 }
 
 impl Geometry {
     /// Output height and width.
     pub fn output(&self) -> [usize; 2] {
-        [0, 1].map(|d| (self.input[d] + 2 * self.padding[d] - self.kernel[d]) / self.stride[d] + 1)
+        [0, 1].map(|d| {
+            let (before, after) = self.padding[d];
+            (self.input[d] + before + after - self.kernel[d]) / self.stride[d] + 1
+        })
     }
 
     fn image_len(&self) -> usize {
@@ -60,7 +64,7 @@ impl Geometry {
 
     /// A 1×1 kernel at stride 1 without padding: the image is its own column matrix.
     fn is_pointwise(&self) -> bool {
-        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [(0, 0); 2]
     }
 
     /// Output rows per tile: as many as keep a tile's column matrix near `TILE_BYTES`.
@@ -348,7 +352,7 @@ fn for_each_segment(g: &Geometry, rows: Range<usize>, mut f: impl FnMut(Segment)
     let [ho, wo] = g.output();
     let [kh, kw] = g.kernel;
     let [sh, sw] = g.stride;
-    let [ph, pw] = g.padding;
+    let [(ph, _), (pw, _)] = g.padding;
     let mut start = 0;
     for row in 0..g.taps() {
         let (channel, i, j) = (row / (kh * kw), row / kw % kh, row % kw);
@@ -371,7 +375,7 @@ fn for_each_segment(g: &Geometry, rows: Range<usize>, mut f: impl FnMut(Segment)
 }
 
 /// The output positions whose window puts kernel offset `k` inside the input:
-/// `0 ≤ o·stride + k − padding < len_in`.
+/// `0 ≤ o·stride + k − padding < len_in` (`padding` before the input).
 pub(super) fn reached(
     k: usize,
     stride: usize,
