@@ -15,7 +15,7 @@ use std::sync::Arc;
 use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
-use burn::tensor::module::{avg_pool2d, conv_transpose2d, interpolate, max_pool2d};
+use burn::tensor::module::{avg_pool2d, conv_transpose2d, max_pool2d};
 use burn::tensor::ops::{
     AvgPoolOptions, ConvOptions, ConvTransposeOptions, InterpolateMode, InterpolateOptions,
     MaxPoolOptions,
@@ -26,6 +26,7 @@ use super::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
 use super::{VALUE_MOVING_OPS, int64_values};
 use crate::train::activation::hard_swish;
 use crate::train::conv::conv2d;
+use crate::train::resize::interpolate;
 
 /// An ONNX graph as a burn module: its weights are the module's parameters, split into the
 /// head (the layer that produces the output) and the body (the rest), so that the body can be

@@ -22,6 +22,7 @@ pub mod parity;
 mod plot;
 pub mod pretrained;
 pub mod report;
+pub mod resize;
 pub mod schedule;
 
 /// Whether `device` trains on burn's CPU backend (autodiff over Flex), where segstream's own
