@@ -67,6 +67,37 @@ impl Geometry {
         self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [(0, 0); 2]
     }
 
+    /// At stride 1 with padding under the kernel's size: the convolution whose output is this
+    /// one's input gradient, from its output gradient and [`Geometry::flipped`] weight.
+    fn transposed(&self) -> Option<Geometry> {
+        let [(top, bottom), (left, right)] = self.padding;
+        let [kh, kw] = self.kernel;
+        let fits = top < kh && bottom < kh && left < kw && right < kw;
+        (self.stride == [1, 1] && fits && !self.is_pointwise()).then(|| Geometry {
+            channels_in: self.channels_out,
+            channels_out: self.channels_in,
+            input: self.output(),
+            padding: [
+                (kh - 1 - top, kh - 1 - bottom),
+                (kw - 1 - left, kw - 1 - right),
+            ],
+            ..*self
+        })
+    }
+
+    /// The weight of [`Geometry::transposed`]: input and output channels swapped, the kernel
+    /// turned half a turn.
+    fn flipped(&self, weight: &[f32]) -> Vec<f32> {
+        let [kh, kw] = self.kernel;
+        let (taps, (c_in, c_out)) = (kh * kw, (self.channels_in, self.channels_out));
+        let mut flipped = vec![0.0; weight.len()];
+        for (index, value) in flipped.iter_mut().enumerate() {
+            let (ci, co, tap) = (index / (c_out * taps), index / taps % c_out, index % taps);
+            *value = weight[(co * c_in + ci) * taps + taps - 1 - tap];
+        }
+        flipped
+    }
+
     /// Output rows per tile: as many as keep a tile's column matrix near `TILE_BYTES`.
     fn tile_rows(&self) -> usize {
         let [ho, wo] = self.output();
@@ -142,40 +173,55 @@ pub fn backward(
     geometry: &Geometry,
     [want_x, want_weight]: [bool; 2],
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
-    let g = geometry;
+    let dx = want_x.then(|| input_gradient(weight, grad, geometry));
+    let dw = want_weight.then(|| weight_gradient(x, grad, geometry));
+    (dx, dw)
+}
+
+/// dX. At stride 1 it is a convolution of the output gradient, each value a product with
+/// Cout·kh·kw terms; otherwise `col2im(Wᵀ · dY)`, products with Cout terms added back window
+/// by window.
+fn input_gradient(weight: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
+    if let Some(transposed) = g.transposed() {
+        return forward(grad, &g.flipped(weight), &transposed);
+    }
     let (taps, pixels, wo) = (g.taps(), g.pixels_out(), g.output()[1]);
-    // Left at zero when unwanted (the first layer's: its input is the image).
     let mut dx = vec![0.0; g.images * g.image_len()];
-    let weight_len = if want_weight {
-        g.channels_out * taps
-    } else {
-        0
-    };
-    let dw = dx
-        .par_chunks_mut(g.image_len())
-        .zip(x.par_chunks(g.image_len()))
+    dx.par_chunks_mut(g.image_len())
         .zip(grad.par_chunks(g.channels_out * pixels))
-        .fold(
-            || (g.column_buffer(), vec![0.0; weight_len]),
-            |(mut buffer, mut dw), ((dx, image), grad)| {
+        .for_each_init(
+            || g.column_buffer(),
+            |buffer, (dx, grad)| {
                 for rows in g.tiles() {
                     let (start, len) = (rows.start * wo, rows.len() * wo);
                     let grad = Matrix::new(&grad[start..], g.channels_out, len, pixels);
-                    if want_weight {
-                        // dW += dY · columnsᵀ
-                        let columns = columns(image, g, rows.clone(), &mut buffer);
-                        product(&mut dw, taps, true, grad, columns.transposed(), g);
+                    let weight = g.weight(weight).transposed();
+                    if g.is_pointwise() {
+                        product(&mut dx[start..], pixels, false, weight, grad, g);
+                    } else {
+                        product(buffer, len, false, weight, grad, g);
+                        add_columns(&buffer[..taps * len], g, rows, dx);
                     }
-                    if want_x {
-                        // dX = col2im(Wᵀ · dY)
-                        let weight = g.weight(weight).transposed();
-                        if g.is_pointwise() {
-                            product(&mut dx[start..], pixels, false, weight, grad, g);
-                        } else {
-                            product(&mut buffer, len, false, weight, grad, g);
-                            add_columns(&buffer[..taps * len], g, rows, dx);
-                        }
-                    }
+                }
+            },
+        );
+    dx
+}
+
+/// dW = Σ over images of dY · columnsᵀ.
+fn weight_gradient(x: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
+    let (taps, pixels, wo) = (g.taps(), g.pixels_out(), g.output()[1]);
+    let weight_len = g.channels_out * taps;
+    x.par_chunks(g.image_len())
+        .zip(grad.par_chunks(g.channels_out * pixels))
+        .fold(
+            || (g.column_buffer(), vec![0.0; weight_len]),
+            |(mut buffer, mut dw), (image, grad)| {
+                for rows in g.tiles() {
+                    let (start, len) = (rows.start * wo, rows.len() * wo);
+                    let grad = Matrix::new(&grad[start..], g.channels_out, len, pixels);
+                    let columns = columns(image, g, rows, &mut buffer);
+                    product(&mut dw, taps, true, grad, columns.transposed(), g);
                 }
                 (buffer, dw)
             },
@@ -187,8 +233,7 @@ pub fn backward(
                 sum.iter_mut().zip(&part).for_each(|(s, p)| *s += p);
                 sum
             },
-        );
-    (want_x.then_some(dx), want_weight.then_some(dw))
+        )
 }
 
 /// A matrix stored row by row (rows `stride` values apart), or the transpose of one.
