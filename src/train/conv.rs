@@ -7,8 +7,6 @@
 //! burn's own. Without autodiff, or on any other device than the CPU backend, [`conv2d`] is
 //! burn's convolution.
 
-use std::borrow::Cow;
-
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
@@ -19,12 +17,12 @@ use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::TensorData;
 use burn::tensor::ops::ConvOptions;
 use burn_flex::FlexTensor;
 
 use super::conv_depthwise;
 use super::conv_gemm::{self, Geometry};
+use super::flex_data::{tensor, values};
 
 /// The convolution as a backend extension, so that its autodiff form can carry its own
 /// backward pass.
@@ -62,7 +60,7 @@ impl TrainingConv for Flex {
             Some(geometry) if options.groups == 1 => {
                 let [ho, wo] = geometry.output();
                 let y = conv_gemm::forward(&values(&x), &values(&weight), &geometry);
-                flex(y, vec![geometry.images, geometry.channels_out, ho, wo])
+                tensor(y, vec![geometry.images, geometry.channels_out, ho, wo])
             }
             _ => Self::conv2d(x, weight, None, options),
         }
@@ -103,8 +101,8 @@ impl ConvKernels for Flex {
             wanted,
         );
         [
-            dx.map(|dx| flex(dx, x_shape.to_vec())),
-            dw.map(|dw| flex(dw, weight_shape.to_vec())),
+            dx.map(|dx| tensor(dx, x_shape.to_vec())),
+            dw.map(|dw| tensor(dw, weight_shape.to_vec())),
         ]
     }
 }
@@ -127,23 +125,6 @@ fn geometry(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Op
         stride: options.stride,
         padding: options.padding,
     })
-}
-
-/// An f32 tensor's values in order (borrowed when it is contiguous already).
-fn values(x: &FlexTensor) -> Cow<'_, [f32]> {
-    match x.as_slice::<f32>() {
-        Some(values) => Cow::Borrowed(values),
-        None => Cow::Owned(
-            x.to_contiguous()
-                .as_slice::<f32>()
-                .expect("training runs in f32")
-                .to_vec(),
-        ),
-    }
-}
-
-fn flex(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 impl<B, C> TrainingConv for Autodiff<B, C>

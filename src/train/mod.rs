@@ -11,6 +11,7 @@ mod conv_depthwise;
 mod conv_gemm;
 pub mod encoder_weights;
 pub mod export;
+mod flex_data;
 pub mod learner;
 pub mod loader;
 pub mod loss;

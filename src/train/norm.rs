@@ -18,9 +18,10 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::nn::BatchNorm;
 use burn::prelude::*;
-use burn::tensor::TensorData;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
+
+use super::flex_data::{tensor, values};
 
 /// Batch norm's training forward as a backend extension, so that its autodiff form carries its
 /// own backward pass.
@@ -56,16 +57,7 @@ pub trait NormKernels: Backend {
 /// channel count and plane size.
 fn planes(x: &FlexTensor) -> (Cow<'_, [f32]>, usize, usize) {
     let dims = x.shape().dims::<4>();
-    let values = match x.as_slice::<f32>() {
-        Some(values) => Cow::Borrowed(values),
-        None => Cow::Owned(
-            x.to_contiguous()
-                .as_slice::<f32>()
-                .expect("training runs in f32")
-                .to_vec(),
-        ),
-    };
-    (values, dims[1], dims[2] * dims[3])
+    (values(x), dims[1], dims[2] * dims[3])
 }
 
 /// A small f32 tensor's values.
@@ -73,10 +65,6 @@ fn vector(x: FlexTensor) -> Vec<f32> {
     x.into_data()
         .try_into_vec::<f32>()
         .expect("training runs in f32")
-}
-
-fn flex(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 /// Per channel: the mean and `1 / sqrt(variance + epsilon)`.
@@ -130,7 +118,7 @@ impl TrainingNorm for Flex {
         let variance = sums
             .iter()
             .map(|[s, q]| ((q / count) - (s / count).powi(2)).max(0.0) as f32);
-        flex(
+        tensor(
             mean.iter().copied().chain(variance).collect(),
             vec![2, channels],
         )
@@ -159,7 +147,7 @@ impl TrainingNorm for Flex {
                     *y = x * scale + shift;
                 }
             });
-        flex(out, shape)
+        tensor(out, shape)
     }
 }
 
@@ -207,9 +195,9 @@ impl NormKernels for Flex {
         let gamma_grad = sums.iter().map(|[_, p]| *p as f32).collect();
         let beta_grad = sums.iter().map(|[s, _]| *s as f32).collect();
         [
-            flex(dx, shape),
-            flex(gamma_grad, vec![channels]),
-            flex(beta_grad, vec![channels]),
+            tensor(dx, shape),
+            tensor(gamma_grad, vec![channels]),
+            tensor(beta_grad, vec![channels]),
         ]
     }
 }

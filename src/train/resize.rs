@@ -16,11 +16,11 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::prelude::*;
-use burn::tensor::TensorData;
 use burn::tensor::module::interpolate as burn_interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use burn_flex::FlexTensor;
 use rayon::prelude::*;
+
+use super::flex_data::{tensor, values};
 
 /// The resize as a backend extension, so that its autodiff form carries its own backward pass.
 #[backend_extension(Flex, Autodiff)]
@@ -39,8 +39,7 @@ pub trait ResizeKernels: Backend {
 impl TrainingResize for Flex {
     fn training_resize_bilinear(x: FloatTensor<Self>, size: [usize; 2]) -> FloatTensor<Self> {
         let [n, c, h, w] = x.shape().dims();
-        let x = x.to_contiguous();
-        let x = x.as_slice::<f32>().expect("training runs in f32");
+        let x = values(&x);
         let plan = Plan::new([h, w], size);
         let mut out = vec![0.0; n * c * size[0] * size[1]];
         out.par_chunks_mut(size[0] * size[1])
@@ -49,15 +48,14 @@ impl TrainingResize for Flex {
                 || vec![0.0; h * size[1]],
                 |rows, (out, x)| plan.forward(x, rows, out),
             );
-        flex(out, vec![n, c, size[0], size[1]])
+        tensor(out, vec![n, c, size[0], size[1]])
     }
 }
 
 impl ResizeKernels for Flex {
     fn resize_bilinear_backward(grad: FloatTensor<Self>, input: [usize; 2]) -> FloatTensor<Self> {
         let [n, c, oh, ow] = grad.shape().dims();
-        let grad = grad.to_contiguous();
-        let grad = grad.as_slice::<f32>().expect("training runs in f32");
+        let grad = values(&grad);
         let plan = Plan::new(input, [oh, ow]);
         let mut dx = vec![0.0; n * c * input[0] * input[1]];
         dx.par_chunks_mut(input[0] * input[1])
@@ -66,12 +64,8 @@ impl ResizeKernels for Flex {
                 || vec![0.0; input[0] * ow],
                 |rows, (dx, grad)| plan.backward(grad, rows, dx),
             );
-        flex(dx, vec![n, c, input[0], input[1]])
+        tensor(dx, vec![n, c, input[0], input[1]])
     }
-}
-
-fn flex(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 /// Where each output row and column reads its input.
