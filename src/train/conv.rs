@@ -205,8 +205,8 @@ pub fn conv2d_module(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     )
 }
 
-/// A 2-D convolution; when it is trained on the CPU backend, its weight gradient is one matrix
-/// product per kernel tap.
+/// A 2-D convolution; when it is trained on the CPU backend, undilated, it runs segstream's
+/// kernels (see the module's description).
 pub fn conv2d(
     x: Tensor<4>,
     weight: Tensor<4>,

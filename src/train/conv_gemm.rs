@@ -7,9 +7,10 @@
 //! nothing is reordered. Each row is a copy of input rows (whole runs at stride 1). burn 0.22
 //! instead converts the input to channels-last on one core, builds columns per 512-pixel tile
 //! and scatters each tile's product back; its input gradient is a transposed convolution.
-//! Backward, the column matrix is rebuilt per image: the weight gradient is the output
-//! gradient times its transpose, and the input gradient is the weight's transpose times the
-//! output gradient, added back into place (col2im).
+//! Backward, the weight gradient is the output gradient times the transpose of the column
+//! matrix, rebuilt per image. The input gradient at stride 1 is the forward convolution of the
+//! output gradient with the kernel turned half a turn; at larger strides it is the weight's
+//! transpose times the output gradient, added back into place (col2im).
 
 use std::ops::Range;
 
@@ -68,12 +69,13 @@ impl Geometry {
     }
 
     /// At stride 1 with padding under the kernel's size: the convolution whose output is this
-    /// one's input gradient, from its output gradient and [`Geometry::flipped`] weight.
+    /// one's input gradient, from its output gradient and [`Geometry::flipped`] weight (for a
+    /// pointwise kernel, the weight's transpose times the output gradient).
     fn transposed(&self) -> Option<Geometry> {
         let [(top, bottom), (left, right)] = self.padding;
         let [kh, kw] = self.kernel;
         let fits = top < kh && bottom < kh && left < kw && right < kw;
-        (self.stride == [1, 1] && fits && !self.is_pointwise()).then(|| Geometry {
+        (self.stride == [1, 1] && fits).then(|| Geometry {
             channels_in: self.channels_out,
             channels_out: self.channels_in,
             input: self.output(),
@@ -195,13 +197,8 @@ fn input_gradient(weight: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
                 for rows in g.tiles() {
                     let (start, len) = (rows.start * wo, rows.len() * wo);
                     let grad = Matrix::new(&grad[start..], g.channels_out, len, pixels);
-                    let weight = g.weight(weight).transposed();
-                    if g.is_pointwise() {
-                        product(&mut dx[start..], pixels, false, weight, grad, g);
-                    } else {
-                        product(buffer, len, false, weight, grad, g);
-                        add_columns(&buffer[..taps * len], g, rows, dx);
-                    }
+                    product(buffer, len, false, g.weight(weight).transposed(), grad, g);
+                    add_columns(&buffer[..taps * len], g, rows, dx);
                 }
             },
         );

@@ -60,16 +60,9 @@ fn planes(x: &FlexTensor) -> (Cow<'_, [f32]>, usize, usize) {
     (values(x), dims[1], dims[2] * dims[3])
 }
 
-/// A small f32 tensor's values.
-fn vector(x: FlexTensor) -> Vec<f32> {
-    x.into_data()
-        .try_into_vec::<f32>()
-        .expect("training runs in f32")
-}
-
 /// Per channel: the mean and `1 / sqrt(variance + epsilon)`.
 fn channel_scales(stats: &FlexTensor, epsilon: f64) -> Vec<(f32, f32)> {
-    let stats = vector(stats.clone());
+    let stats = values(stats);
     let channels = stats.len() / 2;
     (0..channels)
         .map(|c| {
@@ -132,9 +125,9 @@ impl TrainingNorm for Flex {
         epsilon: f64,
     ) -> FloatTensor<Self> {
         let shape = x.shape().dims::<4>().to_vec();
+        let (gamma, beta) = (values(&gamma), values(&beta));
         let (values, channels, plane) = planes(&x);
         let scales = channel_scales(&stats, epsilon);
-        let (gamma, beta) = (vector(gamma), vector(beta));
         let mut out = vec![0.0; values.len()];
         out.par_chunks_mut(plane)
             .zip(values.par_chunks(plane))
@@ -160,10 +153,10 @@ impl NormKernels for Flex {
         grad: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 3] {
         let shape = x.shape().dims::<4>().to_vec();
+        let gamma = values(&gamma);
         let (values, channels, plane) = planes(&x);
         let (grad, _, _) = planes(&grad);
         let scales = channel_scales(&stats, epsilon);
-        let gamma = vector(gamma);
         let count = (values.len() / channels) as f32;
         // Σ dy and Σ dy·x̂ per channel: the gradients of beta and gamma.
         let sums = channel_sums(&values, channels, plane, |c, start| {
