@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::module::{avg_pool2d, conv_transpose2d, max_pool2d};
 use burn::tensor::ops::{
     AvgPoolOptions, ConvOptions, ConvTransposeOptions, InterpolateMode, InterpolateOptions,
@@ -24,7 +24,7 @@ use burn::tensor::ops::{
 use super::proto::tensor_proto::DataType;
 use super::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
 use super::{VALUE_MOVING_OPS, int64_values};
-use crate::train::activation::hard_swish;
+use crate::train::activation::{hard_swish, relu};
 use crate::train::conv::conv2d;
 use crate::train::resize::interpolate;
 
@@ -133,7 +133,13 @@ impl GraphModel {
     ///
     /// # Errors
     /// An op or attribute the interpreter does not run, naming the node; malformed tensors.
+    /// Layout round trips ([`super::transposes`]) are removed first: each costs a copy of an
+    /// activation forwards and another backwards.
     pub fn from_onnx(model: &ModelProto, device: &Device) -> Result<Self, String> {
+        let mut model = model.clone();
+        if let Some(graph) = model.graph.as_mut() {
+            super::transposes::remove_round_trips(graph);
+        }
         let graph = model.graph.as_ref().ok_or("the model has no graph")?;
         let initializers: HashMap<&str, &TensorProto> = graph
             .initializer
@@ -152,7 +158,7 @@ impl GraphModel {
             .and_then(|o| o.name.clone())
             .ok_or("the graph has no output")?;
 
-        let head_inputs: Vec<String> = head_node(model)
+        let head_inputs: Vec<String> = head_node(&model)
             .map(|i| graph.node[i].input.clone())
             .unwrap_or_default();
         let mut trainable = Vec::new();
@@ -201,7 +207,7 @@ impl GraphModel {
                 trainable,
                 index,
                 constants,
-                model: model.clone(),
+                model,
             }),
         })
     }

@@ -1,67 +1,112 @@
-//! Hard-swish for training on burn's CPU backend: one pass forward, one pass backward.
+//! ReLU and hard-swish for training on burn's CPU backend: one pass forward, one pass
+//! backward, each spread over the cores.
 //!
-//! burn composes hard-swish of element-wise ops (scale and shift, clamp, multiply), each a pass
-//! over the feature map forward and again for its gradient, with every intermediate kept for
-//! the backward pass. MobileNetV3 bodies (MediaPipe's selfie model, MB3-CenterNet) apply it to
-//! most of their feature maps; here it is one loop each way. Without autodiff, or on any other
-//! device than the CPU backend, [`hard_swish`] is burn's.
+//! burn's CPU backend runs element-wise ops on the calling thread alone, and composes
+//! hard-swish of several (scale and shift, clamp, multiply), each a pass over the feature map
+//! forward and again for its gradient. On two cores the activations of MediaPipe's selfie model
+//! took a fifth of a training step with the second core idle. Without autodiff, or on any other
+//! device than the CPU backend, [`relu`] and [`hard_swish`] are burn's.
 
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Dispatch, Flex, backend_extension};
+use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::prelude::*;
-use burn_flex::ops::binary::binary_op;
-use burn_flex::ops::unary::unary_op;
+use rayon::prelude::*;
 
-/// Hard-swish as a backend extension, so that its autodiff form carries its own backward pass.
-#[backend_extension(Flex, Autodiff)]
-pub trait TrainingActivation: Backend {
+use super::flex_data::{tensor, values};
+
+/// Values per task when an activation is spread over the cores.
+const CHUNK: usize = 16 * 1024;
+
+/// An element-wise activation whose gradient depends on its input alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// `max(x, 0)`.
+    Relu,
     /// `x · clamp(x/6 + ½, 0, 1)`.
-    fn training_hard_swish(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    HardSwish,
 }
 
-/// The fused loops of the CPU backend.
-pub trait HardSwishKernels: Backend {
-    /// The gradient of hard-swish at `x` times `grad`.
-    fn hard_swish_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
-}
+impl Activation {
+    fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::Relu => x.max(0.0),
+            Activation::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+        }
+    }
 
-impl TrainingActivation for Flex {
-    fn training_hard_swish(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        unary_op(
-            x,
-            |x: f32| x * hard_sigmoid(x),
-            |x: f64| x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
-        )
+    /// The derivative at `x` (hard-swish: 0 below −3, 1 above 3, `x/3 + ½` between).
+    fn slope(self, x: f32) -> f32 {
+        match self {
+            Activation::Relu => f32::from(u8::from(x > 0.0)),
+            Activation::HardSwish if x <= -3.0 => 0.0,
+            Activation::HardSwish if x >= 3.0 => 1.0,
+            Activation::HardSwish => x / 3.0 + 0.5,
+        }
     }
 }
 
-impl HardSwishKernels for Flex {
-    fn hard_swish_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        binary_op(
-            x,
-            grad,
-            |x: f32, g| g * slope(x),
-            |x: f64, g| g * f64::from(slope(x as f32)),
-            None,
-        )
+/// The activation as a backend extension, so that its autodiff form carries its own backward
+/// pass.
+#[backend_extension(Flex, Autodiff)]
+pub trait TrainingActivation: Backend {
+    /// `activation` applied to every value of `x`.
+    fn training_activation(x: FloatTensor<Self>, activation: Activation) -> FloatTensor<Self>;
+}
+
+/// The CPU backend's backward pass.
+pub trait ActivationKernels: Backend {
+    /// `grad` times the activation's derivative at `x`.
+    fn activation_backward(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        activation: Activation,
+    ) -> FloatTensor<Self>;
+}
+
+impl TrainingActivation for Flex {
+    fn training_activation(x: FloatTensor<Self>, activation: Activation) -> FloatTensor<Self> {
+        let shape = x.shape().to_vec();
+        let y = values(&x)
+            .par_iter()
+            .with_min_len(CHUNK)
+            .map(|&x| activation.apply(x))
+            .collect();
+        tensor(y, shape)
+    }
+}
+
+impl ActivationKernels for Flex {
+    fn activation_backward(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        activation: Activation,
+    ) -> FloatTensor<Self> {
+        let shape = x.shape().to_vec();
+        let dx = values(&x)
+            .par_iter()
+            .zip(values(&grad).par_iter())
+            .with_min_len(CHUNK)
+            .map(|(&x, &g)| g * activation.slope(x))
+            .collect();
+        tensor(dx, shape)
     }
 }
 
 impl<B, C> TrainingActivation for Autodiff<B, C>
 where
-    B: Backend + TrainingActivation + HardSwishKernels,
+    B: Backend + TrainingActivation + ActivationKernels,
     C: CheckpointStrategy,
 {
-    fn training_hard_swish(x: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn training_activation(x: FloatTensor<Self>, activation: Activation) -> FloatTensor<Self> {
         #[derive(Debug)]
-        struct HardSwishBackward;
+        struct ActivationBackward;
 
-        impl<B: Backend + HardSwishKernels> Backward<B, 1> for HardSwishBackward {
-            type State = NodeId;
+        impl<B: Backend + ActivationKernels> Backward<B, 1> for ActivationBackward {
+            type State = (NodeId, Activation);
 
             fn backward(
                 self,
@@ -71,51 +116,55 @@ where
             ) {
                 let [parent] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
-                let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(ops.state);
+                let (x_state, activation) = ops.state;
+                let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
                 if let Some(node) = parent {
-                    grads.register::<B>(node.id, B::hard_swish_backward(x, grad));
+                    let dx = B::activation_backward(x, grad, activation);
+                    grads.register::<B>(node.id, dx);
                 }
             }
         }
 
-        match HardSwishBackward
+        match ActivationBackward
             .prepare::<C>([x.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(mut prep) => {
                 let state = prep.checkpoint(&x);
-                prep.finish(state, B::training_hard_swish(x.into_primitive()))
+                let y = B::training_activation(x.into_primitive(), activation);
+                prep.finish((state, activation), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::training_hard_swish(x.into_primitive())),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::training_activation(x.into_primitive(), activation))
+            }
         }
     }
 }
 
-fn hard_sigmoid(x: f32) -> f32 {
-    (x / 6.0 + 0.5).clamp(0.0, 1.0)
-}
-
-/// d/dx of `x · hard_sigmoid(x)`: 0 below −3, 1 above 3, `x/3 + ½` between.
-fn slope(x: f32) -> f32 {
-    if x <= -3.0 {
-        0.0
-    } else if x >= 3.0 {
-        1.0
-    } else {
-        x / 3.0 + 0.5
-    }
-}
-
-/// Hard-swish of `x`; fused when trained on the CPU backend.
-pub fn hard_swish(x: Tensor<4>) -> Tensor<4> {
+/// `activation` of `x`; one parallel pass each way when trained on the CPU backend.
+fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<D> {
     if super::trains_on_cpu(&x.device()) {
-        Tensor::from_dispatch(<Dispatch as TrainingActivation>::training_hard_swish(
+        Tensor::from_dispatch(<Dispatch as TrainingActivation>::training_activation(
             x.into_dispatch(),
+            activation,
         ))
     } else {
-        burn::tensor::activation::hard_swish(x)
+        match activation {
+            Activation::Relu => burn::tensor::activation::relu(x),
+            Activation::HardSwish => burn::tensor::activation::hard_swish(x),
+        }
     }
+}
+
+/// ReLU of `x` (see the module's description).
+pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    activate(x, Activation::Relu)
+}
+
+/// Hard-swish of `x` (see the module's description).
+pub fn hard_swish<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    activate(x, Activation::HardSwish)
 }
 
 #[cfg(test)]
@@ -125,24 +174,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fused_hard_swish_matches_burns_value_and_gradient() {
+    fn activations_match_burns_value_and_gradient() {
         let device = Device::flex().autodiff();
-        let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Normal(0.0, 3.0), &device);
-        let weights = Tensor::<4>::random([2, 3, 8, 8], Distribution::Default, &device);
-        let run = |fused: bool| {
-            let x = x.clone().require_grad();
-            let y = if fused {
-                hard_swish(x.clone())
-            } else {
-                burn::tensor::activation::hard_swish(x.clone())
+        // Large enough to be split over the cores.
+        let dims = [2, 3, 80, 80];
+        let x = Tensor::<4>::random(dims, Distribution::Normal(0.0, 3.0), &device);
+        let weights = Tensor::<4>::random(dims, Distribution::Default, &device);
+        for activation in [Activation::Relu, Activation::HardSwish] {
+            let run = |ours: bool| {
+                let x = x.clone().require_grad();
+                let y = match (ours, activation) {
+                    (true, _) => activate(x.clone(), activation),
+                    (false, Activation::Relu) => burn::tensor::activation::relu(x.clone()),
+                    (false, Activation::HardSwish) => {
+                        burn::tensor::activation::hard_swish(x.clone())
+                    }
+                };
+                let grads = (y.clone() * weights.clone()).sum().backward();
+                let dx = x.grad(&grads).expect("x takes part in the loss");
+                (y.inner(), dx)
             };
-            let grads = (y.clone() * weights.clone()).sum().backward();
-            let dx = x.grad(&grads).expect("x takes part in the loss");
-            (y.inner(), dx)
-        };
-        let ((y, dx), (y_burn, dx_burn)) = (run(true), run(false));
-        let gap = |a: Tensor<4>, b: Tensor<4>| (a - b).abs().max().into_scalar::<f32>();
-        assert!(gap(y, y_burn) < 1e-6);
-        assert!(gap(dx, dx_burn) < 1e-5);
+            let ((y, dx), (y_burn, dx_burn)) = (run(true), run(false));
+            let gap = |a: Tensor<4>, b: Tensor<4>| (a - b).abs().max().into_scalar::<f32>();
+            assert!(gap(y, y_burn) < 1e-6, "{activation:?}");
+            assert!(gap(dx, dx_burn) < 1e-5, "{activation:?}");
+        }
     }
 }

@@ -10,6 +10,7 @@
 use rayon::prelude::*;
 
 use super::conv_gemm::{Geometry, reached};
+use super::flex_data::planes;
 
 /// The gradients of `x` and of `weight` (C×1×kh×kw) from the output gradient `grad`, each when
 /// `wanted`; `geometry` has as many output channels as input channels.
@@ -24,7 +25,7 @@ pub fn backward(
     let ([h, w], [ho, wo], [kh, kw]) = (g.input, g.output(), g.kernel);
     let ([sh, sw], [(ph, _), (pw, _)]) = (g.stride, g.padding);
     let taps = kh * kw;
-    let mut dx = vec![0.0; x.len()];
+    let mut dx = planes(x.len() / (h * w).max(1), h * w, |_| 0.0);
     let plane_sums: Vec<Vec<f32>> = dx
         .par_chunks_mut(h * w)
         .zip(x.par_chunks(h * w))

@@ -17,6 +17,8 @@ use std::ops::Range;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::flex_data::planes;
+
 /// The size a tile's column matrix aims at: it stays in the core's cache between being
 /// written and multiplied.
 const TILE_BYTES: usize = 512 * 1024;
@@ -139,11 +141,14 @@ impl Geometry {
     }
 }
 
-/// The convolution of `x` (N×Cin×H×W) with `weight` (Cout×Cin×kh×kw): N×Cout×Ho×Wo.
-pub fn forward(x: &[f32], weight: &[f32], geometry: &Geometry) -> Vec<f32> {
+/// The convolution of `x` (N×Cin×H×W) with `weight` (Cout×Cin×kh×kw), plus `bias` (Cout)
+/// when given: N×Cout×Ho×Wo.
+pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, geometry: &Geometry) -> Vec<f32> {
     let g = geometry;
     let pixels = g.pixels_out();
-    let mut out = vec![0.0; g.images * g.channels_out * pixels];
+    // The products are added to the bias, written first.
+    let channel_bias = |plane: usize| bias.map_or(0.0, |b| b[plane % g.channels_out]);
+    let mut out = planes(g.images * g.channels_out, pixels, channel_bias);
     out.par_chunks_mut(g.channels_out * pixels)
         .zip(x.par_chunks(g.image_len()))
         .for_each_init(
@@ -155,7 +160,7 @@ pub fn forward(x: &[f32], weight: &[f32], geometry: &Geometry) -> Vec<f32> {
                     product(
                         &mut out[start..],
                         pixels,
-                        false,
+                        bias.is_some(),
                         g.weight(weight),
                         columns,
                         g,
@@ -185,10 +190,10 @@ pub fn backward(
 /// by window.
 fn input_gradient(weight: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
     if let Some(transposed) = g.transposed() {
-        return forward(grad, &g.flipped(weight), &transposed);
+        return forward(grad, &g.flipped(weight), None, &transposed);
     }
     let (taps, pixels, wo) = (g.taps(), g.pixels_out(), g.output()[1]);
-    let mut dx = vec![0.0; g.images * g.image_len()];
+    let mut dx = planes(g.images, g.image_len(), |_| 0.0);
     dx.par_chunks_mut(g.image_len())
         .zip(grad.par_chunks(g.channels_out * pixels))
         .for_each_init(

@@ -1,9 +1,11 @@
 //! Moving f32 values in and out of burn's CPU backend tensors, for segstream's own kernels.
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 use burn::tensor::TensorData;
 use burn_flex::FlexTensor;
+use rayon::prelude::*;
 
 /// An f32 tensor's values in order (borrowed when it is contiguous already).
 pub fn values(x: &FlexTensor) -> Cow<'_, [f32]> {
@@ -21,4 +23,17 @@ pub fn values(x: &FlexTensor) -> Cow<'_, [f32]> {
 /// A tensor of `shape` holding `values`.
 pub fn tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// `count` planes of `len` values, plane `i` filled with `value(i)`, written by all cores (a
+/// fresh buffer's pages are touched where they will be used, not zeroed first on one core).
+pub fn planes(count: usize, len: usize, value: impl Fn(usize) -> f32 + Sync) -> Vec<f32> {
+    let mut out = Vec::with_capacity(count * len);
+    out.spare_capacity_mut()[..count * len]
+        .par_chunks_mut(len.max(1))
+        .enumerate()
+        .for_each(|(i, plane)| plane.fill(MaybeUninit::new(value(i))));
+    // SAFETY: the loop above wrote all `count * len` values.
+    unsafe { out.set_len(count * len) };
+    out
 }

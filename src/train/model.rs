@@ -8,11 +8,11 @@
 //! [`SegmentationModel::size_multiple`]. Every conv followed by batch norm has no bias, so the
 //! exporter can fold the norm into it.
 
+use super::activation::relu;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
 use super::conv::conv2d_module;

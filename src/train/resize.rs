@@ -20,7 +20,7 @@ use burn::tensor::module::interpolate as burn_interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use rayon::prelude::*;
 
-use super::flex_data::{tensor, values};
+use super::flex_data::{planes, tensor, values};
 
 /// The resize as a backend extension, so that its autodiff form carries its own backward pass.
 #[backend_extension(Flex, Autodiff)]
@@ -41,7 +41,7 @@ impl TrainingResize for Flex {
         let [n, c, h, w] = x.shape().dims();
         let x = values(&x);
         let plan = Plan::new([h, w], size);
-        let mut out = vec![0.0; n * c * size[0] * size[1]];
+        let mut out = planes(n * c, size[0] * size[1], |_| 0.0);
         out.par_chunks_mut(size[0] * size[1])
             .zip(x.par_chunks(h * w))
             .for_each_init(
@@ -57,7 +57,7 @@ impl ResizeKernels for Flex {
         let [n, c, oh, ow] = grad.shape().dims();
         let grad = values(&grad);
         let plan = Plan::new(input, [oh, ow]);
-        let mut dx = vec![0.0; n * c * input[0] * input[1]];
+        let mut dx = planes(n * c, input[0] * input[1], |_| 0.0);
         dx.par_chunks_mut(input[0] * input[1])
             .zip(grad.par_chunks(oh * ow))
             .for_each_init(
