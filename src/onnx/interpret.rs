@@ -26,6 +26,7 @@ use super::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
 use super::{VALUE_MOVING_OPS, int64_values};
 use crate::train::activation::{hard_swish, relu};
 use crate::train::conv::conv2d;
+use crate::train::elementwise::{add, mul};
 use crate::train::resize::interpolate;
 
 /// An ONNX graph as a burn module: its weights are the module's parameters, split into the
@@ -342,9 +343,9 @@ impl GraphModel {
                 };
                 arg(0).clamp(bound(1, f32::MIN), bound(2, f32::MAX))
             }
-            Op::Add => arg(0) + arg(1),
+            Op::Add => add(arg(0), arg(1)),
             Op::Sub => arg(0) - arg(1),
-            Op::Mul => arg(0) * arg(1),
+            Op::Mul => mul(arg(0), arg(1)),
             Op::Div => arg(0) / arg(1),
             Op::Concat { axis } => Tensor::cat((0..node.inputs.len()).map(arg).collect(), *axis),
             Op::MaxPool(options) => max_pool2d(arg(0), options.clone()),

@@ -23,6 +23,7 @@ use burn_flex::FlexTensor;
 use super::conv_depthwise;
 use super::conv_gemm::{self, Geometry};
 use super::flex_data::{tensor, values};
+use super::sums::channel_sums;
 
 /// The convolution as a backend extension, so that its autodiff form can carry its own
 /// backward pass.
@@ -109,8 +110,8 @@ impl ConvKernels for Flex {
     ) -> [Option<FloatTensor<Self>>; 3] {
         let grad_values = values(&grad);
         let db = want_bias.then(|| {
-            let shape = grad.shape().dims::<4>();
-            tensor(channel_sums(&grad_values, shape), vec![shape[1]])
+            let [_, channels, h, w] = grad.shape().dims();
+            tensor(channel_sums(&grad_values, channels, h * w), vec![channels])
         });
         let kernel = match geometry(&x, &weight, &options) {
             Some(geometry) if options.groups == 1 => {
@@ -142,33 +143,6 @@ impl ConvKernels for Flex {
             db,
         ]
     }
-}
-
-/// The sum of each channel of N×C×H×W `values`: a bias's gradient from its output's.
-fn channel_sums(values: &[f32], [_, channels, h, w]: [usize; 4]) -> Vec<f32> {
-    let mut sums = vec![0.0; channels];
-    for (index, plane) in values.chunks((h * w).max(1)).enumerate() {
-        sums[index % channels] += sum(plane);
-    }
-    sums.into_iter().map(|sum| sum as f32).collect()
-}
-
-/// The sum of `values`: blocks of 256 in eight f32 lanes (vectorised), the blocks in f64 (a
-/// channel sums tens of thousands of values).
-fn sum(values: &[f32]) -> f64 {
-    const LANES: usize = 8;
-    values
-        .chunks(256)
-        .map(|block| {
-            let mut lanes = [0.0f32; LANES];
-            let mut chunks = block.chunks_exact(LANES);
-            for chunk in &mut chunks {
-                lanes.iter_mut().zip(chunk).for_each(|(lane, v)| *lane += v);
-            }
-            let rest: f32 = chunks.remainder().iter().sum();
-            f64::from(lanes.iter().sum::<f32>() + rest)
-        })
-        .sum()
 }
 
 /// A backward kernel: the input and weight gradients from x, the weight and the output

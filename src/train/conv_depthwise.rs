@@ -25,7 +25,7 @@ pub fn backward(
     let ([h, w], [ho, wo], [kh, kw]) = (g.input, g.output(), g.kernel);
     let ([sh, sw], [(ph, _), (pw, _)]) = (g.stride, g.padding);
     let taps = kh * kw;
-    let mut dx = planes(x.len() / (h * w).max(1), h * w, |_| 0.0);
+    let mut dx = planes(x.len() / (h * w).max(1), h * w, |_, _| {});
     let plane_sums: Vec<Vec<f32>> = dx
         .par_chunks_mut(h * w)
         .zip(x.par_chunks(h * w))

@@ -147,8 +147,11 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, geometry: &Geome
     let g = geometry;
     let pixels = g.pixels_out();
     // The products are added to the bias, written first.
-    let channel_bias = |plane: usize| bias.map_or(0.0, |b| b[plane % g.channels_out]);
-    let mut out = planes(g.images * g.channels_out, pixels, channel_bias);
+    let mut out = planes(g.images * g.channels_out, pixels, |i, plane| {
+        if let Some(bias) = bias {
+            plane.fill(bias[i % g.channels_out]);
+        }
+    });
     out.par_chunks_mut(g.channels_out * pixels)
         .zip(x.par_chunks(g.image_len()))
         .for_each_init(
@@ -193,7 +196,7 @@ fn input_gradient(weight: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
         return forward(grad, &g.flipped(weight), None, &transposed);
     }
     let (taps, pixels, wo) = (g.taps(), g.pixels_out(), g.output()[1]);
-    let mut dx = planes(g.images, g.image_len(), |_| 0.0);
+    let mut dx = planes(g.images, g.image_len(), |_, _| {});
     dx.par_chunks_mut(g.image_len())
         .zip(grad.par_chunks(g.channels_out * pixels))
         .for_each_init(

@@ -25,14 +25,20 @@ pub fn tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
-/// `count` planes of `len` values, plane `i` filled with `value(i)`, written by all cores (a
-/// fresh buffer's pages are touched where they will be used, not zeroed first on one core).
-pub fn planes(count: usize, len: usize, value: impl Fn(usize) -> f32 + Sync) -> Vec<f32> {
+/// `count` planes of `len` values, zeroed, then plane `i` handed to `write(i, plane)`; all
+/// cores take part (a fresh buffer's pages are touched where they will be used, not zeroed
+/// first on one core).
+pub fn planes(count: usize, len: usize, write: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
     let mut out = Vec::with_capacity(count * len);
     out.spare_capacity_mut()[..count * len]
         .par_chunks_mut(len.max(1))
         .enumerate()
-        .for_each(|(i, plane)| plane.fill(MaybeUninit::new(value(i))));
+        .for_each(|(i, plane)| {
+            plane.fill(MaybeUninit::new(0.0));
+            // SAFETY: every value of the plane was just written, and f32 has no invalid values.
+            let plane = unsafe { &mut *(std::ptr::from_mut(plane) as *mut [f32]) };
+            write(i, plane);
+        });
     // SAFETY: the loop above wrote all `count * len` values.
     unsafe { out.set_len(count * len) };
     out

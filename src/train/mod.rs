@@ -9,6 +9,7 @@ pub mod config;
 pub mod conv;
 mod conv_depthwise;
 mod conv_gemm;
+pub mod elementwise;
 pub mod encoder_weights;
 pub mod export;
 mod flex_data;
@@ -25,6 +26,7 @@ pub mod pretrained;
 pub mod report;
 pub mod resize;
 pub mod schedule;
+mod sums;
 
 /// Whether `device` trains on burn's CPU backend (autodiff over Flex), where segstream's own
 /// convolution gradients, batch norm and hard-swish ([`conv`], [`norm`], [`activation`]) run.

@@ -41,7 +41,7 @@ impl TrainingResize for Flex {
         let [n, c, h, w] = x.shape().dims();
         let x = values(&x);
         let plan = Plan::new([h, w], size);
-        let mut out = planes(n * c, size[0] * size[1], |_| 0.0);
+        let mut out = planes(n * c, size[0] * size[1], |_, _| {});
         out.par_chunks_mut(size[0] * size[1])
             .zip(x.par_chunks(h * w))
             .for_each_init(
@@ -57,7 +57,7 @@ impl ResizeKernels for Flex {
         let [n, c, oh, ow] = grad.shape().dims();
         let grad = values(&grad);
         let plan = Plan::new(input, [oh, ow]);
-        let mut dx = planes(n * c, input[0] * input[1], |_| 0.0);
+        let mut dx = planes(n * c, input[0] * input[1], |_, _| {});
         dx.par_chunks_mut(input[0] * input[1])
             .zip(grad.par_chunks(oh * ow))
             .for_each_init(
