@@ -21,7 +21,8 @@ use burn::prelude::*;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::flex_data::{tensor, values};
+use super::flex_data::{planes, tensor, values};
+use super::sums::{dot, sum};
 
 /// Batch norm's training forward as a backend extension, so that its autodiff form carries its
 /// own backward pass.
@@ -55,7 +56,7 @@ pub trait NormKernels: Backend {
 
 /// An N×C×H×W f32 tensor's values in order (borrowed when it is contiguous already), with its
 /// channel count and plane size.
-fn planes(x: &FlexTensor) -> (Cow<'_, [f32]>, usize, usize) {
+fn feature_map(x: &FlexTensor) -> (Cow<'_, [f32]>, usize, usize) {
     let dims = x.shape().dims::<4>();
     (values(x), dims[1], dims[2] * dims[3])
 }
@@ -72,7 +73,8 @@ fn channel_scales(stats: &FlexTensor, epsilon: f64) -> Vec<(f32, f32)> {
         .collect()
 }
 
-/// Per channel, over every (image, channel) plane of `values`: `f` summed in f64.
+/// Per channel, over every (image, channel) plane of `values`: `f` of the plane's start,
+/// summed.
 fn channel_sums(
     values: &[f32],
     channels: usize,
@@ -97,15 +99,11 @@ fn channel_sums(
 
 impl TrainingNorm for Flex {
     fn training_batch_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        let (values, channels, plane) = planes(&x);
+        let (values, channels, plane) = feature_map(&x);
         let count = (values.len() / channels) as f64;
         let sums = channel_sums(&values, channels, plane, |_, start| {
-            values[start..start + plane]
-                .iter()
-                .fold([0.0, 0.0], |[s, q], &v| {
-                    let v = f64::from(v);
-                    [s + v, q + v * v]
-                })
+            let plane = &values[start..start + plane];
+            [sum(plane), dot(plane, plane)]
         });
         let mean: Vec<f32> = sums.iter().map(|[s, _]| (s / count) as f32).collect();
         let variance = sums
@@ -126,20 +124,17 @@ impl TrainingNorm for Flex {
     ) -> FloatTensor<Self> {
         let shape = x.shape().dims::<4>().to_vec();
         let (gamma, beta) = (values(&gamma), values(&beta));
-        let (values, channels, plane) = planes(&x);
+        let (values, channels, plane) = feature_map(&x);
         let scales = channel_scales(&stats, epsilon);
-        let mut out = vec![0.0; values.len()];
-        out.par_chunks_mut(plane)
-            .zip(values.par_chunks(plane))
-            .enumerate()
-            .for_each(|(index, (out, x))| {
-                let c = index % channels;
-                let (mean, inv_std) = scales[c];
-                let (scale, shift) = (gamma[c] * inv_std, beta[c] - gamma[c] * inv_std * mean);
-                for (y, &x) in out.iter_mut().zip(x) {
-                    *y = x * scale + shift;
-                }
-            });
+        let out = planes(values.len() / plane, plane, |index, out| {
+            let c = index % channels;
+            let (mean, inv_std) = scales[c];
+            let (scale, shift) = (gamma[c] * inv_std, beta[c] - gamma[c] * inv_std * mean);
+            let x = &values[index * plane..];
+            for (y, &x) in out.iter_mut().zip(x) {
+                *y = x * scale + shift;
+            }
+        });
         tensor(out, shape)
     }
 }
@@ -154,37 +149,35 @@ impl NormKernels for Flex {
     ) -> [FloatTensor<Self>; 3] {
         let shape = x.shape().dims::<4>().to_vec();
         let gamma = values(&gamma);
-        let (values, channels, plane) = planes(&x);
-        let (grad, _, _) = planes(&grad);
+        let (values, channels, plane) = feature_map(&x);
+        let (grad, _, _) = feature_map(&grad);
         let scales = channel_scales(&stats, epsilon);
         let count = (values.len() / channels) as f32;
         // Σ dy and Σ dy·x̂ per channel: the gradients of beta and gamma.
         let sums = channel_sums(&values, channels, plane, |c, start| {
             let (mean, inv_std) = scales[c];
-            values[start..start + plane]
-                .iter()
-                .zip(&grad[start..start + plane])
-                .fold([0.0, 0.0], |[s, p], (&v, &g)| {
-                    let normalised = (v - mean) * inv_std;
-                    [s + f64::from(g), p + f64::from(g * normalised)]
-                })
+            let range = start..start + plane;
+            let (grad_sum, grad_dot_x) = (
+                sum(&grad[range.clone()]),
+                dot(&grad[range.clone()], &values[range]),
+            );
+            // Σ dy·x̂ = (Σ dy·x − mean · Σ dy) / σ.
+            let projected = (grad_dot_x - f64::from(mean) * grad_sum) * f64::from(inv_std);
+            [grad_sum, projected]
         });
         // dx = γ/σ · (dy − mean(dy) − x̂ · mean(dy·x̂)).
-        let mut dx = vec![0.0; values.len()];
-        dx.par_chunks_mut(plane)
-            .zip(values.par_chunks(plane).zip(grad.par_chunks(plane)))
-            .enumerate()
-            .for_each(|(index, (dx, (x, g)))| {
-                let c = index % channels;
-                let (mean, inv_std) = scales[c];
-                let [sum, projected] = sums[c];
-                let (mean_grad, mean_projected) = (sum as f32 / count, projected as f32 / count);
-                let scale = gamma[c] * inv_std;
-                for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
-                    let normalised = (x - mean) * inv_std;
-                    *dx = scale * (g - mean_grad - normalised * mean_projected);
-                }
-            });
+        let dx = planes(values.len() / plane, plane, |index, dx| {
+            let c = index % channels;
+            let (mean, inv_std) = scales[c];
+            let [sum, projected] = sums[c];
+            let (mean_grad, mean_projected) = (sum as f32 / count, projected as f32 / count);
+            let scale = gamma[c] * inv_std;
+            let (x, g) = (&values[index * plane..], &grad[index * plane..]);
+            for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+                let normalised = (x - mean) * inv_std;
+                *dx = scale * (g - mean_grad - normalised * mean_projected);
+            }
+        });
         let gamma_grad = sums.iter().map(|[_, p]| *p as f32).collect();
         let beta_grad = sums.iter().map(|[s, _]| *s as f32).collect();
         [
