@@ -15,7 +15,7 @@ use std::sync::Arc;
 use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
-use burn::tensor::module::{avg_pool2d, conv_transpose2d, max_pool2d};
+use burn::tensor::module::{avg_pool2d, max_pool2d};
 use burn::tensor::ops::{
     AvgPoolOptions, ConvOptions, ConvTransposeOptions, InterpolateMode, InterpolateOptions,
     MaxPoolOptions,
@@ -26,6 +26,7 @@ use super::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
 use super::{VALUE_MOVING_OPS, int64_values};
 use crate::train::activation::{hard_swish, relu};
 use crate::train::conv::conv2d;
+use crate::train::conv_transpose::conv_transpose2d;
 use crate::train::elementwise::{add, mul};
 use crate::train::resize::interpolate;
 

@@ -183,20 +183,30 @@ pub fn backward(
     geometry: &Geometry,
     [want_x, want_weight]: [bool; 2],
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
-    let dx = want_x.then(|| input_gradient(weight, grad, geometry));
+    let dx = want_x.then(|| input_gradient(weight, grad, None, geometry));
     let dw = want_weight.then(|| weight_gradient(x, grad, geometry));
     (dx, dw)
 }
 
-/// dX. At stride 1 it is a convolution of the output gradient, each value a product with
-/// Cout·kh·kw terms; otherwise `col2im(Wᵀ · dY)`, products with Cout terms added back window
-/// by window.
-fn input_gradient(weight: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
+/// dX, plus `bias` (Cin) when given (a transposed convolution's forward pass). At stride 1 it
+/// is a convolution of the output gradient, each value a product with Cout·kh·kw terms;
+/// otherwise `col2im(Wᵀ · dY)`, products with Cout terms added back window by window.
+pub fn input_gradient(
+    weight: &[f32],
+    grad: &[f32],
+    bias: Option<&[f32]>,
+    g: &Geometry,
+) -> Vec<f32> {
     if let Some(transposed) = g.transposed() {
-        return forward(grad, &g.flipped(weight), None, &transposed);
+        return forward(grad, &g.flipped(weight), bias, &transposed);
     }
     let (taps, pixels, wo) = (g.taps(), g.pixels_out(), g.output()[1]);
-    let mut dx = planes(g.images, g.image_len(), |_, _| {});
+    let plane = g.input[0] * g.input[1];
+    let mut dx = planes(g.images * g.channels_in, plane, |i, plane| {
+        if let Some(bias) = bias {
+            plane.fill(bias[i % g.channels_in]);
+        }
+    });
     dx.par_chunks_mut(g.image_len())
         .zip(grad.par_chunks(g.channels_out * pixels))
         .for_each_init(
@@ -214,7 +224,7 @@ fn input_gradient(weight: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
 }
 
 /// dW = Σ over images of dY · columnsᵀ.
-fn weight_gradient(x: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
+pub fn weight_gradient(x: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
     let (taps, pixels, wo) = (g.taps(), g.pixels_out(), g.output()[1]);
     let weight_len = g.channels_out * taps;
     x.par_chunks(g.image_len())

@@ -9,6 +9,7 @@ pub mod config;
 pub mod conv;
 mod conv_depthwise;
 mod conv_gemm;
+pub mod conv_transpose;
 pub mod elementwise;
 pub mod encoder_weights;
 pub mod export;

@@ -8,14 +8,15 @@
 //! [`SegmentationModel::size_multiple`]. Every conv followed by batch norm has no bias, so the
 //! exporter can fold the norm into it.
 
-use super::activation::relu;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::activation::relu;
 use super::conv::conv2d_module;
+use super::conv_transpose::conv_transpose2d_module;
 use super::norm::batch_norm;
 use crate::onnx::interpret::GraphModel;
 
@@ -177,8 +178,10 @@ impl UpStep {
     }
 
     fn forward(&self, x: Tensor<4>, skip: Tensor<4>) -> Tensor<4> {
-        self.conv
-            .forward(Tensor::cat(vec![skip, self.up.forward(x)], 1))
+        self.conv.forward(Tensor::cat(
+            vec![skip, conv_transpose2d_module(&self.up, x)],
+            1,
+        ))
     }
 }
 

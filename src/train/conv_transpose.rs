@@ -1,0 +1,312 @@
+//! 2-D transposed convolution (the U-Net's and MediaPipe's up-sampling) for training on burn's
+//! CPU backend, through the one-group convolution kernels of [`conv_gemm`].
+//!
+//! A transposed convolution is the input gradient of the convolution that maps its output back
+//! to its input with the same weight, stride and padding; its input gradient is that
+//! convolution's forward pass, and its weight gradient that convolution's weight gradient with
+//! the two roles swapped. burn 0.22 computes the weight gradient as a convolution on one core.
+//! Grouped or dilated ones, and any other device, stay burn's.
+
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::ops::ModuleOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::nn::conv::ConvTranspose2d;
+use burn::prelude::*;
+use burn::tensor::ops::ConvTransposeOptions;
+use burn_flex::FlexTensor;
+
+use super::conv_gemm::{self, Geometry};
+use super::flex_data::{tensor, values};
+use super::sums::channel_sums;
+
+/// The transposed convolution as a backend extension, so that its autodiff form can carry its
+/// own backward pass. The bias is always given (zeros for none: extensions take no optional
+/// tensors).
+#[backend_extension(Flex, Autodiff)]
+pub trait TrainingConvTranspose: Backend {
+    /// A transposed convolution plus `bias`.
+    fn training_conv_transpose2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvTransposeOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv_transpose2d(x, weight, Some(bias), options)
+    }
+}
+
+/// The CPU backend's backward pass.
+pub trait ConvTransposeKernels: Backend {
+    /// The gradients of [`TrainingConvTranspose::training_conv_transpose2d`] for `x`, `weight`
+    /// and the bias, each when asked.
+    fn conv_transpose2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvTransposeOptions<2>,
+        wanted: [bool; 3],
+    ) -> [Option<FloatTensor<Self>>; 3];
+}
+
+/// The convolution whose input gradient the transposed convolution of `x` by `weight` is:
+/// from the transposed convolution's output (`output` high and wide) back to `x`; none when
+/// the kernels do not apply (groups, dilation, output padding of a whole stride).
+fn adjoint(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    options: &ConvTransposeOptions<2>,
+) -> Option<Geometry> {
+    let [images, channels_in, h, w] = x.shape().dims();
+    let [_, channels_out, kh, kw] = weight.shape().dims();
+    let output = [0, 1].map(|d| {
+        let input = [h, w][d];
+        let grown = (input.max(1) - 1) * options.stride[d] + [kh, kw][d] + options.padding_out[d];
+        grown.saturating_sub(2 * options.padding[d])
+    });
+    let applies = options.groups == 1
+        && options.dilation == [1, 1]
+        && (0..2).all(|d| options.padding_out[d] < options.stride[d]);
+    applies.then_some(Geometry {
+        images,
+        channels_in: channels_out,
+        channels_out: channels_in,
+        input: output,
+        kernel: [kh, kw],
+        stride: options.stride,
+        padding: options.padding.map(|p| (p, p)),
+    })
+}
+
+impl TrainingConvTranspose for Flex {
+    fn training_conv_transpose2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvTransposeOptions<2>,
+    ) -> FloatTensor<Self> {
+        let Some(adjoint) = adjoint(&x, &weight, &options) else {
+            return Self::conv_transpose2d(x, weight, Some(bias), options);
+        };
+        let [h, w] = adjoint.input;
+        let (weight, x, bias) = (values(&weight), values(&x), values(&bias));
+        let y = conv_gemm::input_gradient(&weight, &x, Some(&bias), &adjoint);
+        tensor(y, vec![adjoint.images, adjoint.channels_in, h, w])
+    }
+}
+
+impl ConvTransposeKernels for Flex {
+    fn conv_transpose2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvTransposeOptions<2>,
+        [want_x, want_weight, want_bias]: [bool; 3],
+    ) -> [Option<FloatTensor<Self>>; 3] {
+        let grad_values = values(&grad);
+        let [_, channels, h, w] = grad.shape().dims();
+        let db =
+            want_bias.then(|| tensor(channel_sums(&grad_values, channels, h * w), vec![channels]));
+        let Some(adjoint) = adjoint(&x, &weight, &options) else {
+            let dx = want_x.then(|| {
+                Self::conv_transpose2d_x_backward(weight.clone(), grad.clone(), options.clone())
+            });
+            let dw = want_weight
+                .then(|| Self::conv_transpose2d_weight_backward(x, weight, grad, options));
+            return [dx, dw, db];
+        };
+        let (x_shape, weight_shape) = (x.shape().to_vec(), weight.shape().to_vec());
+        let dx = want_x.then(|| {
+            let dx = conv_gemm::forward(&grad_values, &values(&weight), None, &adjoint);
+            tensor(dx, x_shape)
+        });
+        let dw = want_weight.then(|| {
+            let dw = conv_gemm::weight_gradient(&grad_values, &values(&x), &adjoint);
+            tensor(dw, weight_shape)
+        });
+        [dx, dw, db]
+    }
+}
+
+impl<B, C> TrainingConvTranspose for Autodiff<B, C>
+where
+    B: Backend + TrainingConvTranspose + ConvTransposeKernels,
+    C: CheckpointStrategy,
+{
+    fn training_conv_transpose2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvTransposeOptions<2>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct ConvTransposeBackward;
+
+        impl<B: Backend + ConvTransposeKernels> Backward<B, 3> for ConvTransposeBackward {
+            type State = (NodeId, NodeId, ConvTransposeOptions<2>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let grad = grads.consume::<B>(&ops.node);
+                let (x_state, weight_state, options) = ops.state;
+                let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+                let weight =
+                    checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
+                let wanted = ops.parents.each_ref().map(Option::is_some);
+                let gradients = B::conv_transpose2d_backward(x, weight, grad, options, wanted);
+                for (node, gradient) in ops.parents.into_iter().zip(gradients) {
+                    if let (Some(node), Some(gradient)) = (node, gradient) {
+                        grads.register::<B>(node.id, gradient);
+                    }
+                }
+            }
+        }
+
+        match ConvTransposeBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = (
+                    prep.checkpoint(&x),
+                    prep.checkpoint(&weight),
+                    options.clone(),
+                );
+                let y = B::training_conv_transpose2d(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    bias.into_primitive(),
+                    options,
+                );
+                prep.finish(state, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::training_conv_transpose2d(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                options,
+            )),
+        }
+    }
+}
+
+/// A 2-D transposed convolution; when it is trained on the CPU backend it runs segstream's
+/// kernels (see the module's description).
+pub fn conv_transpose2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvTransposeOptions<2>,
+) -> Tensor<4> {
+    if !super::trains_on_cpu(&x.device()) {
+        return burn::tensor::module::conv_transpose2d(x, weight, bias, options);
+    }
+    let channels = weight.dims()[1] * options.groups;
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([channels], &x.device()));
+    Tensor::from_dispatch(
+        <Dispatch as TrainingConvTranspose>::training_conv_transpose2d(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+            options,
+        ),
+    )
+}
+
+/// `up`'s forward pass (as `ConvTranspose2d::forward`) through [`conv_transpose2d`].
+pub fn conv_transpose2d_module(up: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
+    let options = ConvTransposeOptions::new(
+        up.stride,
+        up.padding,
+        up.padding_out,
+        up.dilation,
+        up.groups,
+    );
+    conv_transpose2d(
+        x,
+        up.weight.val(),
+        up.bias.as_ref().map(|b| b.val()),
+        options,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// burn's own values and gradients against ours.
+    #[test]
+    fn transposed_convolution_matches_burns() {
+        let device = Device::flex().autodiff();
+        // (c_in, c_out, kernel, stride, padding, output padding, size)
+        let cases = [
+            (8, 4, 2, 2, 0, 0, 9),
+            (3, 5, 3, 2, 1, 1, 7),
+            (4, 4, 3, 1, 1, 0, 6),
+            (6, 2, 4, 2, 1, 0, 40),
+        ];
+        for (c_in, c_out, k, s, p, op, size) in cases {
+            let random =
+                |dims: Vec<usize>| Tensor::<4>::random(dims, Distribution::Normal(0., 1.), &device);
+            let x = random(vec![2, c_in, size, size]);
+            let w = random(vec![c_in, c_out, k, k]);
+            let b = Tensor::<1>::random([c_out], Distribution::Normal(0., 1.), &device);
+            let options = ConvTransposeOptions::new([s, s], [p, p], [op, op], [1, 1], 1);
+            let dims =
+                burn::tensor::module::conv_transpose2d(x.clone(), w.clone(), None, options.clone())
+                    .dims();
+            let target = random(dims.to_vec());
+            let run = |ours: bool| {
+                let (x, w, b) = (
+                    x.clone().require_grad(),
+                    w.clone().require_grad(),
+                    b.clone().require_grad(),
+                );
+                let y = if ours {
+                    conv_transpose2d(x.clone(), w.clone(), Some(b.clone()), options.clone())
+                } else {
+                    burn::tensor::module::conv_transpose2d(
+                        x.clone(),
+                        w.clone(),
+                        Some(b.clone()),
+                        options.clone(),
+                    )
+                };
+                let grads = (y.clone() * target.clone()).sum().backward();
+                let flat = |t: Tensor<4>| t.reshape([-1]);
+                [
+                    flat(y.inner()),
+                    flat(x.grad(&grads).unwrap()),
+                    flat(w.grad(&grads).unwrap()),
+                    b.grad(&grads).unwrap(),
+                ]
+            };
+            let (theirs, ours) = (run(false), run(true));
+            for (what, (a, b)) in [
+                "output",
+                "input gradient",
+                "weight gradient",
+                "bias gradient",
+            ]
+            .iter()
+            .zip(theirs.into_iter().zip(ours))
+            {
+                let scale = a.clone().abs().max().into_scalar::<f32>().max(1.0);
+                let gap = (a - b).abs().max().into_scalar::<f32>() / scale;
+                assert!(
+                    gap < 1e-5,
+                    "{what} differs by {gap} for k {k} s {s} p {p} op {op}"
+                );
+            }
+        }
+    }
+}
