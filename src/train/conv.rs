@@ -2,10 +2,10 @@
 //!
 //! A one-group convolution (all of the U-Net's; MediaPipe's and CenterNet's pointwise ones)
 //! runs forward and backward as matrix products over each image's column matrix (see
-//! [`conv_gemm`]); a depthwise convolution's backward pass runs plane by plane (see
-//! [`conv_depthwise`]). Other grouped convolutions, and the depthwise forward pass, are
-//! burn's own. Without autodiff, or on any other device than the CPU backend, [`conv2d`] is
-//! burn's convolution.
+//! [`conv_gemm`]); a depthwise convolution runs plane by plane (see [`conv_depthwise`]); the
+//! bias is added in the same pass and its gradient summed per plane. Other grouped
+//! convolutions are burn's own. Without autodiff, or on any other device than the CPU
+//! backend, [`conv2d`] is burn's convolution.
 
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
@@ -82,22 +82,30 @@ impl TrainingConv for Flex {
     }
 }
 
-/// The CPU backend's forward pass: one-group convolutions as matrix products, others burn's.
+/// The CPU backend's forward pass: one-group convolutions as matrix products, depthwise ones
+/// plane by plane, others burn's.
 fn cpu_conv2d(
     x: FlexTensor,
     weight: FlexTensor,
     bias: Option<FlexTensor>,
     options: ConvOptions<2>,
 ) -> FlexTensor {
-    match geometry(&x, &weight, &options) {
+    let kernel = match geometry(&x, &weight, &options) {
         Some(geometry) if options.groups == 1 => {
-            let [ho, wo] = geometry.output();
-            let bias = bias.as_ref().map(values);
-            let y = conv_gemm::forward(&values(&x), &values(&weight), bias.as_deref(), &geometry);
-            tensor(y, vec![geometry.images, geometry.channels_out, ho, wo])
+            Some((geometry, conv_gemm::forward as ForwardKernel))
         }
-        _ => Flex::conv2d(x, weight, bias, options),
-    }
+        Some(geometry) if geometry.is_depthwise(options.groups) => {
+            Some((geometry, conv_depthwise::forward as ForwardKernel))
+        }
+        _ => None,
+    };
+    let Some((geometry, forward)) = kernel else {
+        return Flex::conv2d(x, weight, bias, options);
+    };
+    let [ho, wo] = geometry.output();
+    let bias = bias.as_ref().map(values);
+    let y = forward(&values(&x), &values(&weight), bias.as_deref(), &geometry);
+    tensor(y, vec![geometry.images, geometry.channels_out, ho, wo])
 }
 
 impl ConvKernels for Flex {
@@ -144,6 +152,9 @@ impl ConvKernels for Flex {
         ]
     }
 }
+
+/// A forward kernel: the output from x, the weight and the bias when given.
+type ForwardKernel = fn(&[f32], &[f32], Option<&[f32]>, &Geometry) -> Vec<f32>;
 
 /// A backward kernel: the input and weight gradients from x, the weight and the output
 /// gradient, each when wanted.

@@ -1,16 +1,47 @@
-//! The backward pass of a depthwise convolution (one channel per group) on contiguous f32
-//! N×C×H×W data: each (image, channel) plane on its own, kernel tap by kernel tap, the planes
+//! A depthwise convolution (one channel per group) on contiguous f32 N×C×H×W data, forward and
+//! backward: each (image, channel) plane on its own, kernel tap by kernel tap, the planes
 //! spread over the cores.
 //!
-//! burn 0.22 runs a depthwise convolution's input gradient as a transposed convolution channel
-//! by channel and its weight gradient as a convolution whose kernel is the whole output
-//! gradient. Here, for each tap, one pass over the plane adds the tap's share to the input
-//! gradient and one sums its weight gradient; a plane stays in the core's cache throughout.
+//! burn 0.22 pads the input on one core when the padding differs before and after
+//! (TensorFlow's "same" at stride 2) and adds the bias on one core; it runs the input gradient
+//! as a transposed convolution channel by channel and the weight gradient as a convolution
+//! whose kernel is the whole output gradient. Here, for each tap, one pass over the plane adds
+//! the tap's share to the output (forward) or to the input gradient, and one sums its weight
+//! gradient; a plane stays in the core's cache throughout, and padding is never copied.
 
 use rayon::prelude::*;
 
 use super::conv_gemm::{Geometry, reached};
 use super::flex_data::planes;
+
+/// The convolution of `x` with `weight` (C×1×kh×kw), plus `bias` (C) when given.
+pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, geometry: &Geometry) -> Vec<f32> {
+    let g = geometry;
+    let ([h, w], [ho, wo], [kh, kw]) = (g.input, g.output(), g.kernel);
+    let ([sh, sw], [(ph, _), (pw, _)]) = (g.stride, g.padding);
+    let taps = kh * kw;
+    planes(x.len() / (h * w).max(1), ho * wo, |index, out| {
+        let channel = index % g.channels_in;
+        if let Some(bias) = bias {
+            out.fill(bias[channel]);
+        }
+        let (x, kernel) = (
+            &x[index * h * w..][..h * w],
+            &weight[channel * taps..][..taps],
+        );
+        for (tap, &scale) in kernel.iter().enumerate() {
+            let (i, j) = (tap / kw, tap % kw);
+            let (rows, cols) = (reached(i, sh, ph, h, ho), reached(j, sw, pw, w, wo));
+            if cols.is_empty() {
+                continue;
+            }
+            for oh in rows {
+                let start = (oh * sh + i - ph) * w + cols.start * sw + j - pw;
+                add_scaled_from(&mut out[oh * wo..][cols.clone()], &x[start..], scale, sw);
+            }
+        }
+    })
+}
 
 /// The gradients of `x` and of `weight` (C×1×kh×kw) from the output gradient `grad`, each when
 /// `wanted`; `geometry` has as many output channels as input channels.
@@ -102,5 +133,22 @@ fn add_scaled(target: &mut [f32], values: &[f32], scale: f32, stride: usize) {
     } else {
         let target = target.iter_mut().step_by(stride);
         target.zip(values).for_each(|(t, v)| *t += scale * v);
+    }
+}
+
+/// `target[k] += scale · values[k·stride]`.
+fn add_scaled_from(target: &mut [f32], values: &[f32], scale: f32, stride: usize) {
+    if stride == 1 {
+        let values = &values[..target.len()];
+        target
+            .iter_mut()
+            .zip(values)
+            .for_each(|(t, v)| *t += scale * v);
+    } else {
+        let values = values.iter().step_by(stride);
+        target
+            .iter_mut()
+            .zip(values)
+            .for_each(|(t, v)| *t += scale * v);
     }
 }
