@@ -90,21 +90,12 @@ fn cpu_conv2d(
     bias: Option<FlexTensor>,
     options: ConvOptions<2>,
 ) -> FlexTensor {
-    let kernel = match geometry(&x, &weight, &options) {
-        Some(geometry) if options.groups == 1 => {
-            Some((geometry, conv_gemm::forward as ForwardKernel))
-        }
-        Some(geometry) if geometry.is_depthwise(options.groups) => {
-            Some((geometry, conv_depthwise::forward as ForwardKernel))
-        }
-        _ => None,
-    };
-    let Some((geometry, forward)) = kernel else {
+    let Some((geometry, kernels)) = kernels(&x, &weight, &options) else {
         return Flex::conv2d(x, weight, bias, options);
     };
     let [ho, wo] = geometry.output();
     let bias = bias.as_ref().map(values);
-    let y = forward(&values(&x), &values(&weight), bias.as_deref(), &geometry);
+    let y = (kernels.forward)(&values(&x), &values(&weight), bias.as_deref(), &geometry);
     tensor(y, vec![geometry.images, geometry.channels_out, ho, wo])
 }
 
@@ -117,20 +108,8 @@ impl ConvKernels for Flex {
         [want_x, want_weight, want_bias]: [bool; 3],
     ) -> [Option<FloatTensor<Self>>; 3] {
         let grad_values = values(&grad);
-        let db = want_bias.then(|| {
-            let [_, channels, h, w] = grad.shape().dims();
-            tensor(channel_sums(&grad_values, channels, h * w), vec![channels])
-        });
-        let kernel = match geometry(&x, &weight, &options) {
-            Some(geometry) if options.groups == 1 => {
-                Some((geometry, conv_gemm::backward as BackwardKernel))
-            }
-            Some(geometry) if geometry.is_depthwise(options.groups) => {
-                Some((geometry, conv_depthwise::backward as BackwardKernel))
-            }
-            _ => None,
-        };
-        let Some((geometry, backward)) = kernel else {
+        let db = want_bias.then(|| bias_gradient(&grad, &grad_values));
+        let Some((geometry, kernels)) = kernels(&x, &weight, &options) else {
             let dx = want_x.then(|| {
                 Self::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone())
             });
@@ -138,7 +117,7 @@ impl ConvKernels for Flex {
             return [dx, dw, db];
         };
         let (x_shape, weight_shape) = (x.shape().dims::<4>(), weight.shape().dims::<4>());
-        let (dx, dw) = backward(
+        let (dx, dw) = (kernels.backward)(
             &values(&x),
             &values(&weight),
             &grad_values,
@@ -153,6 +132,12 @@ impl ConvKernels for Flex {
     }
 }
 
+/// The gradient of a bias from its output's gradient `grad` (whose values are `values`).
+pub(super) fn bias_gradient(grad: &FlexTensor, values: &[f32]) -> FlexTensor {
+    let [_, channels, h, w] = grad.shape().dims();
+    tensor(channel_sums(values, channels, h * w), vec![channels])
+}
+
 /// A forward kernel: the output from x, the weight and the bias when given.
 type ForwardKernel = fn(&[f32], &[f32], Option<&[f32]>, &Geometry) -> Vec<f32>;
 
@@ -160,6 +145,35 @@ type ForwardKernel = fn(&[f32], &[f32], Option<&[f32]>, &Geometry) -> Vec<f32>;
 /// gradient, each when wanted.
 type BackwardKernel =
     fn(&[f32], &[f32], &[f32], &Geometry, [bool; 2]) -> (Option<Vec<f32>>, Option<Vec<f32>>);
+
+/// segstream's two passes of one kind of convolution.
+struct Kernels {
+    forward: ForwardKernel,
+    backward: BackwardKernel,
+}
+
+/// The sizes of a convolution and the kernels that run it; none where burn's does.
+fn kernels(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    options: &ConvOptions<2>,
+) -> Option<(Geometry, Kernels)> {
+    let geometry = geometry(x, weight, options)?;
+    let kernels = if options.groups == 1 {
+        Kernels {
+            forward: conv_gemm::forward,
+            backward: conv_gemm::backward,
+        }
+    } else if geometry.is_depthwise(options.groups) {
+        Kernels {
+            forward: conv_depthwise::forward,
+            backward: conv_depthwise::backward,
+        }
+    } else {
+        return None;
+    };
+    Some((geometry, kernels))
+}
 
 /// The sizes of an undilated convolution; none for a dilated one.
 fn geometry(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Option<Geometry> {

@@ -9,17 +9,18 @@
 //! the tap's share to the output (forward) or to the input gradient, and one sums its weight
 //! gradient; a plane stays in the core's cache throughout, and padding is never copied.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use super::conv_gemm::{Geometry, reached};
 use super::flex_data::planes;
+use super::sums;
 
 /// The convolution of `x` with `weight` (C×1×kh×kw), plus `bias` (C) when given.
 pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, geometry: &Geometry) -> Vec<f32> {
     let g = geometry;
-    let ([h, w], [ho, wo], [kh, kw]) = (g.input, g.output(), g.kernel);
-    let ([sh, sw], [(ph, _), (pw, _)]) = (g.stride, g.padding);
-    let taps = kh * kw;
+    let ([h, w], [ho, wo], taps) = (g.input, g.output(), g.kernel[0] * g.kernel[1]);
     planes(x.len() / (h * w).max(1), ho * wo, |index, out| {
         let channel = index % g.channels_in;
         if let Some(bias) = bias {
@@ -30,17 +31,27 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, geometry: &Geome
             &weight[channel * taps..][..taps],
         );
         for (tap, &scale) in kernel.iter().enumerate() {
-            let (i, j) = (tap / kw, tap % kw);
-            let (rows, cols) = (reached(i, sh, ph, h, ho), reached(j, sw, pw, w, wo));
-            if cols.is_empty() {
-                continue;
-            }
-            for oh in rows {
-                let start = (oh * sh + i - ph) * w + cols.start * sw + j - pw;
-                add_scaled_from(&mut out[oh * wo..][cols.clone()], &x[start..], scale, sw);
-            }
+            tap_rows(g, tap, |outputs, start| {
+                add_scaled_from(&mut out[outputs], &x[start..], scale, g.stride[1]);
+            });
         }
     })
+}
+
+/// For kernel tap `tap`, each output row it reaches: the output positions (in the plane) and
+/// where in the input plane the first of them reads; the next ones read a stride apart.
+fn tap_rows(g: &Geometry, tap: usize, mut visit: impl FnMut(Range<usize>, usize)) {
+    let ([h, w], [ho, wo], kw) = (g.input, g.output(), g.kernel[1]);
+    let ([sh, sw], [(ph, _), (pw, _)]) = (g.stride, g.padding);
+    let (i, j) = (tap / kw, tap % kw);
+    let (rows, cols) = (reached(i, sh, ph, h, ho), reached(j, sw, pw, w, wo));
+    if cols.is_empty() {
+        return;
+    }
+    for oh in rows {
+        let start = (oh * sh + i - ph) * w + cols.start * sw + j - pw;
+        visit(oh * wo + cols.start..oh * wo + cols.end, start);
+    }
 }
 
 /// The gradients of `x` and of `weight` (C×1×kh×kw) from the output gradient `grad`, each when
@@ -53,9 +64,8 @@ pub fn backward(
     [want_x, want_weight]: [bool; 2],
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     let g = geometry;
-    let ([h, w], [ho, wo], [kh, kw]) = (g.input, g.output(), g.kernel);
-    let ([sh, sw], [(ph, _), (pw, _)]) = (g.stride, g.padding);
-    let taps = kh * kw;
+    let ([h, w], [ho, wo], sw) = (g.input, g.output(), g.stride[1]);
+    let taps = g.kernel[0] * g.kernel[1];
     let mut dx = planes(x.len() / (h * w).max(1), h * w, |_, _| {});
     let plane_sums: Vec<Vec<f32>> = dx
         .par_chunks_mut(h * w)
@@ -66,21 +76,15 @@ pub fn backward(
             let kernel = &weight[index % g.channels_in * taps..][..taps];
             let mut sums = vec![0.0; taps];
             for (tap, sum) in sums.iter_mut().enumerate() {
-                let (i, j) = (tap / kw, tap % kw);
-                let (rows, cols) = (reached(i, sh, ph, h, ho), reached(j, sw, pw, w, wo));
-                if cols.is_empty() {
-                    continue;
-                }
-                for oh in rows {
-                    let grad = &grad[oh * wo..][cols.clone()];
-                    let start = (oh * sh + i - ph) * w + cols.start * sw + j - pw;
+                tap_rows(g, tap, |outputs, start| {
+                    let grad = &grad[outputs];
                     if want_weight {
                         *sum += dot(grad, &x[start..], sw);
                     }
                     if want_x {
                         add_scaled(&mut dx[start..], grad, kernel[tap], sw);
                     }
-                }
+                });
             }
             sums
         })
@@ -96,30 +100,15 @@ pub fn backward(
     (want_x.then_some(dx), dw)
 }
 
-/// Σ `a[k] · b[k·stride]`, in eight running sums so that it vectorises at stride 1.
+/// Σ `a[k] · b[k·stride]`.
 fn dot(a: &[f32], b: &[f32], stride: usize) -> f32 {
-    if stride != 1 {
-        return a
-            .iter()
-            .zip(b.iter().step_by(stride))
-            .map(|(a, b)| a * b)
-            .sum();
+    if stride == 1 {
+        return sums::dot(a, &b[..a.len()]) as f32;
     }
-    let b = &b[..a.len()];
-    let mut lanes = [0.0f32; 8];
-    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
+    a.iter()
+        .zip(b.iter().step_by(stride))
         .map(|(a, b)| a * b)
-        .sum();
-    for (a, b) in a_chunks.zip(b_chunks) {
-        for lane in 0..8 {
-            lanes[lane] += a[lane] * b[lane];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
+        .sum()
 }
 
 /// `target[k·stride] += scale · values[k]`.

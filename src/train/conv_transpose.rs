@@ -19,9 +19,9 @@ use burn::prelude::*;
 use burn::tensor::ops::ConvTransposeOptions;
 use burn_flex::FlexTensor;
 
+use super::conv::bias_gradient;
 use super::conv_gemm::{self, Geometry};
 use super::flex_data::{tensor, values};
-use super::sums::channel_sums;
 
 /// The transposed convolution as a backend extension, so that its autodiff form can carry its
 /// own backward pass. The bias is always given (zeros for none: extensions take no optional
@@ -107,9 +107,7 @@ impl ConvTransposeKernels for Flex {
         [want_x, want_weight, want_bias]: [bool; 3],
     ) -> [Option<FloatTensor<Self>>; 3] {
         let grad_values = values(&grad);
-        let [_, channels, h, w] = grad.shape().dims();
-        let db =
-            want_bias.then(|| tensor(channel_sums(&grad_values, channels, h * w), vec![channels]));
+        let db = want_bias.then(|| bias_gradient(&grad, &grad_values));
         let Some(adjoint) = adjoint(&x, &weight, &options) else {
             let dx = want_x.then(|| {
                 Self::conv_transpose2d_x_backward(weight.clone(), grad.clone(), options.clone())
