@@ -30,7 +30,8 @@ pub mod schedule;
 mod sums;
 
 /// Whether `device` trains on burn's CPU backend (autodiff over Flex), where segstream's own
-/// convolution gradients, batch norm and hard-swish ([`conv`], [`norm`], [`activation`]) run.
+/// kernels run ([`conv`], [`conv_transpose`], [`norm`], [`activation`], [`elementwise`],
+/// [`resize`]).
 pub(crate) fn trains_on_cpu(device: &burn::prelude::Device) -> bool {
     device.is_autodiff() && device.clone().inner() == burn::prelude::Device::flex()
 }
