@@ -32,6 +32,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     segstream::train::memory::keep_freed_memory();
+    segstream::train::subnormals::flush_subnormals();
     let device = Device::flex().autodiff();
     let mut model = match &model_path {
         Some(path) => SegmentationModel::Graph(Pretrained::read(path, 1, 0)?.model(&device)?),

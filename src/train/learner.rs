@@ -123,6 +123,7 @@ impl Learner {
             None => None,
         };
         super::memory::keep_freed_memory();
+        super::subnormals::flush_subnormals();
         let device = Device::flex().autodiff();
         device.seed(config.seed);
         Ok(Learner {

@@ -27,6 +27,7 @@ pub mod pretrained;
 pub mod report;
 pub mod resize;
 pub mod schedule;
+pub mod subnormals;
 mod sums;
 
 /// Whether `device` trains on burn's CPU backend (autodiff over Flex), where segstream's own
