@@ -14,12 +14,8 @@ use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::prelude::*;
-use rayon::prelude::*;
 
-use super::flex_data::{tensor, values};
-
-/// Values per task when an activation is spread over the cores.
-const CHUNK: usize = 16 * 1024;
+use super::flex_data::{map, tensor, values, zip_map};
 
 /// An element-wise activation whose gradient depends on its input alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,13 +65,13 @@ pub trait ActivationKernels: Backend {
 
 impl TrainingActivation for Flex {
     fn training_activation(x: FloatTensor<Self>, activation: Activation) -> FloatTensor<Self> {
-        let shape = x.shape().to_vec();
-        let y = values(&x)
-            .par_iter()
-            .with_min_len(CHUNK)
-            .map(|&x| activation.apply(x))
-            .collect();
-        tensor(y, shape)
+        let x_values = values(&x);
+        // One loop per activation, so that each is compiled (and vectorised) on its own.
+        let y = match activation {
+            Activation::Relu => map(&x_values, |x| Activation::Relu.apply(x)),
+            Activation::HardSwish => map(&x_values, |x| Activation::HardSwish.apply(x)),
+        };
+        tensor(y, x.shape().to_vec())
     }
 }
 
@@ -85,14 +81,14 @@ impl ActivationKernels for Flex {
         grad: FloatTensor<Self>,
         activation: Activation,
     ) -> FloatTensor<Self> {
-        let shape = x.shape().to_vec();
-        let dx = values(&x)
-            .par_iter()
-            .zip(values(&grad).par_iter())
-            .with_min_len(CHUNK)
-            .map(|(&x, &g)| g * activation.slope(x))
-            .collect();
-        tensor(dx, shape)
+        let (x_values, grad) = (values(&x), values(&grad));
+        let dx = match activation {
+            Activation::Relu => zip_map(&x_values, &grad, |x, g| g * Activation::Relu.slope(x)),
+            Activation::HardSwish => {
+                zip_map(&x_values, &grad, |x, g| g * Activation::HardSwish.slope(x))
+            }
+        };
+        tensor(dx, x.shape().to_vec())
     }
 }
 

@@ -16,11 +16,8 @@ use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::flex_data::{planes, tensor, values};
+use super::flex_data::{planes, tensor, values, zip_map};
 use super::sums::dot;
-
-/// Values per task when a sum is spread over the cores.
-const CHUNK: usize = 16 * 1024;
 
 /// The ops as a backend extension, so that their autodiff forms carry their own backward
 /// passes.
@@ -54,14 +51,8 @@ pub trait ElementwiseKernels: Backend {
 
 impl TrainingElementwise for Flex {
     fn training_add(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
-        let shape = a.shape().to_vec();
-        let sum = values(&a)
-            .par_iter()
-            .zip(values(&b).par_iter())
-            .with_min_len(CHUNK)
-            .map(|(a, b)| a + b)
-            .collect();
-        tensor(sum, shape)
+        let sum = zip_map(&values(&a), &values(&b), |a, b| a + b);
+        tensor(sum, a.shape().to_vec())
     }
 
     fn training_scale_channels(

@@ -43,3 +43,28 @@ pub fn planes(count: usize, len: usize, write: impl Fn(usize, &mut [f32]) + Sync
     unsafe { out.set_len(count * len) };
     out
 }
+
+/// Values per task when an element-wise pass is spread over the cores.
+const CHUNK: usize = 16 * 1024;
+
+/// `f` of each value of `x`, all cores taking part.
+pub fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    zip_map(x, x, |x, _| f(x))
+}
+
+/// `f` of each pair of values of `a` and `b` (of one length), all cores taking part.
+pub fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    assert_eq!(a.len(), b.len(), "element-wise operands of one length");
+    let mut out = Vec::with_capacity(a.len());
+    out.spare_capacity_mut()[..a.len()]
+        .par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+        .for_each(|(out, (a, b))| {
+            for ((out, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                out.write(f(a, b));
+            }
+        });
+    // SAFETY: the loop above wrote all `a.len()` values.
+    unsafe { out.set_len(a.len()) };
+    out
+}
