@@ -1,4 +1,5 @@
-//! Moving f32 values in and out of burn's CPU backend tensors, for segstream's own kernels.
+//! f32 values in and out of burn's CPU backend tensors, and fresh buffers written by all cores
+//! (plane by plane or element by element), for segstream's own kernels.
 
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
