@@ -29,18 +29,9 @@ use super::sums::channel_sums;
 /// backward pass.
 #[backend_extension(Flex, Autodiff)]
 pub trait TrainingConv: Backend {
-    /// A convolution without bias.
+    /// A convolution plus `bias`, added in the same pass. The bias is always given (zeros for
+    /// none): backend extensions take no optional tensors.
     fn training_conv2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        Self::conv2d(x, weight, None, options)
-    }
-
-    /// A convolution with its bias added in the same pass (backend extensions take no
-    /// optional tensors, hence two operations).
-    fn training_conv2d_bias(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
@@ -63,40 +54,23 @@ pub trait ConvKernels: Backend {
     ) -> [Option<FloatTensor<Self>>; 3];
 }
 
+/// The CPU backend's forward pass: one-group convolutions as matrix products, depthwise ones
+/// plane by plane, others burn's.
 impl TrainingConv for Flex {
     fn training_conv2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        cpu_conv2d(x, weight, None, options)
-    }
-
-    fn training_conv2d_bias(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        cpu_conv2d(x, weight, Some(bias), options)
+        let Some((geometry, kernels)) = kernels(&x, &weight, &options) else {
+            return Self::conv2d(x, weight, Some(bias), options);
+        };
+        let [ho, wo] = geometry.output();
+        let (x, weight, bias) = (values(&x), values(&weight), values(&bias));
+        let y = (kernels.forward)(&x, &weight, Some(&bias), &geometry);
+        tensor(y, vec![geometry.images, geometry.channels_out, ho, wo])
     }
-}
-
-/// The CPU backend's forward pass: one-group convolutions as matrix products, depthwise ones
-/// plane by plane, others burn's.
-fn cpu_conv2d(
-    x: FlexTensor,
-    weight: FlexTensor,
-    bias: Option<FlexTensor>,
-    options: ConvOptions<2>,
-) -> FlexTensor {
-    let Some((geometry, kernels)) = kernels(&x, &weight, &options) else {
-        return Flex::conv2d(x, weight, bias, options);
-    };
-    let [ho, wo] = geometry.output();
-    let bias = bias.as_ref().map(values);
-    let y = (kernels.forward)(&values(&x), &values(&weight), bias.as_deref(), &geometry);
-    tensor(y, vec![geometry.images, geometry.channels_out, ho, wo])
 }
 
 impl ConvKernels for Flex {
@@ -198,85 +172,62 @@ where
     fn training_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        let parents = [x.node(), weight.node()];
-        let prepared = ConvBackward
-            .prepare::<C>(parents)
-            .compute_bound()
-            .stateful();
-        tracked_conv2d(prepared, x, weight, None, options)
-    }
-
-    fn training_conv2d_bias(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        let parents = [x.node(), weight.node(), bias.node()];
-        let prepared = ConvBackward
-            .prepare::<C>(parents)
-            .compute_bound()
-            .stateful();
-        tracked_conv2d(prepared, x, weight, Some(bias), options)
-    }
-}
+        #[derive(Debug)]
+        struct ConvBackward;
 
-/// The convolution's backward step, with or without bias (two or three parents).
-#[derive(Debug)]
-struct ConvBackward;
+        impl<B: Backend + ConvKernels> Backward<B, 3> for ConvBackward {
+            type State = (NodeId, NodeId, ConvOptions<2>);
 
-impl<B: Backend + ConvKernels, const N: usize> Backward<B, N> for ConvBackward {
-    type State = (NodeId, NodeId, ConvOptions<2>);
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, N>,
-        grads: &mut Gradients,
-        checkpointer: &mut Checkpointer,
-    ) {
-        let grad = grads.consume::<B>(&ops.node);
-        let (x_state, weight_state, options) = ops.state;
-        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
-        let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
-        let wanted = [0, 1, 2].map(|i| ops.parents.get(i).is_some_and(Option::is_some));
-        let gradients = B::training_conv2d_backward(x, weight, grad, options, wanted);
-        for (node, gradient) in ops.parents.into_iter().zip(gradients) {
-            if let (Some(node), Some(gradient)) = (node, gradient) {
-                grads.register::<B>(node.id, gradient);
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let grad = grads.consume::<B>(&ops.node);
+                let (x_state, weight_state, options) = ops.state;
+                let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+                let weight =
+                    checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
+                let wanted = ops.parents.each_ref().map(Option::is_some);
+                let gradients = B::training_conv2d_backward(x, weight, grad, options, wanted);
+                for (node, gradient) in ops.parents.into_iter().zip(gradients) {
+                    if let (Some(node), Some(gradient)) = (node, gradient) {
+                        grads.register::<B>(node.id, gradient);
+                    }
+                }
             }
         }
-    }
-}
 
-/// Runs the convolution, recording its backward step when `prepared` is tracked.
-fn tracked_conv2d<B, C, const N: usize>(
-    prepared: OpsKind<ConvBackward, B, (NodeId, NodeId, ConvOptions<2>), C, N>,
-    x: FloatTensor<Autodiff<B, C>>,
-    weight: FloatTensor<Autodiff<B, C>>,
-    bias: Option<FloatTensor<Autodiff<B, C>>>,
-    options: ConvOptions<2>,
-) -> FloatTensor<Autodiff<B, C>>
-where
-    B: Backend + TrainingConv + ConvKernels,
-    C: CheckpointStrategy,
-{
-    let run = |x: FloatTensor<Autodiff<B, C>>, weight: FloatTensor<Autodiff<B, C>>, options| {
-        let (x, weight) = (x.into_primitive(), weight.into_primitive());
-        match bias {
-            Some(bias) => B::training_conv2d_bias(x, weight, bias.into_primitive(), options),
-            None => B::training_conv2d(x, weight, options),
+        match ConvBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = (
+                    prep.checkpoint(&x),
+                    prep.checkpoint(&weight),
+                    options.clone(),
+                );
+                let y = B::training_conv2d(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    bias.into_primitive(),
+                    options,
+                );
+                prep.finish(state, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::training_conv2d(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                options,
+            )),
         }
-    };
-    match prepared {
-        OpsKind::Tracked(mut prep) => {
-            let x_state = prep.checkpoint(&x);
-            let weight_state = prep.checkpoint(&weight);
-            let y = run(x, weight, options.clone());
-            prep.finish((x_state, weight_state, options), y)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(run(x, weight, options)),
     }
 }
 
@@ -307,16 +258,13 @@ pub fn conv2d(
     if !super::trains_on_cpu(&x.device()) || options.dilation != [1, 1] {
         return burn::tensor::module::conv2d(x, weight, bias, options);
     }
-    let (x, weight) = (x.into_dispatch(), weight.into_dispatch());
-    Tensor::from_dispatch(match bias {
-        Some(bias) => <Dispatch as TrainingConv>::training_conv2d_bias(
-            x,
-            weight,
-            bias.into_dispatch(),
-            options,
-        ),
-        None => <Dispatch as TrainingConv>::training_conv2d(x, weight, options),
-    })
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[0]], &x.device()));
+    Tensor::from_dispatch(<Dispatch as TrainingConv>::training_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        options,
+    ))
 }
 
 #[cfg(test)]
