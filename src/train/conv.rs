@@ -267,6 +267,61 @@ pub fn conv2d(
     ))
 }
 
+/// Checks convolution-like ops of ours against burn's.
+#[cfg(test)]
+pub(super) mod against_burn {
+    use burn::prelude::*;
+    use burn::tensor::Distribution;
+
+    /// An op of an input, a weight and a bias.
+    pub type Op<'a> = &'a dyn Fn(Tensor<4>, Tensor<4>, Tensor<1>) -> Tensor<4>;
+
+    /// Runs `ours` and `burns` on `x`, `weight` and `bias` under one random loss and asserts
+    /// that their outputs and the three gradients agree to 1e-5 of each one's largest value
+    /// (sums over thousands of terms); `case` names the shapes in the message.
+    pub fn assert_agree(
+        x: &Tensor<4>,
+        weight: &Tensor<4>,
+        bias: &Tensor<1>,
+        ours: Op,
+        burns: Op,
+        case: &str,
+    ) {
+        let dims = burns(x.clone(), weight.clone(), bias.clone()).dims();
+        let target = Tensor::<4>::random(dims, Distribution::Normal(0., 1.), &x.device());
+        let run = |op: Op| {
+            let (x, w, b) = (
+                x.clone().require_grad(),
+                weight.clone().require_grad(),
+                bias.clone().require_grad(),
+            );
+            let y = op(x.clone(), w.clone(), b.clone());
+            let grads = (y.clone() * target.clone()).sum().backward();
+            let flat = |t: Tensor<4>| t.reshape([-1]);
+            [
+                flat(y.inner()),
+                flat(x.grad(&grads).expect("x takes part in the loss")),
+                flat(w.grad(&grads).expect("the weight takes part in the loss")),
+                b.grad(&grads).expect("the bias takes part in the loss"),
+            ]
+        };
+        let names = [
+            "output",
+            "input gradient",
+            "weight gradient",
+            "bias gradient",
+        ];
+        for (what, (theirs, mine)) in names.iter().zip(run(burns).into_iter().zip(run(ours))) {
+            let scale = theirs.clone().abs().max().into_scalar::<f32>().max(1.0);
+            let gap = (theirs - mine).abs().max().into_scalar::<f32>() / scale;
+            assert!(
+                gap < 1e-5,
+                "{what} differs by {gap} of its largest value for {case}"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,67 +353,20 @@ mod tests {
             (8, 8, 5, 2, (1, 2), 8, 12),
         ];
         for (c_in, c_out, k, s, p, groups, size) in cases {
-            let x =
-                Tensor::<4>::random([2, c_in, size, size], Distribution::Normal(0., 1.), &device);
-            let w = Tensor::<4>::random(
-                [c_out, c_in / groups, k, k],
-                Distribution::Normal(0., 1.),
-                &device,
-            );
+            let random =
+                |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Normal(0., 1.), &device);
+            let x = random([2, c_in, size, size]);
+            let w = random([c_out, c_in / groups, k, k]);
             let b = Tensor::<1>::random([c_out], Distribution::Normal(0., 1.), &device);
             let options = ConvOptions::new_with_padding([s, s], [p, p], [1, 1], groups);
-            let dims =
-                burn::tensor::module::conv2d(x.clone(), w.clone(), None, options.clone()).dims();
-            let target = Tensor::<4>::random(dims, Distribution::Normal(0., 1.), &device);
-            let run = |ours: bool| {
-                let (x, w, b) = (
-                    x.clone().require_grad(),
-                    w.clone().require_grad(),
-                    b.clone().require_grad(),
-                );
-                let y = if ours {
-                    conv2d(x.clone(), w.clone(), Some(b.clone()), options.clone())
-                } else {
-                    burn::tensor::module::conv2d(
-                        x.clone(),
-                        w.clone(),
-                        Some(b.clone()),
-                        options.clone(),
-                    )
-                };
-                let grads = (y.clone() * target.clone()).sum().backward();
-                let value = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().expect("f32 data");
-                (
-                    value(y.inner()),
-                    value(x.grad(&grads).unwrap()),
-                    value(w.grad(&grads).unwrap()),
-                    b.grad(&grads)
-                        .unwrap()
-                        .into_data()
-                        .try_to_vec::<f32>()
-                        .expect("f32 data"),
-                )
-            };
-            let (theirs, ours) = (run(false), run(true));
-            let close = |a: &[f32], b: &[f32], what: &str| {
-                assert_eq!(a.len(), b.len());
-                // Sums over thousands of terms: compared to the largest value's size.
-                let scale = a.iter().fold(1.0, |m: f32, v| m.max(v.abs()));
-                let worst = a
-                    .iter()
-                    .zip(b)
-                    .map(|(a, b)| (a - b).abs() / scale)
-                    .fold(0.0, f32::max);
-                assert!(
-                    worst < 1e-5,
-                    "{what} differs by {worst} of its largest value for c_in {c_in} k {k} s {s} \
-                     g {groups}"
-                );
-            };
-            close(&theirs.0, &ours.0, "output");
-            close(&theirs.1, &ours.1, "input gradient");
-            close(&theirs.2, &ours.2, "weight gradient");
-            close(&theirs.3, &ours.3, "bias gradient");
+            against_burn::assert_agree(
+                &x,
+                &w,
+                &b,
+                &|x, w, b| conv2d(x, w, Some(b), options.clone()),
+                &|x, w, b| burn::tensor::module::conv2d(x, w, Some(b), options.clone()),
+                &format!("c_in {c_in} k {k} s {s} g {groups}"),
+            );
         }
     }
 }

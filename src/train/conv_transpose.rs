@@ -239,6 +239,7 @@ pub fn conv_transpose2d_module(up: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::conv::against_burn;
     use burn::tensor::Distribution;
 
     /// burn's own values and gradients against ours.
@@ -254,57 +255,19 @@ mod tests {
         ];
         for (c_in, c_out, k, s, p, op, size) in cases {
             let random =
-                |dims: Vec<usize>| Tensor::<4>::random(dims, Distribution::Normal(0., 1.), &device);
-            let x = random(vec![2, c_in, size, size]);
-            let w = random(vec![c_in, c_out, k, k]);
+                |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Normal(0., 1.), &device);
+            let x = random([2, c_in, size, size]);
+            let w = random([c_in, c_out, k, k]);
             let b = Tensor::<1>::random([c_out], Distribution::Normal(0., 1.), &device);
             let options = ConvTransposeOptions::new([s, s], [p, p], [op, op], [1, 1], 1);
-            let dims =
-                burn::tensor::module::conv_transpose2d(x.clone(), w.clone(), None, options.clone())
-                    .dims();
-            let target = random(dims.to_vec());
-            let run = |ours: bool| {
-                let (x, w, b) = (
-                    x.clone().require_grad(),
-                    w.clone().require_grad(),
-                    b.clone().require_grad(),
-                );
-                let y = if ours {
-                    conv_transpose2d(x.clone(), w.clone(), Some(b.clone()), options.clone())
-                } else {
-                    burn::tensor::module::conv_transpose2d(
-                        x.clone(),
-                        w.clone(),
-                        Some(b.clone()),
-                        options.clone(),
-                    )
-                };
-                let grads = (y.clone() * target.clone()).sum().backward();
-                let flat = |t: Tensor<4>| t.reshape([-1]);
-                [
-                    flat(y.inner()),
-                    flat(x.grad(&grads).unwrap()),
-                    flat(w.grad(&grads).unwrap()),
-                    b.grad(&grads).unwrap(),
-                ]
-            };
-            let (theirs, ours) = (run(false), run(true));
-            for (what, (a, b)) in [
-                "output",
-                "input gradient",
-                "weight gradient",
-                "bias gradient",
-            ]
-            .iter()
-            .zip(theirs.into_iter().zip(ours))
-            {
-                let scale = a.clone().abs().max().into_scalar::<f32>().max(1.0);
-                let gap = (a - b).abs().max().into_scalar::<f32>() / scale;
-                assert!(
-                    gap < 1e-5,
-                    "{what} differs by {gap} for k {k} s {s} p {p} op {op}"
-                );
-            }
+            against_burn::assert_agree(
+                &x,
+                &w,
+                &b,
+                &|x, w, b| conv_transpose2d(x, w, Some(b), options.clone()),
+                &|x, w, b| burn::tensor::module::conv_transpose2d(x, w, Some(b), options.clone()),
+                &format!("k {k} s {s} p {p} op {op}"),
+            );
         }
     }
 }
