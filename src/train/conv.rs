@@ -7,6 +7,8 @@
 //! convolutions are burn's own. Without autodiff, or on any other device than the CPU
 //! backend, [`conv2d`] is burn's convolution.
 
+use std::marker::PhantomData;
+
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
@@ -175,59 +177,126 @@ where
         bias: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct ConvBackward;
+        tracked::<B, C, Convolution>(x, weight, bias, options)
+    }
+}
 
-        impl<B: Backend + ConvKernels> Backward<B, 3> for ConvBackward {
-            type State = (NodeId, NodeId, ConvOptions<2>);
+/// The convolution as a [`WeightedOp`].
+#[derive(Debug)]
+struct Convolution;
 
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                checkpointer: &mut Checkpointer,
-            ) {
-                let grad = grads.consume::<B>(&ops.node);
-                let (x_state, weight_state, options) = ops.state;
-                let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
-                let weight =
-                    checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
-                let wanted = ops.parents.each_ref().map(Option::is_some);
-                let gradients = B::training_conv2d_backward(x, weight, grad, options, wanted);
-                for (node, gradient) in ops.parents.into_iter().zip(gradients) {
-                    if let (Some(node), Some(gradient)) = (node, gradient) {
-                        grads.register::<B>(node.id, gradient);
-                    }
-                }
+impl<B: Backend + TrainingConv + ConvKernels> WeightedOp<B> for Convolution {
+    type Options = ConvOptions<2>;
+
+    fn forward(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        bias: FloatTensor<B>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<B> {
+        B::training_conv2d(x, weight, bias, options)
+    }
+
+    fn backward(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        grad: FloatTensor<B>,
+        options: ConvOptions<2>,
+        wanted: [bool; 3],
+    ) -> [Option<FloatTensor<B>>; 3] {
+        B::training_conv2d_backward(x, weight, grad, options, wanted)
+    }
+}
+
+/// An op of an input, a weight and a bias (a convolution or a transposed one) on one backend:
+/// its forward pass and its gradients, from which [`tracked`] makes its autodiff form.
+pub(super) trait WeightedOp<B: Backend>: core::fmt::Debug + Send + 'static {
+    /// Strides, padding and the like.
+    type Options: Clone + Send + core::fmt::Debug + 'static;
+
+    /// The output.
+    fn forward(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        bias: FloatTensor<B>,
+        options: Self::Options,
+    ) -> FloatTensor<B>;
+
+    /// The gradients for `x`, `weight` and the bias, each when `wanted`.
+    fn backward(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        grad: FloatTensor<B>,
+        options: Self::Options,
+        wanted: [bool; 3],
+    ) -> [Option<FloatTensor<B>>; 3];
+}
+
+/// The backward step of a [`WeightedOp`].
+#[derive(Debug)]
+struct WeightedBackward<Op>(PhantomData<Op>);
+
+impl<B: Backend, Op: WeightedOp<B>> Backward<B, 3> for WeightedBackward<Op> {
+    type State = (NodeId, NodeId, Op::Options);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, weight_state, options) = ops.state;
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+        let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
+        let wanted = ops.parents.each_ref().map(Option::is_some);
+        let gradients = Op::backward(x, weight, grad, options, wanted);
+        for (node, gradient) in ops.parents.into_iter().zip(gradients) {
+            if let (Some(node), Some(gradient)) = (node, gradient) {
+                grads.register::<B>(node.id, gradient);
             }
         }
+    }
+}
 
-        match ConvBackward
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let state = (
-                    prep.checkpoint(&x),
-                    prep.checkpoint(&weight),
-                    options.clone(),
-                );
-                let y = B::training_conv2d(
-                    x.into_primitive(),
-                    weight.into_primitive(),
-                    bias.into_primitive(),
-                    options,
-                );
-                prep.finish(state, y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::training_conv2d(
+/// `Op` on autodiff tensors: run on the inner backend, its backward step recorded when any
+/// operand is tracked (x and the weight kept for it).
+pub(super) fn tracked<B, C, Op>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    bias: FloatTensor<Autodiff<B, C>>,
+    options: Op::Options,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    B: Backend,
+    C: CheckpointStrategy,
+    Op: WeightedOp<B>,
+{
+    match WeightedBackward::<Op>(PhantomData)
+        .prepare::<C>([x.node(), weight.node(), bias.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let state = (
+                prep.checkpoint(&x),
+                prep.checkpoint(&weight),
+                options.clone(),
+            );
+            let y = Op::forward(
                 x.into_primitive(),
                 weight.into_primitive(),
                 bias.into_primitive(),
                 options,
-            )),
+            );
+            prep.finish(state, y)
         }
+        OpsKind::UnTracked(prep) => prep.finish(Op::forward(
+            x.into_primitive(),
+            weight.into_primitive(),
+            bias.into_primitive(),
+            options,
+        )),
     }
 }
 

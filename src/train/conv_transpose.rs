@@ -7,10 +7,8 @@
 //! the two roles swapped. burn 0.22 computes the weight gradient as a convolution on one core.
 //! Grouped or dilated ones, and any other device, stay burn's.
 
-use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
@@ -19,7 +17,7 @@ use burn::prelude::*;
 use burn::tensor::ops::ConvTransposeOptions;
 use burn_flex::FlexTensor;
 
-use super::conv::bias_gradient;
+use super::conv::{WeightedOp, bias_gradient, tracked};
 use super::conv_gemm::{self, Geometry};
 use super::flex_data::{tensor, values};
 
@@ -140,59 +138,36 @@ where
         bias: FloatTensor<Self>,
         options: ConvTransposeOptions<2>,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct ConvTransposeBackward;
+        tracked::<B, C, TransposedConvolution>(x, weight, bias, options)
+    }
+}
 
-        impl<B: Backend + ConvTransposeKernels> Backward<B, 3> for ConvTransposeBackward {
-            type State = (NodeId, NodeId, ConvTransposeOptions<2>);
+/// The transposed convolution as a [`WeightedOp`].
+#[derive(Debug)]
+struct TransposedConvolution;
 
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                checkpointer: &mut Checkpointer,
-            ) {
-                let grad = grads.consume::<B>(&ops.node);
-                let (x_state, weight_state, options) = ops.state;
-                let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
-                let weight =
-                    checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
-                let wanted = ops.parents.each_ref().map(Option::is_some);
-                let gradients = B::conv_transpose2d_backward(x, weight, grad, options, wanted);
-                for (node, gradient) in ops.parents.into_iter().zip(gradients) {
-                    if let (Some(node), Some(gradient)) = (node, gradient) {
-                        grads.register::<B>(node.id, gradient);
-                    }
-                }
-            }
-        }
+impl<B: Backend + TrainingConvTranspose + ConvTransposeKernels> WeightedOp<B>
+    for TransposedConvolution
+{
+    type Options = ConvTransposeOptions<2>;
 
-        match ConvTransposeBackward
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let state = (
-                    prep.checkpoint(&x),
-                    prep.checkpoint(&weight),
-                    options.clone(),
-                );
-                let y = B::training_conv_transpose2d(
-                    x.into_primitive(),
-                    weight.into_primitive(),
-                    bias.into_primitive(),
-                    options,
-                );
-                prep.finish(state, y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::training_conv_transpose2d(
-                x.into_primitive(),
-                weight.into_primitive(),
-                bias.into_primitive(),
-                options,
-            )),
-        }
+    fn forward(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        bias: FloatTensor<B>,
+        options: ConvTransposeOptions<2>,
+    ) -> FloatTensor<B> {
+        B::training_conv_transpose2d(x, weight, bias, options)
+    }
+
+    fn backward(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        grad: FloatTensor<B>,
+        options: ConvTransposeOptions<2>,
+        wanted: [bool; 3],
+    ) -> [Option<FloatTensor<B>>; 3] {
+        B::conv_transpose2d_backward(x, weight, grad, options, wanted)
     }
 }
 
