@@ -3,15 +3,17 @@
 
 use std::path::PathBuf;
 
+use crate::paths::shown;
+
 /// Everything that can go wrong in segstream's library code.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The input video or image cannot be used.
-    #[error("input {path}: {reason}")]
+    #[error("input {}: {reason}", shown(path))]
     Input { path: PathBuf, reason: String },
 
     /// The model file is missing, unreadable or does not follow the model contract.
-    #[error("model {path}: {reason}")]
+    #[error("model {}: {reason}", shown(path))]
     Model { path: PathBuf, reason: String },
 
     /// ONNX Runtime could not be loaded or refused to run.
@@ -19,7 +21,7 @@ pub enum Error {
     Runtime(String),
 
     /// A dataset for training or evaluation is incomplete or inconsistent.
-    #[error("dataset {path}: {reason}")]
+    #[error("dataset {}: {reason}", shown(path))]
     Dataset { path: PathBuf, reason: String },
 
     /// A GStreamer pipeline failed to build or reported an error while running.
@@ -31,7 +33,7 @@ pub enum Error {
     Config(String),
 
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", shown(path))]
     Io {
         path: PathBuf,
         #[source]

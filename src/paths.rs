@@ -31,3 +31,33 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
         matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
     }
 }
+
+/// A path as messages show it: control characters (a newline, a tab, an escape sequence in a
+/// file name) written as escapes, so that a name cannot break or forge a line of output.
+pub fn shown(path: &Path) -> String {
+    escaped(&path.to_string_lossy())
+}
+
+/// `text` with its control characters written as escapes (`\n`, `\u{1b}`).
+pub fn escaped(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_names_are_escaped() {
+        assert_eq!(shown(Path::new("a\nb\t.mp4")), "a\\nb\\t.mp4");
+        assert_eq!(shown(Path::new("plain name é.mp4")), "plain name é.mp4");
+    }
+}

@@ -5,6 +5,7 @@ use anyhow::Context as _;
 use crate::bench::{self, BenchConfig, BenchReport};
 use crate::cli::{BenchArgs, ModeArg};
 use crate::infer::Segmenter;
+use crate::paths::shown;
 
 use super::draw::label_styles;
 use super::model_path;
@@ -28,7 +29,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     print!("{}", table(&report));
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+            .with_context(|| format!("writing {}", shown(&path)))?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use indicatif::ProgressBar;
 
 use crate::Error;
 use crate::cli::CameraArgs;
+use crate::paths::shown;
 use crate::stream::{self, Ending, EngineConfig, Interval, Job, Patience, Policy, Report, Ticker};
 use crate::video::{CameraFormat, FrameSink, LiveInput, LiveOutput};
 
@@ -108,8 +109,8 @@ fn with_hint(input: &LiveInput, error: Error) -> anyhow::Error {
         {
             anyhow::Error::new(error).context(format!(
                 "{} does not offer the size or rate asked for; its formats: v4l2-ctl -d {} --list-formats-ext",
-                device.display(),
-                device.display()
+                shown(&device),
+                shown(&device)
             ))
         }
         _ => error.into(),

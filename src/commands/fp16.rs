@@ -10,6 +10,7 @@ use crate::cli::Fp16Args;
 use crate::infer::Segmenter;
 use crate::onnx::half::to_half;
 use crate::onnx::metadata_entries;
+use crate::paths::shown;
 
 pub fn run(args: &Fp16Args) -> anyhow::Result<()> {
     let (mut card, model) = contract_model(&args.model)?;
@@ -28,7 +29,7 @@ pub fn run(args: &Fp16Args) -> anyhow::Result<()> {
     })?;
     println!(
         "wrote {} ({} KB; the f32 model: {} KB)",
-        args.output.display(),
+        shown(&args.output),
         encoded.len() / 1024,
         model.encoded_len() / 1024
     );

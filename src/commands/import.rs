@@ -19,6 +19,7 @@ use crate::infer::{Segmenter, SegmenterOptions};
 use crate::onnx::import::{ImportOptions, Imported, rewrite};
 use crate::onnx::proto::ModelProto;
 use crate::onnx::read_model;
+use crate::paths::shown;
 
 /// Largest difference between the original's output and the imported model's that counts as
 /// the same model (f32 arithmetic in another order).
@@ -53,8 +54,8 @@ fn import_into(args: &ImportArgs, temp: &Path) -> anyhow::Result<()> {
 
     println!(
         "imported {} into {}",
-        args.model.display(),
-        args.output.display()
+        shown(&args.model),
+        shown(&args.output)
     );
     for change in &imported.changes {
         println!("  - {change}");
@@ -123,7 +124,7 @@ fn import_checked(
 ) -> Result<(Imported, Segmenter), String> {
     let imported = rewrite(original, options)?;
     std::fs::write(output, imported.model.encode_to_vec())
-        .map_err(|e| format!("writing {}: {e}", output.display()))?;
+        .map_err(|e| format!("writing {}: {e}", shown(&output)))?;
     let mut segmenter =
         Segmenter::load(output, &SegmenterOptions::default()).map_err(|e| e.to_string())?;
     if options.dynamic_batch {

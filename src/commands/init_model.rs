@@ -4,6 +4,7 @@ use burn::prelude::*;
 
 use crate::cli::InitModelArgs;
 use crate::infer::ModelCard;
+use crate::paths::shown;
 use crate::train::export::export_to_file;
 use crate::train::model::SegmentationModel;
 
@@ -22,7 +23,7 @@ pub fn run(args: &InitModelArgs) -> anyhow::Result<()> {
     export_to_file(&model, &card, &args.output)?;
     println!(
         "wrote {} ({architecture}, {} classes, untrained)",
-        args.output.display(),
+        shown(&args.output),
         args.classes
     );
     Ok(())

@@ -4,12 +4,13 @@ use anyhow::Context;
 
 use crate::cli::InspectArgs;
 use crate::infer::Segmenter;
+use crate::paths::shown;
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
     let options = args.runtime.options();
     let segmenter = Segmenter::load(&args.model, &options)?;
     let card = segmenter.card();
-    println!("model:        {}", args.model.display());
+    println!("model:        {}", shown(&args.model));
     println!("provider:     {}", segmenter.provider());
     println!("architecture: {}", card.architecture);
     println!(

@@ -1,21 +1,31 @@
 //! Ctrl-C: one handler, installed before anything else runs, so that an interrupt that comes
 //! while a command is still starting cannot kill the process with an output half-made.
 //!
+//! SIGTERM and SIGHUP (a service being stopped, a closed terminal) are handled as Ctrl-C is.
+//!
 //! Until a command claims Ctrl-C (with [`claim`]), an interrupt exits at once with code 130,
 //! as the default handler would: nothing has been written yet. Once claimed, the first Ctrl-C
 //! sets the command's stop flag and prints what the command will do; a second exits at once.
+//! A second signal within [`SAME_REQUEST`] of the first is the same request delivered twice
+//! (`timeout` and `kill -- -PGID` signal the process and its group), not a second one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
 use super::EXIT_INTERRUPTED;
 
+/// Signals closer together than this are one request.
+const SAME_REQUEST: Duration = Duration::from_millis(500);
+
 /// The flag Ctrl-C sets and what to print when it does (`None`: not claimed, exit at once).
 struct Interrupt {
     stop: Arc<AtomicBool>,
     message: Mutex<Option<&'static str>>,
+    /// When the first signal came.
+    first: OnceLock<Instant>,
 }
 
 static INTERRUPT: OnceLock<Interrupt> = OnceLock::new();
@@ -24,6 +34,7 @@ fn state() -> &'static Interrupt {
     INTERRUPT.get_or_init(|| Interrupt {
         stop: Arc::new(AtomicBool::new(false)),
         message: Mutex::new(None),
+        first: OnceLock::new(),
     })
 }
 
@@ -36,10 +47,12 @@ pub fn install() -> anyhow::Result<()> {
     ctrlc::set_handler(move || {
         // A poisoned lock still holds a valid message: nothing can be half-written in it.
         let message = *interrupt.message.lock().unwrap_or_else(|e| e.into_inner());
+        let first = *interrupt.first.get_or_init(Instant::now);
         match message {
             Some(message) if !interrupt.stop.swap(true, Ordering::SeqCst) => {
                 eprintln!("\n{message} (Ctrl-C again to abort)");
             }
+            Some(_) if first.elapsed() < SAME_REQUEST => {}
             _ => std::process::exit(i32::from(EXIT_INTERRUPTED)),
         }
     })

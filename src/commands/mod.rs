@@ -26,6 +26,7 @@ use crate::cli::{Command, ModelArgs};
 use crate::infer::{DeviceChoice, ModelCard, Segmenter, SegmenterOptions};
 use crate::onnx::proto::ModelProto;
 use crate::paths::checkout_candidates;
+use crate::paths::shown;
 
 /// Exit code for usage errors (options that cannot work), as clap uses.
 pub const EXIT_USAGE: u8 = 2;
@@ -102,7 +103,7 @@ fn model_path(args: &ModelArgs) -> anyhow::Result<PathBuf> {
         .with_context(|| {
             format!("the default model {DEFAULT_MODEL} was not found; give --model")
         })?;
-    tracing::info!("no --model: using the shipped {}", found.display());
+    tracing::info!("no --model: using the shipped {}", shown(&found));
     Ok(found)
 }
 

@@ -1,6 +1,7 @@
 //! What happens to a file output once a run is over: moved into place when the run finalised
 //! it, kept as partial or removed when the run failed (see [`StagedOutput`]).
 
+use crate::paths::shown;
 use crate::stream::Report;
 use crate::video::{Settled, StagedOutput};
 
@@ -27,7 +28,7 @@ pub(super) fn settle(
             match staged.abandon() {
                 Ok(Settled::Partial(path)) => eprintln!(
                     "the run failed; the frames written before it are kept in {}",
-                    path.display()
+                    shown(&path)
                 ),
                 Ok(_) => {}
                 Err(move_error) => eprintln!("{move_error}"),

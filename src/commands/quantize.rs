@@ -18,6 +18,7 @@ use crate::infer::raw::RawSession;
 use crate::infer::{ModelCard, Segmenter, SegmenterOptions};
 use crate::onnx::quantize::{Ranges, calibrated_tensors, quantize, with_outputs};
 use crate::onnx::{OUTPUT, metadata_entries};
+use crate::paths::shown;
 use crate::{Error, Result};
 
 /// How the quantized model is described in its card.
@@ -81,7 +82,7 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
         quantized.folded_relus,
         tensors.len(),
         inputs.len(),
-        args.data.display()
+        shown(&args.data)
     );
     println!(
         "the int8 model's labels agree with the f32 model's on {:.2}% of these images' pixels \
@@ -90,11 +91,11 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
     );
     println!(
         "wrote {} ({} KB; the f32 model: {} KB). Score it: segstream eval --model {} --data {}",
-        args.output.display(),
+        shown(&args.output),
         encoded.len() / 1024,
         original_bytes / 1024,
-        args.output.display(),
-        args.data.display()
+        shown(&args.output),
+        shown(&args.data)
     );
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use crate::paths::shown;
 use crate::stream::{Ending, Report, StageSummary};
 
 /// Prints frames, busy and CPU time, latency and queue depth of each stage.
@@ -49,5 +50,5 @@ pub(super) fn write_json(path: &Path, report: &Report) -> anyhow::Result<()> {
         "stages": report.stages.iter().map(|s| s.summary()).collect::<Vec<_>>(),
     });
     std::fs::write(path, serde_json::to_string_pretty(&json)?)
-        .with_context(|| format!("writing {}", path.display()))
+        .with_context(|| format!("writing {}", shown(&path)))
 }

@@ -10,6 +10,7 @@ use crate::Error;
 use crate::cli::SegmentArgs;
 use crate::infer::Provider;
 use crate::paths::same_file;
+use crate::paths::shown;
 use crate::stream::{self, EngineConfig, Job, Report};
 use crate::video::{self, FrameSink, FrameSource, InputInfo, OutputKind, StagedOutput};
 
@@ -89,10 +90,10 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
         ""
     };
     if report.frames_written > 0 {
-        let target = args.output.as_ref().map_or_else(
-            || "the sink pipeline".to_string(),
-            |p| p.display().to_string(),
-        );
+        let target = args
+            .output
+            .as_ref()
+            .map_or_else(|| "the sink pipeline".to_string(), |p| shown(p));
         eprintln!(
             "{how}wrote {} frames to {target} in {:.1} s ({:.1} fps)",
             report.frames_written,
@@ -117,12 +118,18 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
 }
 
 /// Says so when a file that ran to its end gave clearly fewer frames than its container
-/// announces (a file cut short, a damaged stream).
+/// announces (a file cut short, a damaged stream), and the frames cover clearly less time than
+/// the container's duration: a variable-frame-rate file has fewer frames than its nominal rate
+/// gives, but they cover its whole length.
 fn warn_if_truncated(info: &InputInfo, report: &Report) {
-    let Some(expected) = info.expected_frames() else {
+    let (Some(expected), Some(duration)) = (info.expected_frames(), info.duration) else {
         return;
     };
-    if !report.interrupted() && (report.frames_read as f64) < TRUNCATED_SHARE * expected as f64 {
+    let few_frames = (report.frames_read as f64) < TRUNCATED_SHARE * expected as f64;
+    let short_span = report
+        .input_span
+        .is_none_or(|span| span.as_secs_f64() < TRUNCATED_SHARE * duration.seconds_f64());
+    if !report.interrupted() && few_frames && short_span {
         eprintln!(
             "warning: decoded {} frames, but the container announces about {expected}: the \
              file looks truncated or damaged",
@@ -143,7 +150,7 @@ fn validate(args: &SegmentArgs) -> crate::Result<()> {
         return Err(Error::Config(format!(
             "the output {} is the input file; writing it would destroy the input: choose \
              another output name",
-            output.display()
+            shown(&output)
         )));
     }
     match (&args.output, &args.sink_pipeline) {
@@ -154,6 +161,16 @@ fn validate(args: &SegmentArgs) -> crate::Result<()> {
 
 /// Fails early, before any frame is read, when the folder `output` goes to cannot be written.
 pub(super) fn check_output_folder(output: &Path, kind: OutputKind) -> crate::Result<()> {
+    if let Ok(metadata) = std::fs::metadata(output)
+        && !metadata.is_file()
+        && !metadata.is_dir()
+    {
+        return Err(Error::Config(format!(
+            "{}: not a regular file or folder (a device, a pipe or a socket): segstream writes \
+             a video file, through a temporary name beside it, or a folder of PNG frames",
+            shown(output)
+        )));
+    }
     let parent = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -172,7 +189,7 @@ pub(super) fn check_output_folder(output: &Path, kind: OutputKind) -> crate::Res
     if !writable || (kind != OutputKind::PngFolder && !parent.is_dir()) {
         return Err(Error::Config(format!(
             "{}: the output folder does not exist or is not writable",
-            output.display()
+            shown(&output)
         )));
     }
     Ok(())

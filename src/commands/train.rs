@@ -7,6 +7,7 @@ use crate::Error;
 use crate::cli::TrainArgs;
 use crate::dataset::Layout;
 use crate::dataset::cache::default_cache_dir;
+use crate::paths::shown;
 use crate::train::augment::{Augmentation, CopyPaste};
 use crate::train::config::{TrainConfig, read_config};
 use crate::train::learner::{Learner, Outcome, Session};
@@ -46,10 +47,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
     if args.lr_find {
         let found = lr_find(&learner)?;
         match found.suggestion {
-            Some(lr) => println!("suggested --lr {lr:.1e} (curve: {})", found.plot.display()),
+            Some(lr) => println!("suggested --lr {lr:.1e} (curve: {})", shown(&found.plot)),
             None => println!(
                 "no suggestion: the loss never fell (curve: {})",
-                found.plot.display()
+                shown(&found.plot)
             ),
         }
         return Ok(0);
@@ -64,7 +65,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
         Outcome::Finished(done) => {
             println!(
                 "wrote {} (best epoch {}: {}) in {:.0} s; parity burn vs ONNX Runtime: max |Δ| = {:.2e}",
-                done.model.display(),
+                shown(&done.model),
                 done.best.epoch,
                 headline(&done.best.scores),
                 done.seconds,
@@ -78,7 +79,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
                 position.stage + 1,
                 position.epoch + 1,
                 position.batch,
-                run.display()
+                shown(&run)
             );
             Ok(if interrupt.load(std::sync::atomic::Ordering::Relaxed) {
                 EXIT_INTERRUPTED

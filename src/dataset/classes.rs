@@ -186,6 +186,17 @@ impl ClassSet {
         let ignored = |v: u8| self.ignore == Some(v);
         if self.is_binary() {
             let index_coded = mask.iter().all(|&v| v <= 1 || ignored(v));
+            let largest = mask.iter().copied().filter(|&v| !ignored(v)).max();
+            if let Some(largest @ 2..128) = largest {
+                return Err(Error::Dataset {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "mask values up to {largest}: the class ids of several classes, but \
+                         the model is binary (masks 0/255 or 0/1); map the dataset's classes \
+                         to the model's with --data DIR:SOURCE=MODEL"
+                    ),
+                });
+            }
             return Ok(mask
                 .iter()
                 .map(|&v| match v {
@@ -228,6 +239,8 @@ mod tests {
             [0, 1, 1, 0]
         );
         assert_eq!(classes.labels_from_mask(&[0, 1, 1], p).unwrap(), [0, 1, 1]);
+        let err = classes.labels_from_mask(&[0, 5, 11], p).unwrap_err();
+        assert!(err.to_string().contains("up to 11"), "{err}");
     }
 
     #[test]

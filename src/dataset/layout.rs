@@ -12,6 +12,7 @@ use std::str::FromStr;
 use regex::Regex;
 
 use super::split::{CARVANA_GROUP, grouped_split};
+use crate::paths::shown;
 use crate::{Error, Result};
 
 /// Extensions read as images or masks.
@@ -191,7 +192,7 @@ fn pairs(root: &Path, images_dir: &str, masks_dir: &str, suffix: &str) -> Result
                     &image,
                     format!(
                         "no mask for this image: expected {}/{name}{suffix}.<{}>",
-                        mask_dir.display(),
+                        shown(&mask_dir),
                         EXTENSIONS.join("|")
                     ),
                 )),

@@ -7,6 +7,7 @@ use super::classes::ClassSet;
 use super::layout::{Pair, dataset_error};
 use crate::Result;
 use crate::imaging::Scaler;
+use crate::paths::shown;
 
 /// Largest relative difference of aspect ratios at which a mask is still resized to its image.
 const ASPECT_TOLERANCE: f64 = 0.01;
@@ -42,7 +43,7 @@ pub fn read_pair(pair: &Pair, classes: &ClassSet, scaler: &mut Scaler) -> Result
                 "mask is {}x{} but its image {} is {}x{}: a different aspect ratio",
                 mask_size[0],
                 mask_size[1],
-                pair.image.display(),
+                shown(&pair.image),
                 size[0],
                 size[1]
             ),

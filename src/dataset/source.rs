@@ -15,6 +15,7 @@ use super::classes::ClassSet;
 use super::layout::Layout;
 use crate::Error;
 use crate::metrics::IGNORE;
+use crate::paths::shown;
 
 type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -81,7 +82,7 @@ impl From<PathBuf> for DataSource {
 
 impl fmt::Display for DataSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.path.display())?;
+        write!(f, "{}", shown(&self.path))?;
         if !self.mapping.is_empty() {
             let pairs: Vec<String> = self
                 .mapping
@@ -104,11 +105,23 @@ impl DataSource {
     /// # Errors
     /// A mapping naming a class the source or the model does not have, naming this source.
     pub fn reading(&self, layout: Layout, model: &ClassSet) -> Result<ClassSet> {
-        if self.mapping.is_empty() {
-            return Ok(model.clone());
-        }
         let own = ClassSet::of_layout(layout);
         let bad = |why: String| Error::Config(format!("--data {self}: {why}"));
+        if self.mapping.is_empty() {
+            if model.is_binary() && !own.is_binary() {
+                return Err(bad(format!(
+                    "its masks hold {} classes ({}) and the model one ('{}'): say which of \
+                     them are the model's object, e.g. --data {}:{}={}",
+                    own.names.len(),
+                    own.names.join(", "),
+                    model.names[0],
+                    shown(&self.path),
+                    own.names.last().map_or("CLASS", String::as_str),
+                    model.names[0]
+                )));
+            }
+            return Ok(model.clone());
+        }
         let unlisted = if model.is_binary() { 0 } else { IGNORE };
         let mut table = [unlisted; 256];
         table[usize::from(IGNORE)] = IGNORE;

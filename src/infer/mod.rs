@@ -1,11 +1,13 @@
 //! Inference with ONNX Runtime: loading the library, opening a model, checking it against the
 //! model contract, reading its card and running batches.
 
+mod limits;
 pub mod model_card;
 pub mod raw;
 mod runtime;
 mod segmenter;
 
+pub use limits::{MAX_INPUT_SIDE, check_input_size};
 pub use model_card::ModelCard;
 pub use segmenter::{
     CudnnOptions, CudnnSearch, DeviceChoice, Provider, Segmenter, SegmenterOptions,

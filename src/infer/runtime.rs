@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::paths::checkout_candidates;
+use crate::paths::shown;
 use crate::{Error, Result};
 
 /// File name of the library as `scripts/setup` leaves it.
@@ -32,7 +33,7 @@ pub fn environment() -> Result<&'static ort::environment::Environment> {
 fn load() -> Result<ort::environment::Environment, String> {
     let candidates = library_candidates();
     let Some(path) = candidates.iter().find(|p| p.is_file()) else {
-        let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        let looked: Vec<String> = candidates.iter().map(|p| shown(p)).collect();
         return Err(format!(
             "the shared library {LIBRARY} was not found (looked at: {}). Run `scripts/setup` in the \
              segstream checkout, or set ORT_DYLIB_PATH to a libonnxruntime.so of version 1.31",
@@ -42,14 +43,14 @@ fn load() -> Result<ort::environment::Environment, String> {
     let builder = ort::init_from(path).map_err(|e| {
         format!(
             "cannot load {}: {e}. Run `scripts/setup` again",
-            path.display()
+            shown(&path)
         )
     })?;
     let environment = builder
         .with_name("segstream")
         .build()
-        .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", path.display()))?;
-    tracing::debug!(library = %path.display(), "ONNX Runtime loaded");
+        .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", shown(&path)))?;
+    tracing::debug!(library = %shown(&path), "ONNX Runtime loaded");
     Ok(environment)
 }
 

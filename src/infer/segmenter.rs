@@ -8,8 +8,10 @@ use ort::ep;
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
+use super::limits::check_input_size;
 use super::model_card::ModelCard;
 use super::runtime;
+use crate::paths::shown;
 use crate::{Error, Result};
 
 /// Input size assumed for a model whose card and input shape both leave it open.
@@ -137,6 +139,12 @@ impl Segmenter {
             }
             card.input_size = size;
         }
+        check_input_size(
+            fixed_batch.unwrap_or(1),
+            card.input_size,
+            card.num_classes(),
+        )
+        .map_err(|reason| Error::model(path, reason))?;
         let mut segmenter = Segmenter {
             session,
             card,
@@ -146,7 +154,7 @@ impl Segmenter {
         };
         segmenter.test_inference()?;
         tracing::info!(
-            model = %path.display(),
+            model = %shown(&path),
             provider = %provider,
             classes = segmenter.card.num_classes(),
             input = ?segmenter.card.input_size,
@@ -169,6 +177,15 @@ impl Segmenter {
                     format!("a test inference on a {shape} input failed: {e}"),
                 )
             })?;
+        if logits.iter().any(|v| !v.is_finite()) {
+            return Err(Error::model(
+                &self.path,
+                format!(
+                    "a test inference on a {shape} input gave values that are not numbers \
+                     (NaN or infinite): its weights are broken (a diverged training run?)"
+                ),
+            ));
+        }
         let (n, classes, h, w) = logits.dim();
         if n != batch || classes != self.card.num_classes() || h == 0 || w == 0 {
             return Err(Error::model(
@@ -343,7 +360,7 @@ fn read_card(session: &Session, path: &Path) -> Result<(ModelCard, Option<usize>
         .map_err(|reason| Error::model(path, reason))?;
     if !missing.is_empty() {
         tracing::warn!(
-            model = %path.display(),
+            model = %shown(&path),
             "no segstream metadata for {}; using defaults (ImageNet mean/std, input {}×{}); \
              a model from elsewhere is best brought in with `segstream import`",
             missing.join(", "),

@@ -20,6 +20,9 @@ fn stays_f32(node: &NodeProto, position: usize) -> bool {
 /// A model quantized already, or one holding f32 values in forms this does not rewrite
 /// (Constant nodes, f32 Casts).
 pub fn to_half(model: &ModelProto) -> Result<ModelProto, String> {
+    if is_half(model) {
+        return Err("it is half precision already (written by `segstream fp16`)".into());
+    }
     let mut model = model.clone();
     let graph = model.graph.as_mut().ok_or("the file holds no graph")?;
     for node in &graph.node {
@@ -78,15 +81,20 @@ pub fn to_half(model: &ModelProto) -> Result<ModelProto, String> {
     Ok(model)
 }
 
-/// Whether `model` computes in fp16 (written by [`to_half`]).
+/// Whether `model` computes in fp16: written by [`to_half`] (a Cast to fp16 first), or holding
+/// fp16 weights however it was made.
 pub fn is_half(model: &ModelProto) -> bool {
     model.graph.as_ref().is_some_and(|g| {
-        g.node.first().is_some_and(|n| {
+        let casts_input = g.node.first().is_some_and(|n| {
             n.op_type.as_deref() == Some("Cast")
                 && n.attribute
                     .iter()
                     .any(|a| a.i == Some(DataType::Float16 as i64))
-        })
+        });
+        casts_input
+            || g.initializer
+                .iter()
+                .any(|t| t.data_type == Some(DataType::Float16 as i32))
     })
 }
 

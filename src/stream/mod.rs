@@ -137,6 +137,8 @@ pub struct Report {
     pub frames_read: u64,
     /// Frames written to the sink.
     pub frames_written: u64,
+    /// Stream time the frames read cover (first frame's start to last frame's end).
+    pub input_span: Option<Duration>,
     /// Frames dropped to keep latency bounded (live runs).
     pub frames_dropped: u64,
     /// Why the run ended.
@@ -301,6 +303,7 @@ pub fn run(job: Job) -> Result<Report> {
     Ok(Report {
         frames_read: counters.read.load(Ordering::Relaxed),
         frames_written: sink.written,
+        input_span: source_end.span,
         frames_dropped: counters.dropped.load(Ordering::Relaxed),
         ending,
         elapsed: started.elapsed(),

@@ -63,6 +63,29 @@ impl Frames for Batch {
 pub(super) struct SourceEnd {
     pub stats: StageStats,
     pub ending: Ending,
+    /// From the first frame's start to the last one's end, in stream time.
+    pub span: Option<Duration>,
+}
+
+/// The stream time the frames read cover: the earliest start and the latest end.
+#[derive(Default)]
+struct Timeline {
+    first: Option<gst::ClockTime>,
+    end: Option<gst::ClockTime>,
+}
+
+impl Timeline {
+    fn add(&mut self, frame: &Frame) {
+        let Some(pts) = frame.pts else { return };
+        let end = pts + frame.duration.unwrap_or_default();
+        self.first = Some(self.first.map_or(pts, |first| first.min(pts)));
+        self.end = Some(self.end.map_or(end, |last| last.max(end)));
+    }
+
+    fn span(&self) -> Option<Duration> {
+        let (first, end) = (self.first?, self.end?);
+        Some(Duration::from_nanos((end - first).nseconds()))
+    }
 }
 
 /// Pulls frames until the input ends (end of stream), the stop flag is set or a stage fails.
@@ -76,6 +99,7 @@ pub(super) fn read_source(
 ) -> Result<SourceEnd> {
     let mut stats = StageStats::new("source");
     let mut watch = patience.map(Reconnect::new);
+    let mut timeline = Timeline::default();
     let ending = loop {
         if stop.load(Ordering::SeqCst) {
             break Ending::Interrupted;
@@ -91,6 +115,7 @@ pub(super) fn read_source(
                 }
                 stats.record(started, 1, frames_out.len());
                 counters.read.fetch_add(1, Ordering::Relaxed);
+                timeline.add(&frame);
                 if frames_out.send(*frame).is_err() {
                     break Ending::Finished; // downstream stopped; its stage reports why
                 }
@@ -118,7 +143,11 @@ pub(super) fn read_source(
         }
     };
     source.stop();
-    Ok(SourceEnd { stats, ending })
+    Ok(SourceEnd {
+        stats,
+        ending,
+        span: timeline.span(),
+    })
 }
 
 pub(super) fn preprocess_frames(

@@ -10,6 +10,7 @@ use super::augment::Augmentation;
 use super::loss::LossKind;
 use super::model::Architecture;
 use crate::dataset::{ClassSet, DataSource, Dataset, Layout, Pair};
+use crate::paths::shown;
 use crate::{Error, Result};
 
 /// Everything that defines a training run.
@@ -271,7 +272,7 @@ pub fn read_config(run: &Path) -> Result<TrainConfig> {
     let path = run.join("config.json");
     let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     serde_json::from_slice(&text)
-        .map_err(|e| Error::Config(format!("{}: not a training config: {e}", path.display())))
+        .map_err(|e| Error::Config(format!("{}: not a training config: {e}", shown(&path))))
 }
 
 /// Writes `config` as `run/config.json`.

@@ -30,6 +30,7 @@ use crate::dataset::{Sample, load_resized};
 use crate::imaging::{LabelColors, Normalizer, SheetRow};
 use crate::infer::ModelCard;
 use crate::metrics::Confusion;
+use crate::paths::shown;
 use crate::{Error, Result};
 
 /// Validation images shown on the contact sheet.
@@ -109,10 +110,7 @@ impl Learner {
                 let pretrained = Pretrained::read(path, classes, config.seed)?;
                 pretrained.check_sizes(&config.sizes)?;
                 if let Some(before) = pretrained.replaced_head {
-                    println!(
-                        "{}: new head ({before} → {classes} classes)",
-                        path.display()
-                    );
+                    println!("{}: new head ({before} → {classes} classes)", shown(&path));
                 }
                 // The body was trained on inputs normalised this way.
                 card.mean = pretrained.card.mean;
@@ -190,7 +188,7 @@ impl Learner {
                 let scores = start.confusion.scores(self.card.num_classes());
                 println!(
                     "before training ({}): valid loss {:.4}, {} {:.4}",
-                    pretrained.path.display(),
+                    shown(&pretrained.path),
                     start.loss,
                     if scores.dice.is_some() {
                         "dice"
@@ -357,7 +355,7 @@ impl Learner {
             (&self.config.encoder_weights, &mut model)
         {
             let loaded = load_resnet34_weights(&mut unet.encoder, path)?;
-            println!("encoder: {loaded} tensors from {}", path.display());
+            println!("encoder: {loaded} tensors from {}", shown(&path));
         }
         Ok(model)
     }
@@ -483,7 +481,7 @@ impl Learner {
         LabelColors::new(&self.card.colors)
             .sheet(&rows)
             .save(&path)
-            .map_err(|e| Error::Config(format!("writing {}: {e}", path.display())))
+            .map_err(|e| Error::Config(format!("writing {}: {e}", shown(&path))))
     }
 
     /// `augment_samples.png`: the first training images of `plan` as the model sees them,
@@ -506,7 +504,7 @@ impl Learner {
         LabelColors::new(&self.card.colors)
             .grid(&cells, [w, h], 4)
             .save(&path)
-            .map_err(|e| Error::Config(format!("writing {}: {e}", path.display())))
+            .map_err(|e| Error::Config(format!("writing {}: {e}", shown(&path))))
     }
 
     /// CSV and curves; a plot that cannot be drawn is a warning, not a failed run.

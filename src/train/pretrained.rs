@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 
-use crate::infer::ModelCard;
+use crate::infer::{ModelCard, check_input_size};
 use crate::onnx::interpret::{GraphModel, fixed_input_size, with_new_head};
 use crate::onnx::proto::ModelProto;
 use crate::onnx::read_model;
+use crate::paths::shown;
 use crate::{Error, Result};
 
 /// A pretrained model ready to be trained further.
@@ -56,6 +57,8 @@ impl Pretrained {
                 .map_err(|reason| Error::model(path, format!("a new head: {reason}")))?,
             None => proto,
         };
+        let size = fixed_input_size(&proto).unwrap_or(card.input_size);
+        check_input_size(1, size, classes).map_err(|reason| Error::model(path, reason))?;
         // The graph must run before a run is started on it.
         GraphModel::from_onnx(&proto, &Device::flex()).map_err(|e| Error::model(path, e))?;
         Ok(Pretrained {
@@ -86,7 +89,7 @@ impl Pretrained {
                 true => Err(Error::Config(format!(
                     "{} takes {}x{} inputs only (its graph fixes the size): train with --size \
                      {}x{}",
-                    self.path.display(),
+                    shown(&self.path),
                     fixed[0],
                     fixed[1],
                     fixed[0],
@@ -105,7 +108,7 @@ impl Pretrained {
         {
             Some([h, w]) => Err(Error::Config(format!(
                 "--size {h}x{w}: {} needs sides that are multiples of {stride}",
-                self.path.display()
+                shown(&self.path)
             ))),
             None => Ok(()),
         }

@@ -5,15 +5,51 @@ use gstreamer::prelude::*;
 
 use crate::Error;
 
-/// The first error waiting on `pipeline`'s bus, if any.
+/// The first error waiting on `pipeline`'s bus, if any. A warning that an element could not
+/// write (a network sink whose packets cannot be sent: GStreamer's `udpsink` only warns) is an
+/// error too: output that goes nowhere is no success. Other warnings are logged.
 pub fn pending_error(pipeline: &gst::Pipeline) -> Option<Error> {
     let bus = pipeline.bus()?;
-    while let Some(message) = bus.pop_filtered(&[gst::MessageType::Error]) {
-        if let gst::MessageView::Error(error) = message.view() {
-            return Some(error_from(error));
+    while let Some(message) =
+        bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Warning])
+    {
+        if let Some(error) = as_error(&message) {
+            return Some(error);
         }
     }
     None
+}
+
+/// The error `message` reports: an error, or a warning that an element could not write.
+fn as_error(message: &gst::MessageRef) -> Option<Error> {
+    match message.view() {
+        gst::MessageView::Error(error) => Some(error_from(error)),
+        gst::MessageView::Warning(warning)
+            if warning.error().matches(gst::ResourceError::Write) =>
+        {
+            Some(Error::Pipeline(format!(
+                "{}: {}{}",
+                source_name(message),
+                warning.error(),
+                warning
+                    .debug()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            )))
+        }
+        gst::MessageView::Warning(warning) => {
+            tracing::debug!(element = %source_name(message), "GStreamer warning: {}", warning.error());
+            None
+        }
+        _ => None,
+    }
+}
+
+fn source_name(message: &gst::MessageRef) -> String {
+    message
+        .src()
+        .map(|s| s.path_string().to_string())
+        .unwrap_or_else(|| "pipeline".into())
 }
 
 /// Waits until `pipeline` posts end-of-stream (`Ok`) or an error (`Err`).
@@ -22,10 +58,11 @@ pub fn wait_for_eos(pipeline: &gst::Pipeline) -> Result<(), Error> {
         .bus()
         .ok_or_else(|| Error::Pipeline("the pipeline has no bus".into()))?;
     for message in bus.iter_timed(gst::ClockTime::NONE) {
-        match message.view() {
-            gst::MessageView::Eos(_) => return Ok(()),
-            gst::MessageView::Error(error) => return Err(error_from(error)),
-            _ => {}
+        if let gst::MessageView::Eos(_) = message.view() {
+            return Ok(());
+        }
+        if let Some(error) = as_error(&message) {
+            return Err(error);
         }
     }
     Err(Error::Pipeline(
@@ -35,10 +72,7 @@ pub fn wait_for_eos(pipeline: &gst::Pipeline) -> Result<(), Error> {
 
 /// Turns a bus error message into [`Error::Pipeline`]: element, message and debug text.
 pub fn error_from(error: &gst::message::Error) -> Error {
-    let element = error
-        .src()
-        .map(|s| s.path_string().to_string())
-        .unwrap_or_else(|| "pipeline".into());
+    let element = source_name(error.message());
     let debug = error.debug().map(|d| format!(" ({d})")).unwrap_or_default();
     Error::Pipeline(format!("{element}: {}{debug}", error.error()))
 }

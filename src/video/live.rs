@@ -12,6 +12,7 @@ use super::sink::FrameSink;
 use super::source::FrameSource;
 use super::staged::StagedOutput;
 use super::templates::{OutputKind, strip_comments};
+use crate::paths::shown;
 use crate::{Error, Result};
 
 const CAMERA_SOURCE: &str = include_str!("../../pipelines/sources/camera.gst");
@@ -84,7 +85,10 @@ impl LiveInput {
     pub fn from_uri(uri: &str) -> Result<Self> {
         let scheme = uri.split_once("://").map_or("", |(scheme, _)| scheme);
         match scheme {
-            "rtsp" | "rtspt" | "rtsps" => Ok(LiveInput::Rtsp(uri.to_string())),
+            "rtsp" | "rtspt" | "rtsps" => {
+                check_rtsp_authority(uri)?;
+                Ok(LiveInput::Rtsp(uri.to_string()))
+            }
             "udp" | "rtp" => {
                 let (host, port) = host_port(uri)?;
                 let address = match host {
@@ -105,7 +109,7 @@ impl LiveInput {
     /// How the feed is named in messages.
     pub fn describe(&self) -> String {
         match self {
-            LiveInput::Camera { device, .. } => device.display().to_string(),
+            LiveInput::Camera { device, .. } => shown(device),
             LiveInput::Udp { address, port } => format!("udp://{address}:{port}"),
             LiveInput::Rtsp(uri) => uri.clone(),
             LiveInput::Pipeline(_) => "--source-pipeline".into(),
@@ -180,6 +184,7 @@ impl LiveOutput {
                         "-o {uri}: give the receiver's address, e.g. udp://127.0.0.1:5000"
                     )));
                 }
+                check_resolves(uri, host, port)?;
                 Ok(LiveOutput::Udp {
                     host: host.to_string(),
                     port,
@@ -201,9 +206,7 @@ impl LiveOutput {
         match self {
             LiveOutput::Window => "a window".into(),
             LiveOutput::Udp { host, port } => format!("udp://{host}:{port}"),
-            LiveOutput::Loopback(device) | LiveOutput::File(device, _) => {
-                device.display().to_string()
-            }
+            LiveOutput::Loopback(device) | LiveOutput::File(device, _) => shown(device),
         }
     }
 
@@ -263,6 +266,64 @@ fn host_port(uri: &str) -> Result<(&str, u16)> {
         .ok_or_else(|| Error::Config(format!("{uri}: expected HOST:PORT after the scheme")))
 }
 
+/// Checks the `[USER@]HOST[:PORT]` part of an RTSP URI: a host is needed, and a port, when
+/// given, must be a number from 1 to 65535.
+fn check_rtsp_authority(uri: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Error::Config(format!(
+            "--source {uri}: {why}, e.g. rtsp://192.168.1.10:554/stream"
+        ))
+    };
+    let rest = uri.split_once("://").map_or("", |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let (host, port) = match host_port.strip_prefix('[') {
+        // An IPv6 address: [::1]:8554.
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((host, after)) => (host, after.strip_prefix(':')),
+            None => return Err(bad("an IPv6 address needs its closing ']'")),
+        },
+        None => match host_port.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        },
+    };
+    if host.is_empty() {
+        return Err(bad("the URL names no host"));
+    }
+    match port.map(str::parse::<u16>) {
+        Some(Ok(0) | Err(_)) => Err(bad(&format!(
+            "'{}' is not a port (1 to 65535)",
+            port.unwrap_or_default()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Checks that the receiver `host` of the output `uri` resolves to an address this machine
+/// has a route to.
+fn check_resolves(uri: &str, host: &str, port: u16) -> Result<()> {
+    use std::net::{ToSocketAddrs as _, UdpSocket};
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let bad = |why: String| Error::Config(format!("-o {uri}: {why}"));
+    let address = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| bad(format!("the host '{host}' does not resolve ({e})")))?
+        .next()
+        .ok_or_else(|| bad(format!("the host '{host}' has no address")))?;
+    let local: std::net::SocketAddr = match address {
+        std::net::SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
+        std::net::SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    // Connecting a UDP socket sends nothing; it only looks the route up.
+    UdpSocket::bind(local)
+        .and_then(|socket| {
+            socket.set_broadcast(true)?;
+            socket.connect(address)
+        })
+        .map_err(|e| bad(format!("cannot send to {address}: {e}")))
+}
+
 /// Whether a window can be opened: an X11 or Wayland display is set.
 fn has_display() -> bool {
     ["DISPLAY", "WAYLAND_DISPLAY"]
@@ -320,6 +381,26 @@ mod tests {
             LiveInput::Rtsp(_)
         ));
         assert!(LiveInput::from_uri("udp://host").is_err());
+        for bad in [
+            "rtsp://",
+            "rtsp:///stream",
+            "rtsp://user@/x",
+            "rtsp://cam:port/x",
+            "rtsp://cam:0/",
+        ] {
+            let err = LiveInput::from_uri(bad).unwrap_err();
+            assert!(
+                matches!(err, Error::Config(_)) && err.to_string().contains(bad),
+                "{err}"
+            );
+        }
+        for good in [
+            "rtsp://cam:8554/live",
+            "rtsp://u:p@10.0.0.2/x",
+            "rtspt://[::1]:554/s",
+        ] {
+            assert!(LiveInput::from_uri(good).is_ok(), "{good}");
+        }
         assert!(LiveInput::from_uri("http://host/x").is_err());
     }
 
@@ -342,6 +423,8 @@ mod tests {
             LiveOutput::File(_, OutputKind::Mkv)
         ));
         assert!(LiveOutput::parse(Some("udp://:5000")).is_err());
+        let err = LiveOutput::parse(Some("udp://no.such.host.invalid:5000")).unwrap_err();
+        assert!(err.to_string().contains("does not resolve"), "{err}");
         assert!(LiveOutput::parse(Some("live.xyz")).is_err());
     }
 

@@ -169,6 +169,9 @@ impl FrameSink {
             bus::pending_error(&self.pipeline)
                 .unwrap_or_else(|| Error::Pipeline(format!("the sink refused a frame: {flow:?}")))
         })?;
+        if let Some(error) = bus::pending_error(&self.pipeline) {
+            return Err(error);
+        }
         self.frames_written += 1;
         Ok(())
     }
@@ -214,6 +217,14 @@ impl FrameSink {
         let result = bus::wait_for_eos(&self.pipeline);
         let _ = self.pipeline.set_state(gst::State::Null);
         result.map(|()| self.frames_written)
+    }
+}
+
+impl Drop for FrameSink {
+    /// A sink dropped without [`FrameSink::finish`] (its run failed) is stopped, so that its
+    /// elements are not disposed of while playing.
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
     }
 }
 

@@ -5,7 +5,7 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -25,6 +25,14 @@ const APPSINK_MAX_BUFFERS: u32 = 4;
 /// The smallest frame side segstream works on: below it there is nothing to segment, and the
 /// encoders refuse such frames anyway.
 pub const MIN_FRAME_SIDE: u32 = 16;
+/// How long a file's source may send nothing after its frames covered the file's whole
+/// duration before the file counts as ended: some demuxers (GStreamer's GIF reader among them)
+/// spin after their last frame instead of ending the stream.
+const SILENT_AFTER_END: Duration = Duration::from_secs(2);
+/// Share of a file's duration its frames must cover for a silence to count as its end.
+const COVERED_SHARE: f64 = 0.95;
+/// How long a file's source may send nothing, short of its end, before the run says it waits.
+const SILENT_WARNING: Duration = Duration::from_secs(10);
 /// How long probing a file may take.
 const PROBE_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(15);
 
@@ -68,6 +76,13 @@ pub fn probe_file(path: &Path) -> Result<InputInfo> {
         path: path.to_path_buf(),
         reason,
     };
+    if path == Path::new("-") {
+        return Err(input_error(
+            "reading standard input is not supported: give a file, or read a pipe with \
+             --source-pipeline 'fdsrc fd=0 ! decodebin ! videoconvert ! appsink name=frames'"
+                .into(),
+        ));
+    }
     let metadata =
         std::fs::metadata(path).map_err(|e| input_error(format!("cannot read it: {e}")))?;
     if !metadata.is_file() {
@@ -154,6 +169,10 @@ pub struct FrameSource {
     first_size: Option<[usize; 2]>,
     /// Frames of another size, fitted into the first size.
     refitted: u64,
+    /// When the last frame came (or the source started), and whether its silence since was
+    /// reported.
+    last_frame: Option<Instant>,
+    silence_reported: bool,
     scaler: Scaler,
 }
 
@@ -195,6 +214,8 @@ impl FrameSource {
             repaired_timestamps: 0,
             first_size: None,
             refitted: 0,
+            last_frame: None,
+            silence_reported: false,
             scaler: Scaler::default(),
         })
     }
@@ -261,6 +282,7 @@ impl FrameSource {
         match self.appsink.try_pull_sample(timeout) {
             Some(sample) => {
                 let received = Instant::now();
+                self.last_frame = Some(received);
                 let mut frame = frame_from_sample(&sample, self.next_seq, received)?;
                 self.next_seq += 1;
                 self.keep_first_size(&mut frame)?;
@@ -276,9 +298,47 @@ impl FrameSource {
             None => match bus::pending_error(&self.pipeline) {
                 Some(error) => Err(self.attributed(error)),
                 None if self.appsink.is_eos() => Ok(Pulled::End),
+                None if self.ended_without_saying() => Ok(Pulled::End),
                 None => Ok(Pulled::Timeout),
             },
         }
+    }
+
+    /// Whether a stream-timed source (a file) has gone silent after frames covering its whole
+    /// duration: its demuxer spins instead of ending (GStreamer's GIF reader does), and the
+    /// run ends as at the end of the file, saying so. A silence short of the end is reported
+    /// once, as a wait that Ctrl-C stops.
+    fn ended_without_saying(&mut self) -> bool {
+        if !matches!(self.timing, Timing::Stream) {
+            return false;
+        }
+        let Some(silent) = self.last_frame.map(|last| last.elapsed()) else {
+            self.last_frame = Some(Instant::now());
+            return false;
+        };
+        let duration = self.pipeline.query_duration::<gst::ClockTime>();
+        let covered = self.next_seq > 0
+            && duration.is_some_and(|duration| {
+                self.expected_pts.nseconds() as f64 >= COVERED_SHARE * duration.nseconds() as f64
+            });
+        if covered && silent >= SILENT_AFTER_END {
+            tracing::warn!(
+                "the input sent its frames up to its duration ({}) but did not end its stream \
+                 (its demuxer keeps running, as GStreamer's GIF reader does); ending it there",
+                self.expected_pts
+            );
+            return true;
+        }
+        if silent >= SILENT_WARNING && !self.silence_reported {
+            self.silence_reported = true;
+            tracing::warn!(
+                frames = self.next_seq,
+                "no frame from the input for {} s and it has not ended; still waiting (Ctrl-C \
+                 stops and finalises the output)",
+                silent.as_secs()
+            );
+        }
+        false
     }
 
     /// The next frame where input never pauses (a file): `None` at the end.

@@ -7,6 +7,7 @@ use std::path::Path;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
+use crate::paths::shown;
 use crate::{Error, Result};
 
 /// Name of the appsink every source description must contain.
@@ -60,7 +61,7 @@ impl OutputKind {
             None => Ok(OutputKind::PngFolder),
             Some(other) => Err(Error::Config(format!(
                 "{}: unknown output extension '.{other}'; use .mp4, .mkv, .webm, .mov or a folder (PNG frames)",
-                path.display()
+                shown(&path)
             ))),
         }
     }
