@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::imaging::{Compositor, LabelStyle, Mode, Preprocessor};
 use crate::infer::{Provider, Segmenter, SegmenterOptions};
-use crate::stream::{self, EngineConfig, Job, StageSummary};
+use crate::stream::{self, Door, EngineConfig, StageSummary};
 use crate::video::{FrameSink, FrameSource, OutputKind, probe_file};
 use crate::{Error, Result};
 
@@ -342,20 +342,22 @@ fn end_to_end(
     sink.start()?;
     let source = FrameSource::file(&config.input)?;
     source.start()?;
-    let report = stream::run(Job {
-        source,
+    let report = stream::run(
         segmenter,
-        sink,
-        compositors,
-        config: EngineConfig {
-            batch_size: batch,
-            workers: config.workers,
-            ..EngineConfig::default()
+        Door {
+            source,
+            sink,
+            compositors,
+            config: EngineConfig {
+                batch_size: batch,
+                workers: config.workers,
+                ..EngineConfig::default()
+            },
+            stop: Arc::new(AtomicBool::new(false)),
+            progress: ProgressBar::hidden(),
+            ticker: None,
         },
-        stop: Arc::new(AtomicBool::new(false)),
-        progress: ProgressBar::hidden(),
-        ticker: None,
-    })?;
+    )?;
     Ok((
         report.frames_written,
         report.stages.iter().map(|s| s.summary()).collect(),

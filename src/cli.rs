@@ -139,12 +139,35 @@ pub struct DrawArgs {
 /// `segstream segment`.
 #[derive(Debug, Args)]
 pub struct SegmentArgs {
-    /// Input video (any file GStreamer can read); omit with --source-pipeline.
-    #[arg(required_unless_present = "source_pipeline")]
-    pub input: Option<PathBuf>,
-    /// Output: .mp4, .mkv (H.264), .webm (VP8), .mov (keeps alpha) or a folder (PNG frames, alpha).
+    /// Input video (any file GStreamer can read); several are segmented together, through one
+    /// model, into the folder -o names. Omit with --source-pipeline.
+    #[arg(required_unless_present_any = ["source_pipeline", "inputs"])]
+    pub input: Vec<PathBuf>,
+    /// Output: .mp4, .mkv (H.264), .webm (VP8), .mov (keeps alpha) or a folder (PNG frames,
+    /// alpha); with several inputs, the folder their outputs go to (FOLDER/<stem>.<ext>).
     #[arg(short, long, required_unless_present = "sink_pipeline")]
     pub output: Option<PathBuf>,
+    /// A file listing inputs, one path per line (`#` starts a comment line).
+    #[arg(long, conflicts_with_all = ["source_pipeline", "sink_pipeline"])]
+    pub inputs: Option<PathBuf>,
+    /// Several inputs: the output kind of each [default: mp4].
+    #[arg(long, value_parser = ["mp4", "mkv", "webm", "mov", "png"])]
+    pub format: Option<String>,
+    /// Several inputs: segment only the K-th of N slices of the list (K from 0), e.g. one job
+    /// of a cluster array. Without it, K comes from JOB_COMPLETION_INDEX (Kubernetes Indexed
+    /// Job) or SLURM_ARRAY_TASK_ID, N from --shards or SLURM_ARRAY_TASK_COUNT.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// Several inputs: the number of slices, K coming from the cluster's job index.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+    /// Several inputs: skip an input whose output exists and is complete (a re-run or
+    /// preempted job continues where it stopped).
+    #[arg(long)]
+    pub skip_done: bool,
+    /// Several inputs: how many are read and written at a time.
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
     #[command(flatten)]
     pub draw: DrawArgs,
     #[command(flatten)]

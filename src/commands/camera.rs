@@ -9,7 +9,7 @@ use indicatif::ProgressBar;
 use crate::Error;
 use crate::cli::CameraArgs;
 use crate::paths::shown;
-use crate::stream::{self, Ending, EngineConfig, Interval, Job, Patience, Policy, Report, Ticker};
+use crate::stream::{self, Door, Ending, EngineConfig, Interval, Patience, Policy, Report, Ticker};
 use crate::video::{CameraFormat, FrameSink, LiveInput, LiveOutput};
 
 use super::segment::check_output_folder;
@@ -62,16 +62,18 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
         input.describe()
     );
 
-    let outcome = stream::run(Job {
-        source,
+    let outcome = stream::run(
         segmenter,
-        sink,
-        compositors,
-        config,
-        stop,
-        progress: ProgressBar::hidden(),
-        ticker: ticker(args.stats_interval),
-    })
+        Door {
+            source,
+            sink,
+            compositors,
+            config,
+            stop,
+            progress: ProgressBar::hidden(),
+            ticker: ticker(args.stats_interval),
+        },
+    )
     .map_err(|error| with_hint(&input, error));
     let report = output::settle(staged, outcome)?;
 

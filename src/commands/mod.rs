@@ -1,6 +1,7 @@
 //! The commands behind the CLI: each turns validated arguments into library calls and prints
 //! what the user asked for.
 
+mod batch;
 mod bench;
 mod camera;
 mod draw;

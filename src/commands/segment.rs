@@ -1,6 +1,6 @@
 //! `segstream segment`: a video file in, a segmented video out.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,10 +11,10 @@ use crate::cli::SegmentArgs;
 use crate::infer::Provider;
 use crate::paths::same_file;
 use crate::paths::shown;
-use crate::stream::{self, EngineConfig, Job, Report};
+use crate::stream::{self, Door, EngineConfig, Report};
 use crate::video::{self, FrameSink, FrameSource, InputInfo, OutputKind, StagedOutput};
 
-use super::{EXIT_INTERRUPTED, draw, interrupt, load_model, output, report};
+use super::{EXIT_INTERRUPTED, batch, draw, interrupt, load_model, output, report};
 
 /// Share of the frames the container announces below which the input looks truncated.
 const TRUNCATED_SHARE: f64 = 0.9;
@@ -22,8 +22,17 @@ const TRUNCATED_SHARE: f64 = 0.9;
 pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
     // Claimed before anything is opened: a Ctrl-C from here on finalises what was written.
     let stop = interrupt::claim("stopping: finishing the frames already read");
-    validate(args)?;
-    let input_info = match (&args.input, &args.source_pipeline) {
+    if args.batch == Some(0) || args.workers == Some(0) || args.parallel == 0 {
+        return Err(
+            Error::Config("--batch, --workers and --parallel must be at least 1".into()).into(),
+        );
+    }
+    if batch::wanted(args) {
+        return batch::run(args, &stop);
+    }
+    let input = args.input.first();
+    validate(input, args)?;
+    let input_info = match (input, &args.source_pipeline) {
         (Some(input), None) => Some(video::probe_file(input)?),
         _ => None,
     };
@@ -38,7 +47,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
     let keeps_alpha = kind.is_none_or(OutputKind::keeps_alpha);
     let compositors = draw::compositors(&args.draw, segmenter.card(), keeps_alpha, workers)?;
 
-    let audio_from = match (&args.input, &input_info) {
+    let audio_from = match (input, &input_info) {
         (Some(input), Some(info)) if info.has_audio && !args.no_audio => Some(input.as_path()),
         _ => None,
     };
@@ -53,7 +62,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
         _ => unreachable!("validate() requires an output or a sink pipeline"),
     };
     sink.start().context("opening the output")?;
-    let source = match (&args.source_pipeline, &args.input) {
+    let source = match (&args.source_pipeline, input) {
         (Some(description), _) => FrameSource::from_description(description)?,
         (None, Some(input)) => FrameSource::file(input)?,
         _ => unreachable!("validate() requires an input or a source pipeline"),
@@ -61,13 +70,9 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
     source.start().context("starting the input")?;
 
     let progress = progress_bar(input_info.as_ref().and_then(InputInfo::expected_frames));
-    let batch_size = args.batch.unwrap_or(match segmenter.provider() {
-        Provider::Cpu => 1,
-        Provider::Cuda => 8,
-    });
-    let job = Job {
+    let batch_size = args.batch.unwrap_or(default_batch(segmenter.provider()));
+    let door = Door {
         source,
-        segmenter,
         sink,
         compositors,
         config: EngineConfig {
@@ -81,7 +86,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
         progress: progress.clone(),
         ticker: None,
     };
-    let outcome = stream::run(job);
+    let outcome = stream::run(segmenter, door);
     progress.finish_and_clear();
     let report = output::settle(staged, outcome)?;
     let how = if report.interrupted() {
@@ -101,8 +106,8 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
             report.fps()
         );
     }
-    if let Some(info) = &input_info {
-        warn_if_truncated(info, &report);
+    if let (Some(info), Some(input)) = (&input_info, input) {
+        warn_if_truncated(input, info, &report);
     }
     if args.stats {
         report::print_stages(&report);
@@ -121,7 +126,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
 /// announces (a file cut short, a damaged stream), and the frames cover clearly less time than
 /// the container's duration: a variable-frame-rate file has fewer frames than its nominal rate
 /// gives, but they cover its whole length.
-fn warn_if_truncated(info: &InputInfo, report: &Report) {
+pub(super) fn warn_if_truncated(input: &Path, info: &InputInfo, report: &Report) {
     let (Some(expected), Some(duration)) = (info.expected_frames(), info.duration) else {
         return;
     };
@@ -131,26 +136,31 @@ fn warn_if_truncated(info: &InputInfo, report: &Report) {
         .is_none_or(|span| span.as_secs_f64() < TRUNCATED_SHARE * duration.seconds_f64());
     if !report.interrupted() && few_frames && short_span {
         eprintln!(
-            "warning: decoded {} frames, but the container announces about {expected}: the \
-             file looks truncated or damaged",
+            "warning: {}: decoded {} frames, but the container announces about {expected}: \
+             the file looks truncated or damaged",
+            shown(input),
             report.frames_read
         );
     }
 }
 
-fn validate(args: &SegmentArgs) -> crate::Result<()> {
-    if args.batch == Some(0) || args.workers == Some(0) {
-        return Err(Error::Config(
-            "--batch and --workers must be at least 1".into(),
-        ));
+/// Frames per inference call when `--batch` is not given: 1 on the CPU, where larger batches
+/// are no faster and hold more memory; 8 under CUDA.
+pub(super) fn default_batch(provider: Provider) -> usize {
+    match provider {
+        Provider::Cpu => 1,
+        Provider::Cuda => 8,
     }
-    if let (Some(input), Some(output)) = (&args.input, &args.output)
+}
+
+fn validate(input: Option<&PathBuf>, args: &SegmentArgs) -> crate::Result<()> {
+    if let (Some(input), Some(output)) = (input, &args.output)
         && same_file(input, output)
     {
         return Err(Error::Config(format!(
             "the output {} is the input file; writing it would destroy the input: choose \
              another output name",
-            shown(&output)
+            shown(output)
         )));
     }
     match (&args.output, &args.sink_pipeline) {

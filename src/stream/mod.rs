@@ -1,18 +1,24 @@
-//! The engine: stages on named threads joined by bounded crossbeam channels.
+//! The engine: stages on named threads joined by bounded crossbeam channels. One shared
+//! [`Engine`] (batcher and inference, one model session) serves one or several sources; each
+//! source has a lane of its own (pre-processing, post-processing and composition, reordering,
+//! statistics) and a door that feeds and drains it (here the CLI's source and sink pipelines).
 //!
 //! ```text
-//! source ─Frame→ preprocess(N) ─Tensor→ batcher ─Batch→ infer ─Scores→ postprocess(N) ─Frame→ sink(reorder)
+//! source ─Frame→ preprocess(N) ─Work→ batcher ─Batch→ infer ─Scores→ postprocess(N) ─Frame→ sink(reorder)
+//!                 (per source)        (shared: any sources' frames)    (per source)           (per source)
 //! ```
 //!
 //! Channel contract: every channel is bounded, so memory stays flat; a stage ends when its input
 //! disconnects, after passing on what it holds, so dropping a sender flushes. A stage that fails
-//! returns its error, drops its channels and raises the abort flag: the stages before it stop,
-//! the ones after it drain and finish, the sink finalises what it has, and [`run`] returns that
-//! error.
+//! returns its error, drops its channels and raises its lane's abort flag (the engine's, for
+//! the shared stages): the stages before it stop, the ones after it drain and finish, the sink
+//! finalises what it has, and [`run`] returns that error.
 //!
 //! Back-pressure follows the [`Policy`]: files block (frames out = frames in); live feeds drop
-//! the oldest waiting frame in front of inference, so latency cannot grow.
+//! the oldest waiting frame in front of pre-processing, so latency cannot grow.
 
+mod engine;
+pub mod lane;
 mod latency;
 mod outlet;
 mod reconnect;
@@ -26,14 +32,16 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
+pub use engine::{Batching, Engine, SourceId};
+use engine::{join, spawn};
 use indicatif::ProgressBar;
+use lane::LaneWorkers;
 
 use crate::imaging::Compositor;
 use crate::infer::Segmenter;
 use crate::video::{FrameSink, FrameSource};
 use crate::{Error, Result};
 pub use latency::{Interval, LatencySummary, Ticker};
-use outlet::Outlet;
 pub use stats::{StageStats, StageSummary};
 
 /// What the engine does when a stage is slower than its input.
@@ -91,26 +99,6 @@ impl Default for EngineConfig {
             patience: None,
         }
     }
-}
-
-/// Everything one run needs; the engine takes ownership.
-pub struct Job {
-    /// Started source.
-    pub source: FrameSource,
-    /// Loaded model.
-    pub segmenter: Segmenter,
-    /// Started sink.
-    pub sink: FrameSink,
-    /// One compositor per post-processing worker (exactly one for live runs and smoothing).
-    pub compositors: Vec<Compositor>,
-    /// Settings.
-    pub config: EngineConfig,
-    /// Set (e.g. by Ctrl-C) to stop reading input; what was read is still written.
-    pub stop: Arc<AtomicBool>,
-    /// Advanced once per frame written.
-    pub progress: ProgressBar,
-    /// Figures every few seconds while running, when wanted.
-    pub ticker: Option<Ticker>,
 }
 
 /// Why a run ended.
@@ -179,189 +167,171 @@ impl Report {
     }
 }
 
-/// Counters the stages share while running.
+/// Counters one source's stages share while running.
 #[derive(Debug, Default)]
 struct Counters {
     read: AtomicU64,
     dropped: Arc<AtomicU64>,
     /// Raised when a stage fails, so that a live source (whose outlet never sees the failure)
     /// stops reading.
-    abort: AtomicBool,
+    abort: Arc<AtomicBool>,
+    /// The shared engine's failure flag.
+    engine_failed: Arc<AtomicBool>,
 }
 
-/// Runs `job` to the end of its input (or until stopped) and finalises the output.
+impl Counters {
+    /// Whether this source or the engine it feeds has failed.
+    fn aborted(&self) -> bool {
+        self.abort.load(Ordering::SeqCst) || self.engine_failed.load(Ordering::SeqCst)
+    }
+}
+
+/// Runs `door`'s source through `segmenter` (an engine of its own) to the end of its input
+/// (or until stopped) and finalises the output.
 ///
 /// # Errors
 /// [`Error::Config`] when a live or smoothed run has more than one worker; otherwise the first
 /// stage error in pipeline order, with the output finalised with what reached it.
-pub fn run(job: Job) -> Result<Report> {
+pub fn run(segmenter: Segmenter, door: Door) -> Result<Report> {
     let started = Instant::now();
-    let Job {
-        source,
-        segmenter,
-        sink,
-        compositors,
-        config,
-        stop,
-        progress,
-        ticker,
-    } = job;
+    let batching = Batching {
+        batch_size: door.config.batch_size,
+        max_wait: door.config.max_wait,
+        live: door.config.policy == Policy::DropOldest,
+    };
+    let engine = Engine::start(segmenter, batching)?;
+    let outcome = door.run(&engine);
+    let shared = engine.finish();
+    let (mut report, shared) = match (outcome, shared) {
+        (Ok(report), Ok(shared)) => (report, shared),
+        // The model's own failure explains the lane's.
+        (_, Err(error)) | (Err(error), _) => return Err(error),
+    };
+    report.stages.splice(2..2, shared);
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
 
-    let in_order = config.policy == Policy::DropOldest || config.smoothing > 0.0;
-    if in_order && (config.workers != 1 || compositors.len() != 1) {
-        return Err(Error::Config(
-            "live runs and temporal smoothing need one pre- and one post-processing worker".into(),
-        ));
+/// One source and its output around a shared engine: the CLI's door (an appsink source
+/// pipeline in, an appsrc sink pipeline out). Several doors may run on one engine at once.
+pub struct Door {
+    /// Started source.
+    pub source: FrameSource,
+    /// Started sink.
+    pub sink: FrameSink,
+    /// One compositor per post-processing worker (exactly one for live runs and smoothing).
+    pub compositors: Vec<Compositor>,
+    /// Settings (the engine's batching is set when it starts).
+    pub config: EngineConfig,
+    /// Set (e.g. by Ctrl-C) to stop reading input; what was read is still written.
+    pub stop: Arc<AtomicBool>,
+    /// Advanced once per frame written.
+    pub progress: ProgressBar,
+    /// Figures every few seconds while running, when wanted.
+    pub ticker: Option<Ticker>,
+}
+
+/// A door whose threads run.
+struct OpenDoor {
+    source: JoinHandle<Result<stages::SourceEnd>>,
+    sink: JoinHandle<Result<stages::SinkEnd>>,
+    ending_tx: crossbeam_channel::Sender<Ending>,
+    workers: LaneWorkers,
+    counters: Arc<Counters>,
+}
+
+impl Door {
+    /// Runs this source through `engine` to its end (or until stopped) and finalises the
+    /// output. The report's stages are this source's own (source, pre-processing,
+    /// post-processing, sink); the engine's come from [`Engine::finish`].
+    ///
+    /// # Errors
+    /// As [`run`]; the engine failing ends every door on it with an error.
+    pub fn run(self, engine: &Engine) -> Result<Report> {
+        let started = Instant::now();
+        let mut report = self.open(engine, started)?.finish()?;
+        if engine.failed() {
+            return Err(Error::Pipeline(
+                "the model failed on a batch; the output holds the frames before it".into(),
+            ));
+        }
+        report.elapsed = started.elapsed();
+        Ok(report)
     }
-    let counters = Arc::new(Counters::default());
-    let policy = config.policy;
-    let (depth, batch_depth) = match policy {
-        Policy::Block => (2 * config.batch_size.max(config.workers), 2),
-        Policy::DropOldest => (1, 1),
-    };
-    let (frames_tx, frames_rx) = bounded(depth);
-    let (tensors_tx, tensors_rx) = bounded(depth);
-    let (batches_tx, batches_rx) = bounded(batch_depth);
-    let (scores_tx, scores_rx) = bounded(depth);
-    let (output_tx, output_rx) = bounded(depth);
-    let frames_out = Outlet::new(frames_tx, &frames_rx, policy, &counters.dropped);
-    let tensors_out = Outlet::new(tensors_tx, &tensors_rx, policy, &counters.dropped);
-    let batches_out = Outlet::new(batches_tx, &batches_rx, policy, &counters.dropped);
 
-    let source = {
-        let (shared, patience) = (Arc::clone(&counters), config.patience);
-        spawn("source", &counters, move || {
-            stages::read_source(source, &frames_out, &stop, &shared, patience)
-        })?
-    };
-    let card = segmenter.card().clone();
-    let preprocess = (0..config.workers)
-        .map(|_| {
-            let (rx, tx, card) = (frames_rx.clone(), tensors_out.clone(), card.clone());
-            spawn("preprocess", &counters, move || {
-                stages::preprocess_frames(&card, &rx, &tx)
-            })
+    /// Attaches a lane for this source to `engine` and starts reading and writing.
+    fn open(self, engine: &Engine, started: Instant) -> Result<OpenDoor> {
+        let in_order = self.config.policy == Policy::DropOldest || self.config.smoothing > 0.0;
+        let (input, output, workers) = lane::attach(engine, &self.config, self.compositors)?;
+        let counters = Arc::new(Counters {
+            dropped: Arc::clone(&workers.dropped),
+            abort: Arc::clone(&workers.abort),
+            engine_failed: engine.failure_flag(),
+            ..Counters::default()
+        });
+        let abort = Arc::clone(&counters.abort);
+        let source = {
+            let (shared, patience, stop) = (Arc::clone(&counters), self.config.patience, self.stop);
+            let source = self.source;
+            spawn("source", &abort, move || {
+                stages::read_source(source, &input.frames, &stop, &shared, patience)
+            })?
+        };
+        let (ending_tx, ending_rx) = bounded(1);
+        let sink = {
+            let (shared, sink, progress, ticker) =
+                (Arc::clone(&counters), self.sink, self.progress, self.ticker);
+            spawn("sink", &abort, move || {
+                let stage = stages::SinkStage {
+                    reorder: !in_order,
+                    progress,
+                    ticker,
+                    started,
+                    counters: &shared,
+                };
+                stage.run(sink, &output.frames, &ending_rx)
+            })?
+        };
+        Ok(OpenDoor {
+            source,
+            sink,
+            ending_tx,
+            workers,
+            counters,
         })
-        .collect::<Result<Vec<_>>>()?;
-    drop((frames_rx, tensors_out));
-    let batcher = {
-        let config = config.clone();
-        spawn("batcher", &counters, move || {
-            stages::batch_tensors(&config, &tensors_rx, &batches_out)
-        })?
-    };
-    let every = config.every;
-    let infer = spawn("infer", &counters, move || {
-        stages::infer_batches(segmenter, every, &batches_rx, &scores_tx)
-    })?;
-    let measure_flicker = compositors.len() == 1;
-    let postprocess = compositors
-        .into_iter()
-        .map(|compositor| {
-            let (rx, tx, config) = (scores_rx.clone(), output_tx.clone(), config.clone());
-            spawn("postprocess", &counters, move || {
-                stages::postprocess_scores(&config, measure_flicker, compositor, &rx, &tx)
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    drop((scores_rx, output_tx));
-    let (ending_tx, ending_rx) = bounded(1);
-    let sink = {
-        let shared = Arc::clone(&counters);
-        spawn("sink", &counters, move || {
-            let stage = stages::SinkStage {
-                reorder: !in_order,
-                progress,
-                ticker,
-                started,
-                counters: &shared,
-            };
-            stage.run(sink, &output_rx, &ending_rx)
-        })?
-    };
-
-    let source_end = join("source", source);
-    let preprocess = join_all("preprocess", preprocess);
-    let batcher = join("batcher", batcher);
-    let infer = join("infer", infer);
-    let postprocess = join_all("postprocess", postprocess);
-    // The sink learns only now how the input ended, which decides how it finishes.
-    let ending = source_end
-        .as_ref()
-        .map_or(Ending::Finished, |end| end.ending.clone());
-    let _ = ending_tx.send(ending.clone());
-    let sink = join("sink", sink);
-
-    let source_end = source_end?;
-    let (preprocess, batcher, infer) = (preprocess?, batcher?, infer?);
-    let postprocess = postprocess?;
-    let sink = sink?;
-    let flicker = match postprocess.as_slice() {
-        [(_, flicker)] => flicker.rate(),
-        _ => None,
-    };
-    Ok(Report {
-        frames_read: counters.read.load(Ordering::Relaxed),
-        frames_written: sink.written,
-        input_span: source_end.span,
-        frames_dropped: counters.dropped.load(Ordering::Relaxed),
-        ending,
-        elapsed: started.elapsed(),
-        output_span: sink.span,
-        latency: sink.latency,
-        flicker,
-        intervals: sink.intervals,
-        stages: vec![
-            source_end.stats,
-            merged("preprocess", preprocess),
-            batcher,
-            infer,
-            merged(
-                "postprocess",
-                postprocess.into_iter().map(|(stats, _)| stats),
-            ),
-            sink.stats,
-        ],
-    })
+    }
 }
 
-/// Starts stage `name` on its own thread; its failure raises the abort flag.
-fn spawn<T: Send + 'static>(
-    name: &'static str,
-    counters: &Arc<Counters>,
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<JoinHandle<Result<T>>> {
-    let counters = Arc::clone(counters);
-    thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            let result = work();
-            if result.is_err() {
-                counters.abort.store(true, Ordering::SeqCst);
-            }
-            result
+impl OpenDoor {
+    /// Waits until the source ended and the output is finalised.
+    fn finish(self) -> Result<Report> {
+        let source_end = join("source", self.source);
+        let lane = self.workers.join();
+        // The sink learns only now how the input ended, which decides how it finishes.
+        let ending = source_end
+            .as_ref()
+            .map_or(Ending::Finished, |end| end.ending.clone());
+        let _ = self.ending_tx.send(ending.clone());
+        let sink = join("sink", self.sink);
+        let (source_end, lane, sink) = (source_end?, lane?, sink?);
+        let counters = &self.counters;
+        Ok(Report {
+            frames_read: counters.read.load(Ordering::Relaxed),
+            frames_written: sink.written,
+            input_span: source_end.span,
+            frames_dropped: counters.dropped.load(Ordering::Relaxed),
+            ending,
+            elapsed: Duration::ZERO,
+            output_span: sink.span,
+            latency: sink.latency,
+            flicker: lane.flicker,
+            intervals: sink.intervals,
+            stages: vec![
+                source_end.stats,
+                lane.preprocess,
+                lane.postprocess,
+                sink.stats,
+            ],
         })
-        .map_err(|e| Error::Pipeline(format!("cannot start the {name} thread: {e}")))
-}
-
-fn join<T>(name: &str, handle: JoinHandle<Result<T>>) -> Result<T> {
-    handle
-        .join()
-        .map_err(|_| Error::Pipeline(format!("the {name} stage panicked")))?
-}
-
-/// Joins every worker of stage `name` (all of them, even after a failure); the first error wins.
-fn join_all<T>(name: &str, handles: Vec<JoinHandle<Result<T>>>) -> Result<Vec<T>> {
-    let results: Vec<Result<T>> = handles.into_iter().map(|h| join(name, h)).collect();
-    results.into_iter().collect()
-}
-
-/// One stage's statistics from those of its workers.
-fn merged(name: &'static str, parts: impl IntoIterator<Item = StageStats>) -> StageStats {
-    parts
-        .into_iter()
-        .fold(StageStats::new(name), |mut total, part| {
-            total.merge(part);
-            total
-        })
+    }
 }

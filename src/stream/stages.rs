@@ -3,11 +3,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender};
 use gstreamer as gst;
 use indicatif::ProgressBar;
 use ndarray::{Array3, Array4, Axis, stack};
 
+use super::engine::{Batched, Batching, Routes, SourceId, Work, lock};
 use super::latency::{Interval, LatencySummary, Ticker};
 use super::outlet::{Frames, Outlet};
 use super::reconnect::{Reconnect, Verdict};
@@ -29,7 +30,7 @@ pub(super) struct Tensor {
     input: Array3<f32>,
 }
 
-/// Frames batched for one inference call.
+/// Frames batched for one inference call (of one or several sources).
 pub(super) struct Batch {
     frames: Vec<Frame>,
     input: Array4<f32>,
@@ -47,15 +48,9 @@ impl Frames for Frame {
     }
 }
 
-impl Frames for Tensor {
+impl Frames for Scores {
     fn frames(&self) -> u64 {
         1
-    }
-}
-
-impl Frames for Batch {
-    fn frames(&self) -> u64 {
-        self.frames.len() as u64
     }
 }
 
@@ -104,7 +99,7 @@ pub(super) fn read_source(
         if stop.load(Ordering::SeqCst) {
             break Ending::Interrupted;
         }
-        if counters.abort.load(Ordering::SeqCst) {
+        if counters.aborted() {
             break Ending::Finished; // the failing stage reports its error
         }
         let started = Instant::now();
@@ -150,67 +145,153 @@ pub(super) fn read_source(
     })
 }
 
+/// Pre-processes the frames of `source` into model inputs for the shared batcher.
 pub(super) fn preprocess_frames(
+    source: SourceId,
     card: &ModelCard,
     frames_rx: &Receiver<Frame>,
-    tensors_out: &Outlet<Tensor>,
+    work: &Sender<Work>,
 ) -> Result<StageStats> {
     let mut stats = StageStats::new("preprocess");
     let mut pre = Preprocessor::new(card);
-    for frame in frames_rx.iter() {
+    for mut frame in frames_rx.iter() {
         let started = Instant::now();
+        frame.source = source;
         let input = pre.run(&frame.pixels, frame.width(), frame.height());
         stats.record(started, 1, frames_rx.len());
-        if tensors_out.send(Tensor { frame, input }).is_err() {
+        if work.send(Work::Tensor(Tensor { frame, input })).is_err() {
             break;
         }
     }
     Ok(stats)
 }
 
-/// Closes a batch when it is full or when its oldest frame has waited `max_wait`.
-pub(super) fn batch_tensors(
-    config: &EngineConfig,
-    tensors_rx: &Receiver<Tensor>,
-    batches_out: &Outlet<Batch>,
+/// Closes a batch when it is full or when its oldest frame has waited `max_wait`; a source's
+/// end closes the batch at once (its last frames wait for nothing) and is passed on after it.
+pub(super) fn batch_work(
+    batching: Batching,
+    work_rx: &Receiver<Work>,
+    batches_tx: &Sender<Batched>,
 ) -> Result<StageStats> {
     let mut stats = StageStats::new("batcher");
-    let mut pending: Vec<Tensor> = Vec::with_capacity(config.batch_size);
+    let mut pending: Vec<Tensor> = Vec::with_capacity(batching.batch_size);
     let mut oldest = Instant::now();
     loop {
         let received = if pending.is_empty() {
-            tensors_rx
-                .recv()
-                .map_err(|_| RecvTimeoutError::Disconnected)
+            work_rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
         } else {
-            tensors_rx.recv_deadline(oldest + config.max_wait)
+            work_rx.recv_deadline(oldest + batching.max_wait)
         };
-        let disconnected = match received {
-            Ok(tensor) => {
+        let (ended, disconnected) = match received {
+            Ok(Work::Tensor(tensor)) => {
                 if pending.is_empty() {
                     oldest = Instant::now();
                 }
                 pending.push(tensor);
-                false
+                (None, false)
             }
-            Err(RecvTimeoutError::Timeout) => false,
-            Err(RecvTimeoutError::Disconnected) => true,
+            Ok(Work::End(source)) => (Some(source), false),
+            Err(RecvTimeoutError::Timeout) => (None, false),
+            Err(RecvTimeoutError::Disconnected) => (None, true),
         };
-        let full = pending.len() >= config.batch_size;
-        let waited = !pending.is_empty() && oldest.elapsed() >= config.max_wait;
-        if full || waited || (disconnected && !pending.is_empty()) {
+        let full = pending.len() >= batching.batch_size;
+        let waited = !pending.is_empty() && oldest.elapsed() >= batching.max_wait;
+        let flush = ended.is_some() || disconnected;
+        if full || waited || (flush && !pending.is_empty()) {
             let started = Instant::now();
             let batch = make_batch(std::mem::take(&mut pending));
-            stats.record(started, batch.frames.len() as u64, tensors_rx.len());
-            if batches_out.send(batch).is_err() {
+            stats.record(started, batch.frames.len() as u64, work_rx.len());
+            if batches_tx.send(Batched::Batch(batch)).is_err() {
                 break;
             }
+        }
+        if let Some(source) = ended
+            && batches_tx.send(Batched::End(source)).is_err()
+        {
+            break;
         }
         if disconnected {
             break;
         }
     }
     Ok(stats)
+}
+
+/// The live batcher: a batch holds at most one frame per source, the newest (a newer frame
+/// of the same source replaces the one waiting, which is dropped and counted), and it is
+/// handed over only when inference takes it (a rendezvous), so the frames waiting in front of
+/// the model stay the newest ones and latency cannot grow. It closes when it holds one frame of
+/// each of `batch_size` sources or when its oldest frame has waited `max_wait`.
+pub(super) fn batch_live_work(
+    batching: Batching,
+    work_rx: &Receiver<Work>,
+    batches_tx: &Sender<Batched>,
+    routes: &Routes,
+) -> Result<StageStats> {
+    let mut stats = StageStats::new("batcher");
+    let mut pending: Vec<Tensor> = Vec::with_capacity(batching.batch_size);
+    let mut ends: Vec<SourceId> = Vec::new();
+    let mut oldest = Instant::now();
+    let mut disconnected = false;
+    loop {
+        if pending.is_empty() {
+            for source in ends.drain(..) {
+                if batches_tx.send(Batched::End(source)).is_err() {
+                    return Ok(stats);
+                }
+            }
+            if disconnected {
+                return Ok(stats);
+            }
+        }
+        let due = !pending.is_empty()
+            && (pending.len() >= batching.batch_size
+                || oldest.elapsed() >= batching.max_wait
+                || !ends.is_empty()
+                || disconnected);
+        let mut select = Select::new();
+        let receive = (!disconnected).then(|| select.recv(work_rx));
+        let hand_over = due.then(|| select.send(batches_tx));
+        let operation = match (due, pending.is_empty()) {
+            (false, false) => match select.select_deadline(oldest + batching.max_wait) {
+                Ok(operation) => operation,
+                Err(_) => continue, // the oldest frame's budget is spent: the batch is due
+            },
+            _ => select.select(),
+        };
+        let index = operation.index();
+        debug_assert!(Some(index) == hand_over || Some(index) == receive);
+        if Some(index) == hand_over {
+            let started = Instant::now();
+            let batch = make_batch(std::mem::take(&mut pending));
+            stats.record(started, batch.frames.len() as u64, work_rx.len());
+            if operation.send(batches_tx, Batched::Batch(batch)).is_err() {
+                return Ok(stats);
+            }
+            continue;
+        }
+        match operation.recv(work_rx) {
+            Ok(Work::Tensor(tensor)) => {
+                let source = tensor.frame.source;
+                match pending.iter_mut().find(|t| t.frame.source == source) {
+                    Some(waiting) => {
+                        *waiting = tensor;
+                        if let Some(route) = lock(routes).get(&source) {
+                            route.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    None => {
+                        if pending.is_empty() {
+                            oldest = Instant::now();
+                        }
+                        pending.push(tensor);
+                    }
+                }
+            }
+            Ok(Work::End(source)) => ends.push(source),
+            Err(_) => disconnected = true,
+        }
+    }
 }
 
 fn make_batch(tensors: Vec<Tensor>) -> Batch {
@@ -222,47 +303,38 @@ fn make_batch(tensors: Vec<Tensor>) -> Batch {
     }
 }
 
-/// Which frames the model runs on: every `every`-th by sequence number, counted from the last
-/// one it ran on (so dropped frames cannot starve it); the frames after that one reuse its
-/// logits. A frame from before it (parallel pre-processing can swap neighbours) always runs.
-struct Cadence {
-    every: u64,
-    last: Option<(u64, Array3<f32>)>,
-}
-
-impl Cadence {
-    /// Indices of `frames` the model must run on.
-    fn due(&self, frames: &[Frame]) -> Vec<usize> {
-        let mut last = self.last.as_ref().map(|(seq, _)| *seq);
-        let mut due = Vec::new();
-        for (i, frame) in frames.iter().enumerate() {
-            if last.is_none_or(|seq| frame.seq < seq || frame.seq >= seq + self.every) {
-                due.push(i);
-                last = Some(frame.seq);
-            }
-        }
-        due
-    }
-}
-
+/// Runs the model on each batch (on the frames their source's cadence makes due) and routes
+/// each frame's logits to its source's lane; a source's end drops its route.
 pub(super) fn infer_batches(
     mut segmenter: Segmenter,
-    every: u64,
-    batches_rx: &Receiver<Batch>,
-    scores_tx: &Sender<Scores>,
+    batches_rx: &Receiver<Batched>,
+    routes: &Routes,
 ) -> Result<StageStats> {
     let mut stats = StageStats::new("infer");
-    let mut cadence = Cadence {
-        every: every.max(1),
-        last: None,
-    };
-    for batch in batches_rx.iter() {
+    for item in batches_rx.iter() {
+        let batch = match item {
+            Batched::Batch(batch) => batch,
+            Batched::End(source) => {
+                lock(routes).remove(&source);
+                continue;
+            }
+        };
         let started = Instant::now();
-        let due = cadence.due(&batch.frames);
-        let logits = if due.len() == batch.frames.len() {
-            Some(segmenter.run(batch.input.view())?)
-        } else if due.is_empty() {
+        let due: Vec<usize> = {
+            let mut routes = lock(routes);
+            (0..batch.frames.len())
+                .filter(|&i| {
+                    let frame = &batch.frames[i];
+                    routes
+                        .get_mut(&frame.source)
+                        .is_some_and(|route| route.cadence.take(frame.seq))
+                })
+                .collect()
+        };
+        let logits = if due.is_empty() {
             None
+        } else if due.len() == batch.frames.len() {
+            Some(segmenter.run(batch.input.view())?)
         } else {
             Some(segmenter.run(batch.input.select(Axis(0), &due).view())?)
         };
@@ -271,22 +343,25 @@ pub(super) fn infer_batches(
             stats.record(started, due.len() as u64, batches_rx.len());
         }
         let mut rows = logits.iter().flat_map(|l| l.outer_iter());
-        for (i, frame) in batch.frames.into_iter().enumerate() {
-            if due.contains(&i) {
-                let row = rows.next().expect("one row per due frame").to_owned();
-                cadence.last = Some((frame.seq, row));
-            }
-            let (_, last) = cadence
-                .last
-                .as_ref()
-                .expect("the first frame is always due");
-            let scores = Scores {
-                frame,
-                logits: last.clone(),
-            };
-            if scores_tx.send(scores).is_err() {
-                return Ok(stats);
-            }
+        let deliveries: Vec<_> = {
+            let mut routes = lock(routes);
+            batch
+                .frames
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, frame)| {
+                    let fresh = due.contains(&i).then(|| rows.next().map(|r| r.to_owned()));
+                    let route = routes.get_mut(&frame.source)?;
+                    let logits = route.cadence.logits(fresh.flatten())?;
+                    Some((route.scores.clone(), Scores { frame, logits }))
+                })
+                .collect()
+        };
+        // Sent without the routes locked: a lane waiting for room must not stop others
+        // from attaching or ending.
+        for (outlet, scores) in deliveries {
+            // A lane that stopped taking logits has ended; the others go on.
+            let _ = outlet.send(scores);
         }
     }
     Ok(stats)
@@ -485,43 +560,5 @@ impl SinkStage<'_> {
             dropped,
             first_latency: latency.len(),
         };
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(seq: u64) -> Frame {
-        let info = gstreamer_video::VideoInfo::builder(gstreamer_video::VideoFormat::Rgba, 1, 1)
-            .build()
-            .unwrap();
-        Frame {
-            seq,
-            pts: None,
-            duration: None,
-            info,
-            pixels: vec![0; 4],
-            received: Instant::now(),
-        }
-    }
-
-    #[test]
-    fn cadence_runs_every_nth_frame_even_across_gaps() {
-        crate::video::init().unwrap();
-        let mut cadence = Cadence {
-            every: 3,
-            last: None,
-        };
-        let frames: Vec<Frame> = [0, 1, 2, 3, 4, 7, 8, 9, 10].map(frame).into();
-        assert_eq!(cadence.due(&frames), vec![0, 3, 5, 8]);
-        cadence.last = Some((9, Array3::zeros((1, 1, 1))));
-        assert_eq!(cadence.due(&[frame(10), frame(11), frame(12)]), vec![2]);
-        let every_frame = Cadence {
-            every: 1,
-            last: None,
-        };
-        let swapped: Vec<Frame> = [1, 0, 2, 4, 3].map(frame).into();
-        assert_eq!(every_frame.due(&swapped), vec![0, 1, 2, 3, 4]);
     }
 }

@@ -222,6 +222,15 @@ impl Checkpoints {
         ))
     }
 
+    /// The weights file of the checkpoint on disk (checked to belong to its state).
+    ///
+    /// # Errors
+    /// As [`Checkpoints::load`], for a missing or mixed checkpoint.
+    pub fn model_file(&self) -> Result<PathBuf> {
+        let Manifest { files, .. } = self.read_manifest()?;
+        Ok(self.matching_files(files)?.0)
+    }
+
     /// Saves `model` as the best so far.
     ///
     /// # Errors

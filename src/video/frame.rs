@@ -10,7 +10,9 @@ use crate::{Error, Result};
 /// A tightly packed RGBA picture with its position in the stream.
 #[derive(Debug, Clone)]
 pub struct Frame {
-    /// Arrival order at the appsink, from 0; the only ordering key downstream.
+    /// The source the frame comes from, when an engine serves several (0 for the first).
+    pub source: u32,
+    /// Arrival order from its source, from 0; with `source`, the only ordering key downstream.
     pub seq: u64,
     /// Presentation timestamp from the source.
     pub pts: Option<gst::ClockTime>,
@@ -35,9 +37,10 @@ impl Frame {
         self.info.height() as usize
     }
 
-    /// The same frame (sequence, timestamps, geometry, arrival) with other pixels.
+    /// The same frame (source, sequence, timestamps, geometry, arrival) with other pixels.
     pub fn with_pixels(&self, pixels: Vec<u8>) -> Frame {
         Frame {
+            source: self.source,
             seq: self.seq,
             pts: self.pts,
             duration: self.duration,

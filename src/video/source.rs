@@ -452,6 +452,7 @@ fn frame_from_sample(sample: &gst::Sample, seq: u64, received: Instant) -> Resul
             .collect()
     };
     Ok(Frame {
+        source: 0,
         seq,
         pts: buffer.pts(),
         duration: buffer.duration(),

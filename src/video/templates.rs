@@ -48,6 +48,17 @@ impl OutputKind {
     ///
     /// # Errors
     /// [`Error::Config`] for an unknown extension.
+    /// The file extension of this kind (`None` for a PNG folder).
+    pub fn extension(self) -> Option<&'static str> {
+        match self {
+            OutputKind::Mp4 => Some("mp4"),
+            OutputKind::Mkv => Some("mkv"),
+            OutputKind::Webm => Some("webm"),
+            OutputKind::Mov => Some("mov"),
+            OutputKind::PngFolder => None,
+        }
+    }
+
     pub fn from_path(path: &Path) -> Result<Self> {
         if path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/') {
             return Ok(OutputKind::PngFolder);

@@ -8,7 +8,7 @@ use burn::prelude::*;
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use prost::Message;
 use segstream::onnx::proto::ModelProto;
-use segstream::train::checkpoint::load_model;
+use segstream::train::checkpoint::{Checkpoints, load_model};
 use segstream::train::model::SegmentationModel;
 use segstream::train::pretrained::Pretrained;
 
@@ -219,7 +219,8 @@ fn a_new_head_learns_on_a_frozen_body() {
     let start = Pretrained::read(&model, 3, seed).unwrap();
     let fresh = start.model(&Device::flex()).unwrap();
     let mut trained = SegmentationModel::Graph(start.model(&Device::flex()).unwrap());
-    load_model(&mut trained, &run.join("checkpoint/model.bpk")).unwrap();
+    let weights = Checkpoints::new(&run).model_file().unwrap();
+    load_model(&mut trained, &weights).unwrap();
     let SegmentationModel::Graph(trained) = trained else {
         unreachable!("loaded into a graph")
     };

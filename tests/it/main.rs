@@ -1,5 +1,6 @@
 //! Integration tests: real ONNX Runtime, real models written by our exporter.
 
+mod bad_input;
 mod bench;
 mod camera;
 mod cli;

@@ -56,7 +56,12 @@ pub fn people_clip() -> PathBuf {
 /// - `odd.mkv`: 10 frames of 321×241 (lossless FFV1);
 /// - `tiny.mkv`: 10 frames of 2×2;
 /// - `people.mkv`: the first 36 frames of the pedestrians clip at 30 fps (each shown three
-///   times, about 110 frames), 640×480.
+///   times, about 110 frames), 640×480;
+/// - `interlaced.mkv`: 50 interlaced frames (25 fps, top field first) of a moving ball, 320×240,
+///   H.264 coded as fields, as broadcast and camcorder footage is;
+/// - `vfr.mkv`: 50 frames, 160×120, in irregular gaps of 40 to 120 ms over 3.4 s, in a stream
+///   whose nominal rate is 25 fps (a variable-frame-rate file: phone clips, screen captures);
+/// - `forever.gif`: an animated GIF of 20 frames, 160×120, 100 ms each, set to loop forever.
 pub fn generated(name: &str) -> PathBuf {
     static MADE: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("clips");
@@ -132,6 +137,16 @@ pub fn generated(name: &str) -> PathBuf {
             ),
             &path,
         ),
+        "interlaced.mkv" => make_clip(
+            "videotestsrc pattern=ball num-buffers=100 ! \
+             video/x-raw,width=320,height=240,framerate=50/1 ! \
+             interlace field-pattern=1:1 top-field-first=true ! videoconvert ! \
+             video/x-raw,format=I420 ! x264enc speed-preset=ultrafast interlaced=true ! \
+             matroskamux ! filesink name=file",
+            &path,
+        ),
+        "vfr.mkv" => make_vfr_clip(&path),
+        "forever.gif" => make_looping_gif(&path),
         other => panic!("no recipe for the generated clip {other}"),
     }
     made.push(name.to_string());
@@ -150,6 +165,11 @@ fn make_clip(description: &str, path: &Path) {
         .unwrap()
         .set_property("location", path);
     pipeline.set_state(gstreamer::State::Playing).unwrap();
+    wait_for_end(&pipeline, path);
+}
+
+/// Waits until `pipeline`, which writes `path`, ends; then stops it.
+fn wait_for_end(pipeline: &gstreamer::Pipeline, path: &Path) {
     let bus = pipeline.bus().unwrap();
     for message in bus.iter_timed(gstreamer::ClockTime::from_seconds(60)) {
         match message.view() {
@@ -159,6 +179,78 @@ fn make_clip(description: &str, path: &Path) {
         }
     }
     pipeline.set_state(gstreamer::State::Null).unwrap();
+}
+
+/// Gaps between the frames of `vfr.mkv`, in milliseconds, repeated: 68 ms on average.
+const VFR_GAPS_MS: [u64; 5] = [40, 120, 40, 80, 60];
+
+/// Writes `vfr.mkv` (see [`generated`]): frames pushed with their own timestamps into an H.264
+/// Matroska file whose caps say 25 fps.
+fn make_vfr_clip(path: &Path) {
+    use gstreamer_app::AppSrc;
+    gstreamer::init().unwrap();
+    let pipeline = gstreamer::parse::launch(
+        "appsrc name=src format=time ! videoconvert ! x264enc speed-preset=ultrafast ! \
+         matroskamux ! filesink name=file",
+    )
+    .unwrap()
+    .downcast::<gstreamer::Pipeline>()
+    .unwrap();
+    pipeline
+        .by_name("file")
+        .unwrap()
+        .set_property("location", path);
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<AppSrc>()
+        .unwrap();
+    src.set_caps(Some(
+        &gstreamer::Caps::builder("video/x-raw")
+            .field("format", "RGBA")
+            .field("width", 160)
+            .field("height", 120)
+            .field("framerate", gstreamer::Fraction::new(25, 1))
+            .build(),
+    ));
+    pipeline.set_state(gstreamer::State::Playing).unwrap();
+    let mut pts = 0;
+    for i in 0..50u64 {
+        let gap = VFR_GAPS_MS[i as usize % VFR_GAPS_MS.len()];
+        let shade = (i * 5) as u8;
+        let mut buffer = gstreamer::Buffer::from_mut_slice(vec![shade; 160 * 120 * 4]);
+        {
+            let buffer = buffer.get_mut().unwrap();
+            buffer.set_pts(gstreamer::ClockTime::from_mseconds(pts));
+            buffer.set_duration(gstreamer::ClockTime::from_mseconds(gap));
+        }
+        src.push_buffer(buffer).unwrap();
+        pts += gap;
+    }
+    src.end_of_stream().unwrap();
+    wait_for_end(&pipeline, path);
+}
+
+/// Writes `forever.gif` (see [`generated`]) with the `image` crate's GIF encoder.
+fn make_looping_gif(path: &Path) {
+    use image::codecs::gif::{GifEncoder, Repeat};
+    use image::{Delay, Frame, Rgba, RgbaImage};
+    let mut encoder = GifEncoder::new(std::fs::File::create(path).unwrap());
+    encoder.set_repeat(Repeat::Infinite).unwrap();
+    for i in 0..20u32 {
+        let picture = RgbaImage::from_fn(160, 120, |x, y| {
+            let inside = (i * 6..i * 6 + 30).contains(&x) && (30..90).contains(&y);
+            if inside {
+                Rgba([255, 0, 0, 255])
+            } else {
+                Rgba([30, 30, 30, 255])
+            }
+        });
+        let delay = Delay::from_numer_denom_ms(100, 1);
+        encoder
+            .encode_frame(Frame::from_parts(picture, 0, 0, delay))
+            .unwrap();
+    }
 }
 
 /// Writes the 90° rotation matrix into the MP4's track header, as phones tag upright clips
@@ -264,6 +356,19 @@ pub fn dominant_channel(pixel: &[u8]) -> u8 {
             best
         }
     })
+}
+
+/// A binary model in the contract whose weights are NaN (a diverged training run's): every
+/// output is NaN.
+pub fn nan_model(dir: &Path) -> PathBuf {
+    pointwise_model(
+        dir,
+        "nan.onnx",
+        &["object"],
+        vec![f32::NAN; 3],
+        Some(vec![f32::NAN]),
+        [32, 32],
+    )
 }
 
 /// Whether the red detector calls this RGBA pixel an object.

@@ -1,0 +1,266 @@
+//! The shared part of the engine: one batcher and one inference stage (one ONNX Runtime
+//! session) serving every source attached to it.
+//!
+//! ```text
+//! lane 0: preprocess ─┐                                        ┌─ Scores → lane 0: postprocess
+//! lane 1: preprocess ─┼─Work→ batcher ─Batched→ infer ─route──┼─ Scores → lane 1: postprocess
+//! lane N: preprocess ─┘   (full, or oldest frame's budget)     └─ …
+//! ```
+//!
+//! A batch may hold frames of several sources. Inference routes each frame's logits back to
+//! its own source's lane; everything with memory across frames (`--every` reuse here, smoothing
+//! and reordering in the lanes) is per source. A lane ends its source with a [`Work::End`]
+//! marker after its last frame: the batcher flushes what it holds, then inference drops the
+//! lane's route, which ends the lane's post-processing.
+//!
+//! The shared queues block (never drop): a live lane drops its own oldest frame before
+//! pre-processing, so that one source's drops never cost another source a frame.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, bounded};
+
+use super::outlet::Outlet;
+use super::stages::{self, Batch, Scores, Tensor};
+use super::stats::StageStats;
+use crate::infer::{ModelCard, Provider, Segmenter};
+use crate::{Error, Result};
+
+/// Identifies one source of frames (an input file, a live feed, an element's stream) within
+/// an engine.
+pub type SourceId = u32;
+
+/// What lanes hand the engine: one frame's model input, or the end of a source.
+pub(super) enum Work {
+    Tensor(Tensor),
+    End(SourceId),
+}
+
+/// What the batcher hands inference.
+pub(super) enum Batched {
+    Batch(Batch),
+    End(SourceId),
+}
+
+/// Where a source's logits go, its model cadence, and the count of its dropped frames.
+pub(super) struct Route {
+    pub scores: Outlet<Scores>,
+    pub cadence: Cadence,
+    pub dropped: Arc<AtomicU64>,
+}
+
+/// The routes of the attached sources.
+pub(super) type Routes = Arc<Mutex<HashMap<SourceId, Route>>>;
+
+/// Locks `routes`; a poisoned lock still holds valid routes (a panicking holder changed none
+/// half-way).
+pub(super) fn lock(routes: &Routes) -> MutexGuard<'_, HashMap<SourceId, Route>> {
+    routes.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Which frames of one source the model runs on: every `every`-th by sequence number, counted
+/// from the last one it ran on (so dropped frames cannot starve it); the frames after that one
+/// reuse its logits. A frame from before it (parallel pre-processing can swap neighbours)
+/// always runs.
+pub(super) struct Cadence {
+    every: u64,
+    last_run: Option<u64>,
+    last_logits: Option<ndarray::Array3<f32>>,
+}
+
+impl Cadence {
+    pub fn new(every: u64) -> Self {
+        Cadence {
+            every: every.max(1),
+            last_run: None,
+            last_logits: None,
+        }
+    }
+
+    /// Whether the model must run on frame `seq`; if so it becomes the last one run.
+    pub fn take(&mut self, seq: u64) -> bool {
+        let due = self
+            .last_run
+            .is_none_or(|last| seq < last || seq >= last + self.every);
+        if due {
+            self.last_run = Some(seq);
+        }
+        due
+    }
+
+    /// The logits for the next frame: `fresh` when the model ran on it, else the last ones.
+    pub fn logits(&mut self, fresh: Option<ndarray::Array3<f32>>) -> Option<ndarray::Array3<f32>> {
+        if let Some(fresh) = fresh {
+            self.last_logits = Some(fresh);
+        }
+        self.last_logits.clone()
+    }
+}
+
+/// How the shared stages batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Frames per inference call.
+    pub batch_size: usize,
+    /// Longest a frame waits in the batcher for the batch to fill.
+    pub max_wait: Duration,
+    /// Live sources: a batch keeps only the newest frame of each source and waits in front of
+    /// inference for nothing (see `batch_live_work`); files: nothing is dropped.
+    pub live: bool,
+}
+
+/// The shared batcher and inference stage, and the sources attached to them.
+pub struct Engine {
+    work: Sender<Work>,
+    routes: Routes,
+    next_source: AtomicU32,
+    card: ModelCard,
+    provider: Provider,
+    failed: Arc<AtomicBool>,
+    threads: Vec<(&'static str, JoinHandle<Result<StageStats>>)>,
+}
+
+impl Engine {
+    /// Starts the batcher and the inference stage for `segmenter`.
+    ///
+    /// # Errors
+    /// [`Error::Pipeline`] when a thread cannot be started.
+    pub fn start(segmenter: Segmenter, batching: Batching) -> Result<Self> {
+        let card = segmenter.card().clone();
+        let provider = segmenter.provider();
+        let batch_size = batching.batch_size.max(1);
+        let (work, work_rx) = bounded(batch_size);
+        // Live: a batch is handed over only when inference takes it, so the one in front of
+        // the model can still take newer frames.
+        let (batches_tx, batches_rx) = bounded(usize::from(!batching.live));
+        let routes: Routes = Arc::default();
+        let failed = Arc::new(AtomicBool::new(false));
+        let batcher = {
+            let routes = Arc::clone(&routes);
+            spawn("batcher", &failed, move || match batching.live {
+                true => stages::batch_live_work(batching, &work_rx, &batches_tx, &routes),
+                false => stages::batch_work(batching, &work_rx, &batches_tx),
+            })?
+        };
+        let infer = {
+            let routes = Arc::clone(&routes);
+            spawn("infer", &failed, move || {
+                let result = stages::infer_batches(segmenter, &batches_rx, &routes);
+                // However inference ended, no more logits come: every lane's post-processing
+                // may finish with what it has.
+                lock(&routes).clear();
+                result
+            })?
+        };
+        Ok(Engine {
+            work,
+            routes,
+            next_source: AtomicU32::new(0),
+            card,
+            provider,
+            failed,
+            threads: vec![("batcher", batcher), ("infer", infer)],
+        })
+    }
+
+    /// The model's card.
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    /// The execution provider the model runs on.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// Whether a shared stage has failed (the model refused a batch): every lane ends.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// The flag [`Engine::failed`] reads, for threads that outlive a borrow of the engine.
+    pub(super) fn failure_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.failed)
+    }
+
+    /// Attaches a new source whose logits go to `scores`, the model running on every
+    /// `every`-th of its frames and the frames dropped for it counted in `dropped`; returns its
+    /// id and where its lane sends work.
+    pub(super) fn attach(
+        &self,
+        scores: Outlet<Scores>,
+        every: u64,
+        dropped: &Arc<AtomicU64>,
+    ) -> (SourceId, Sender<Work>) {
+        let source = self.next_source.fetch_add(1, Ordering::Relaxed);
+        let route = Route {
+            scores,
+            cadence: Cadence::new(every),
+            dropped: Arc::clone(dropped),
+        };
+        lock(&self.routes).insert(source, route);
+        (source, self.work.clone())
+    }
+
+    /// Ends the shared stages once every lane has ended; returns their statistics (batcher,
+    /// inference).
+    ///
+    /// # Errors
+    /// The first shared stage's error (the model failing on a batch).
+    pub fn finish(self) -> Result<Vec<StageStats>> {
+        let Engine { work, threads, .. } = self;
+        drop(work);
+        let results: Vec<Result<StageStats>> = threads
+            .into_iter()
+            .map(|(name, handle)| join(name, handle))
+            .collect();
+        results.into_iter().collect()
+    }
+}
+
+/// Starts stage `name` on its own thread; its failure raises `failed`.
+pub(super) fn spawn<T: Send + 'static>(
+    name: &'static str,
+    failed: &Arc<AtomicBool>,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<JoinHandle<Result<T>>> {
+    let failed = Arc::clone(failed);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let result = work();
+            if result.is_err() {
+                failed.store(true, Ordering::SeqCst);
+            }
+            result
+        })
+        .map_err(|e| Error::Pipeline(format!("cannot start the {name} thread: {e}")))
+}
+
+/// Waits for stage `name`'s thread and returns its result.
+pub(super) fn join<T>(name: &str, handle: JoinHandle<Result<T>>) -> Result<T> {
+    handle
+        .join()
+        .map_err(|_| Error::Pipeline(format!("the {name} stage panicked")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cadence_runs_every_nth_frame_even_across_gaps() {
+        let mut cadence = Cadence::new(3);
+        let due: Vec<u64> = [0, 1, 2, 3, 4, 7, 8, 9, 10]
+            .into_iter()
+            .filter(|&seq| cadence.take(seq))
+            .collect();
+        assert_eq!(due, vec![0, 3, 7, 10]);
+        let mut every_frame = Cadence::new(1);
+        assert!([1, 0, 2, 4, 3].into_iter().all(|seq| every_frame.take(seq)));
+    }
+}
