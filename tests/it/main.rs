@@ -14,6 +14,7 @@ mod fine_tune;
 mod gpu;
 mod helpers;
 mod import;
+mod many;
 mod media;
 mod model_errors;
 mod outputs;
