@@ -29,7 +29,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     print!("{}", table(&report));
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", shown(&path)))?;
+            .with_context(|| format!("writing {}", shown(path)))?;
     }
     Ok(())
 }

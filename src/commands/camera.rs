@@ -111,8 +111,8 @@ fn with_hint(input: &LiveInput, error: Error) -> anyhow::Error {
         {
             anyhow::Error::new(error).context(format!(
                 "{} does not offer the size or rate asked for; its formats: v4l2-ctl -d {} --list-formats-ext",
-                shown(&device),
-                shown(&device)
+                shown(device),
+                shown(device)
             ))
         }
         _ => error.into(),

@@ -34,7 +34,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             println!(
                 "temporal stability on {} ({} frames): {:.4} of mask pixels flip per frame, \
                  {:.4} with --smooth {}",
-                shown(&video),
+                shown(video),
                 stability.frames,
                 stability.flip_rate,
                 stability.flip_rate_smoothed,
@@ -52,7 +52,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             &serde_json::to_string_pretty(&summary)?,
         )?;
         if !args.json {
-            println!("report: {}", shown(&folder));
+            println!("report: {}", shown(folder));
         }
     }
     Ok(())
@@ -257,7 +257,7 @@ fn worst_and_best_sheet(
     LabelColors::new(&classes.colors)
         .sheet(&rows)
         .save(path)
-        .map_err(|e| anyhow::anyhow!("writing {}: {e}", shown(&path)))
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", shown(path)))
 }
 
 fn write(path: &Path, text: &str) -> crate::Result<()> {

@@ -124,7 +124,7 @@ fn import_checked(
 ) -> Result<(Imported, Segmenter), String> {
     let imported = rewrite(original, options)?;
     std::fs::write(output, imported.model.encode_to_vec())
-        .map_err(|e| format!("writing {}: {e}", shown(&output)))?;
+        .map_err(|e| format!("writing {}: {e}", shown(output)))?;
     let mut segmenter =
         Segmenter::load(output, &SegmenterOptions::default()).map_err(|e| e.to_string())?;
     if options.dynamic_batch {

@@ -50,5 +50,5 @@ pub(super) fn write_json(path: &Path, report: &Report) -> anyhow::Result<()> {
         "stages": report.stages.iter().map(|s| s.summary()).collect::<Vec<_>>(),
     });
     std::fs::write(path, serde_json::to_string_pretty(&json)?)
-        .with_context(|| format!("writing {}", shown(&path)))
+        .with_context(|| format!("writing {}", shown(path)))
 }

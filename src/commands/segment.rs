@@ -199,7 +199,7 @@ pub(super) fn check_output_folder(output: &Path, kind: OutputKind) -> crate::Res
     if !writable || (kind != OutputKind::PngFolder && !parent.is_dir()) {
         return Err(Error::Config(format!(
             "{}: the output folder does not exist or is not writable",
-            shown(&output)
+            shown(output)
         )));
     }
     Ok(())

@@ -43,14 +43,14 @@ fn load() -> Result<ort::environment::Environment, String> {
     let builder = ort::init_from(path).map_err(|e| {
         format!(
             "cannot load {}: {e}. Run `scripts/setup` again",
-            shown(&path)
+            shown(path)
         )
     })?;
     let environment = builder
         .with_name("segstream")
         .build()
-        .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", shown(&path)))?;
-    tracing::debug!(library = %shown(&path), "ONNX Runtime loaded");
+        .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", shown(path)))?;
+    tracing::debug!(library = %shown(path), "ONNX Runtime loaded");
     Ok(environment)
 }
 

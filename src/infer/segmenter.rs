@@ -154,7 +154,7 @@ impl Segmenter {
         };
         segmenter.test_inference()?;
         tracing::info!(
-            model = %shown(&path),
+            model = %shown(path),
             provider = %provider,
             classes = segmenter.card.num_classes(),
             input = ?segmenter.card.input_size,
@@ -360,7 +360,7 @@ fn read_card(session: &Session, path: &Path) -> Result<(ModelCard, Option<usize>
         .map_err(|reason| Error::model(path, reason))?;
     if !missing.is_empty() {
         tracing::warn!(
-            model = %shown(&path),
+            model = %shown(path),
             "no segstream metadata for {}; using defaults (ImageNet mean/std, input {}×{}); \
              a model from elsewhere is best brought in with `segstream import`",
             missing.join(", "),

@@ -34,9 +34,10 @@ use crate::{Error, Result};
 /// an engine.
 pub type SourceId = u32;
 
-/// What lanes hand the engine: one frame's model input, or the end of a source.
+/// What lanes hand the engine: one frame's model input (boxed: a frame's header is large
+/// beside a source id), or the end of a source.
 pub(super) enum Work {
-    Tensor(Tensor),
+    Tensor(Box<Tensor>),
     End(SourceId),
 }
 

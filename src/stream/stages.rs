@@ -159,7 +159,10 @@ pub(super) fn preprocess_frames(
         frame.source = source;
         let input = pre.run(&frame.pixels, frame.width(), frame.height());
         stats.record(started, 1, frames_rx.len());
-        if work.send(Work::Tensor(Tensor { frame, input })).is_err() {
+        if work
+            .send(Work::Tensor(Box::new(Tensor { frame, input })))
+            .is_err()
+        {
             break;
         }
     }
@@ -187,7 +190,7 @@ pub(super) fn batch_work(
                 if pending.is_empty() {
                     oldest = Instant::now();
                 }
-                pending.push(tensor);
+                pending.push(*tensor);
                 (None, false)
             }
             Ok(Work::End(source)) => (Some(source), false),
@@ -275,7 +278,7 @@ pub(super) fn batch_live_work(
                 let source = tensor.frame.source;
                 match pending.iter_mut().find(|t| t.frame.source == source) {
                     Some(waiting) => {
-                        *waiting = tensor;
+                        *waiting = *tensor;
                         if let Some(route) = lock(routes).get(&source) {
                             route.dropped.fetch_add(1, Ordering::Relaxed);
                         }
@@ -284,7 +287,7 @@ pub(super) fn batch_live_work(
                         if pending.is_empty() {
                             oldest = Instant::now();
                         }
-                        pending.push(tensor);
+                        pending.push(*tensor);
                     }
                 }
             }

@@ -304,7 +304,7 @@ pub fn load_model(model: &mut SegmentationModel, path: &Path) -> Result<()> {
     let mut store = BurnpackStore::from_file(path).auto_extension(false);
     model
         .load_from(&mut store)
-        .map_err(|e| Error::Config(format!("loading {}: {e}", shown(&path))))?;
+        .map_err(|e| Error::Config(format!("loading {}: {e}", shown(path))))?;
     Ok(())
 }
 

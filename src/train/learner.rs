@@ -110,7 +110,7 @@ impl Learner {
                 let pretrained = Pretrained::read(path, classes, config.seed)?;
                 pretrained.check_sizes(&config.sizes)?;
                 if let Some(before) = pretrained.replaced_head {
-                    println!("{}: new head ({before} → {classes} classes)", shown(&path));
+                    println!("{}: new head ({before} → {classes} classes)", shown(path));
                 }
                 // The body was trained on inputs normalised this way.
                 card.mean = pretrained.card.mean;
@@ -355,7 +355,7 @@ impl Learner {
             (&self.config.encoder_weights, &mut model)
         {
             let loaded = load_resnet34_weights(&mut unet.encoder, path)?;
-            println!("encoder: {loaded} tensors from {}", shown(&path));
+            println!("encoder: {loaded} tensors from {}", shown(path));
         }
         Ok(model)
     }

@@ -49,7 +49,7 @@ pub fn draw_panels(path: &Path, panels: &[Panel<'_>]) -> Result<()> {
     image::RgbImage::from_raw(width, height, buffer)
         .expect("the buffer matches its size")
         .save(path)
-        .map_err(|e| Error::Config(format!("writing {}: {e}", shown(&path))))
+        .map_err(|e| Error::Config(format!("writing {}: {e}", shown(path))))
 }
 
 type Area<'b> = DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>;

@@ -72,7 +72,7 @@ impl OutputKind {
             None => Ok(OutputKind::PngFolder),
             Some(other) => Err(Error::Config(format!(
                 "{}: unknown output extension '.{other}'; use .mp4, .mkv, .webm, .mov or a folder (PNG frames)",
-                shown(&path)
+                shown(path)
             ))),
         }
     }

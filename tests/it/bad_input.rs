@@ -13,7 +13,9 @@ use segstream::video::{Frame, FrameSource, Pulled, probe_file};
 use crate::helpers::{
     assert_fails, count_after, describe, fixture_model, run_ok, segstream, segstream_with_env,
 };
-use crate::media::{decode, generated, identity_model, nan_model, people_clip, with_metadata};
+use crate::media::{
+    decode, frame_count, generated, identity_model, nan_model, people_clip, with_metadata,
+};
 
 /// Runs `segstream ARGS`, killing it (and failing) when it runs past `limit`.
 fn segstream_within(args: &[&str], limit: Duration) -> Output {
@@ -42,12 +44,6 @@ fn hidden_names(dir: &Path) -> Vec<String> {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| name.starts_with('.'))
         .collect()
-}
-
-fn frame_count(path: &Path) -> usize {
-    let mut frames = 0;
-    decode(path, |_| frames += 1);
-    frames
 }
 
 #[test]
@@ -229,7 +225,12 @@ fn a_model_with_nan_weights_is_refused_at_load() {
     let model = nan_model(dir.path());
     let model = model.to_str().unwrap();
     assert_fails(&["inspect", model], &[], 1, &[model, "not numbers"]);
-    let output = dir.path().join("out.mkv");
+    segment_refuses_the_model(dir.path(), model, &["not numbers"]);
+}
+
+/// Asserts that `segment` with `model` fails (exit 1) with `needles` and writes nothing.
+fn segment_refuses_the_model(dir: &Path, model: &str, needles: &[&str]) {
+    let output = dir.join("out.mkv");
     assert_fails(
         &[
             "segment",
@@ -241,7 +242,7 @@ fn a_model_with_nan_weights_is_refused_at_load() {
         ],
         &[],
         1,
-        &["not numbers"],
+        needles,
     );
     assert!(!output.exists());
 }
@@ -262,21 +263,7 @@ fn a_model_asking_for_a_huge_input_is_refused_not_aborted() {
         "[60000, 60000]",
     );
     let carded = carded.to_str().unwrap();
-    let output = dir.path().join("out.mkv");
-    assert_fails(
-        &[
-            "segment",
-            generated("bars.mkv").to_str().unwrap(),
-            "-o",
-            output.to_str().unwrap(),
-            "--model",
-            carded,
-        ],
-        &[],
-        1,
-        &[carded, "60000x60000"],
-    );
-    assert!(!output.exists());
+    segment_refuses_the_model(dir.path(), carded, &[carded, "60000x60000"]);
 }
 
 #[test]

@@ -155,6 +155,13 @@ pub fn generated(name: &str) -> PathBuf {
 
 /// Runs the gst-launch `description` (its `filesink name=file` writing `path`) to its end.
 fn make_clip(description: &str, path: &Path) {
+    let pipeline = writing(description, path);
+    pipeline.set_state(gstreamer::State::Playing).unwrap();
+    wait_for_end(&pipeline, path);
+}
+
+/// The gst-launch `description`, its `filesink name=file` set to write `path` (not started).
+fn writing(description: &str, path: &Path) -> gstreamer::Pipeline {
     gstreamer::init().unwrap();
     let pipeline = gstreamer::parse::launch(description)
         .unwrap_or_else(|e| panic!("{description}: {e}"))
@@ -164,8 +171,7 @@ fn make_clip(description: &str, path: &Path) {
         .by_name("file")
         .unwrap()
         .set_property("location", path);
-    pipeline.set_state(gstreamer::State::Playing).unwrap();
-    wait_for_end(&pipeline, path);
+    pipeline
 }
 
 /// Waits until `pipeline`, which writes `path`, ends; then stops it.
@@ -188,18 +194,11 @@ const VFR_GAPS_MS: [u64; 5] = [40, 120, 40, 80, 60];
 /// Matroska file whose caps say 25 fps.
 fn make_vfr_clip(path: &Path) {
     use gstreamer_app::AppSrc;
-    gstreamer::init().unwrap();
-    let pipeline = gstreamer::parse::launch(
+    let pipeline = writing(
         "appsrc name=src format=time ! videoconvert ! x264enc speed-preset=ultrafast ! \
          matroskamux ! filesink name=file",
-    )
-    .unwrap()
-    .downcast::<gstreamer::Pipeline>()
-    .unwrap();
-    pipeline
-        .by_name("file")
-        .unwrap()
-        .set_property("location", path);
+        path,
+    );
     let src = pipeline
         .by_name("src")
         .unwrap()
@@ -268,6 +267,13 @@ fn tag_rotated_90(path: &Path) {
         bytes[matrix_at + 4 * i..][..4].copy_from_slice(&value.to_be_bytes());
     }
     std::fs::write(path, bytes).unwrap();
+}
+
+/// The number of frames segstream's own source decodes from `path`.
+pub fn frame_count(path: &Path) -> usize {
+    let mut frames = 0;
+    decode(path, |_| frames += 1);
+    frames
 }
 
 /// Decodes every frame of `path` with segstream's own source and hands it to `visit`.

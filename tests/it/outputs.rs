@@ -9,7 +9,7 @@ use std::time::Duration;
 use segstream::video::probe_file;
 
 use crate::helpers::{assert_fails, count_after, describe, fixture_model, interrupt, segstream};
-use crate::media::{decode, generated, is_red, people_clip, png_frames, red_detector};
+use crate::media::{decode, frame_count, generated, is_red, people_clip, png_frames, red_detector};
 
 /// Runs `segstream segment INPUT -o OUTPUT --model MODEL EXTRA…`; returns (exit code, stderr).
 fn segment(input: &Path, output: &Path, model: &Path, extra: &[&str]) -> (Option<i32>, String) {
@@ -36,12 +36,6 @@ fn names(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-fn frame_count(path: &Path) -> usize {
-    let mut frames = 0;
-    decode(path, |_| frames += 1);
-    frames
 }
 
 #[test]
