@@ -215,16 +215,18 @@ pub struct CameraArgs {
     /// Camera frame rate (default: the camera's choice).
     #[arg(long)]
     pub fps: Option<u32>,
-    /// Network feed: udp://HOST:PORT or rtp://HOST:PORT (RTP/H.264), rtsp://...
-    #[arg(long, conflicts_with = "source_pipeline")]
-    pub source: Option<String>,
-    /// Any GStreamer source (gst-launch syntax) ending in `appsink name=frames`.
+    /// Network feed: udp://HOST:PORT or rtp://HOST:PORT (RTP/H.264), rtsp://...; repeat for
+    /// several feeds, batched into one model.
     #[arg(long)]
-    pub source_pipeline: Option<String>,
+    pub source: Vec<String>,
+    /// Any GStreamer source (gst-launch syntax) ending in `appsink name=frames`; repeatable.
+    #[arg(long)]
+    pub source_pipeline: Vec<String>,
     /// Output: window (default), udp://HOST:PORT (RTP/H.264), /dev/videoN (v4l2loopback), or
-    /// a file as for `segment` (finalised on Ctrl-C).
+    /// a file as for `segment` (finalised on Ctrl-C). Several sources: one -o each, in order,
+    /// or one with {index} in it (out-{index}.mkv).
     #[arg(short, long)]
-    pub output: Option<String>,
+    pub output: Vec<String>,
     /// Custom sink (gst-launch syntax) starting with `appsrc name=out`.
     #[arg(long, conflicts_with = "output")]
     pub sink_pipeline: Option<String>,
@@ -232,9 +234,10 @@ pub struct CameraArgs {
     pub draw: DrawArgs,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Frames per inference call (1 keeps latency lowest).
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
+    /// Frames per inference call: a batch closes when it holds one frame of this many sources
+    /// (default: all of them) or when its oldest frame has waited 10 ms.
+    #[arg(long)]
+    pub batch: Option<usize>,
     /// Run the model on every Nth frame and reuse its mask for the frames in between.
     #[arg(long, default_value_t = 1)]
     pub every: u64,

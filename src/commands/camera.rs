@@ -9,7 +9,9 @@ use indicatif::ProgressBar;
 use crate::Error;
 use crate::cli::CameraArgs;
 use crate::paths::shown;
-use crate::stream::{self, Door, Ending, EngineConfig, Interval, Patience, Policy, Report, Ticker};
+use crate::stream::{
+    Batching, Door, Ending, Engine, EngineConfig, Interval, Patience, Policy, Report, Ticker,
+};
 use crate::video::{CameraFormat, FrameSink, LiveInput, LiveOutput};
 
 use super::segment::check_output_folder;
@@ -22,85 +24,214 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
     // Claimed before anything is opened: a Ctrl-C from here on finalises what was written.
     let stop = interrupt::claim("stopping: finishing the frames in flight");
     let config = engine_config(args)?;
-    let input = live_input(args)?;
-    let output = match &args.sink_pipeline {
-        Some(_) => None,
-        None => Some(LiveOutput::parse(args.output.as_deref())?),
-    };
-    if let Some(LiveOutput::File(path, kind)) = &output {
-        check_output_folder(path, *kind)?;
-    }
-    // The feed is checked (the device exists, the pipeline parses) before anything is loaded
-    // or written.
-    let source = input.open()?;
-    let segmenter = load_model(&args.model)?;
-    let keeps_alpha = output.as_ref().is_none_or(LiveOutput::keeps_alpha);
-    let compositors = draw::compositors(&args.draw, segmenter.card(), keeps_alpha, 1)?;
-
-    let (sink, staged, target) = match (&args.sink_pipeline, &output) {
-        (Some(description), _) => (
-            FrameSink::from_description(description)?,
-            None,
-            "the sink pipeline".to_string(),
-        ),
-        (None, Some(output)) => {
-            let (sink, staged) = output.open()?;
-            (
-                sink.with_preset(&args.preset, true)?,
-                staged,
-                output.describe(),
-            )
+    let inputs = live_inputs(args)?;
+    let outputs = live_outputs(args, inputs.len())?;
+    for output in outputs.iter().flatten() {
+        if let LiveOutput::File(path, kind) = output {
+            check_output_folder(path, *kind)?;
         }
-        (None, None) => unreachable!("an output is parsed when there is no sink pipeline"),
-    };
-    // Started before the output, so that a feed that cannot start leaves no empty file behind.
-    source.start()?;
-    sink.start()
-        .with_context(|| format!("opening the output {target}"))?;
-    eprintln!(
-        "segmenting {} live into {target} (Ctrl-C to stop)",
-        input.describe()
-    );
-
-    let outcome = stream::run(
+    }
+    // The feeds are checked (the device exists, the pipeline parses) before anything is
+    // loaded or written.
+    let sources = inputs
+        .iter()
+        .map(LiveInput::open)
+        .collect::<crate::Result<Vec<_>>>()?;
+    let segmenter = load_model(&args.model)?;
+    let engine = Engine::start(
         segmenter,
-        Door {
+        Batching {
+            batch_size: args.batch.unwrap_or(inputs.len()),
+            max_wait: config.max_wait,
+            live: true,
+        },
+    )?;
+    let mut feeds = Vec::with_capacity(inputs.len());
+    for ((input, output), source) in inputs.iter().zip(&outputs).zip(sources) {
+        let keeps_alpha = output.as_ref().is_none_or(LiveOutput::keeps_alpha);
+        let compositors = draw::compositors(&args.draw, engine.card(), keeps_alpha, 1)?;
+        let (sink, staged, target) = match (&args.sink_pipeline, output) {
+            (Some(description), _) => (
+                FrameSink::from_description(description)?,
+                None,
+                "the sink pipeline".to_string(),
+            ),
+            (None, Some(output)) => {
+                let (sink, staged) = output.open()?;
+                (
+                    sink.with_preset(&args.preset, true)?,
+                    staged,
+                    output.describe(),
+                )
+            }
+            (None, None) => unreachable!("an output is parsed when there is no sink pipeline"),
+        };
+        // Started before the output, so that a feed that cannot start leaves no empty file.
+        source.start()?;
+        sink.start()
+            .with_context(|| format!("opening the output {target}"))?;
+        eprintln!(
+            "segmenting {} live into {target} (Ctrl-C to stop)",
+            input.describe()
+        );
+        let door = Door {
             source,
             sink,
             compositors,
-            config,
-            stop,
+            config: config.clone(),
+            stop: stop.clone(),
             progress: ProgressBar::hidden(),
             ticker: ticker(args.stats_interval),
-        },
-    )
-    .map_err(|error| with_hint(&input, error));
-    let report = output::settle(staged, outcome)?;
-
-    print_summary(&report, &target);
-    if args.stats {
-        report::print_stages(&report);
+        };
+        feeds.push((input, door, staged, target));
+    }
+    let runs: Vec<_> = std::thread::scope(|scope| {
+        let running: Vec<_> = feeds
+            .into_iter()
+            .map(|(input, door, staged, target)| {
+                let engine = &engine;
+                let run = scope.spawn(move || door.run(engine));
+                (input, run, staged, target)
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|(input, run, staged, target)| {
+                let outcome = run
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Pipeline("a source's run panicked".into())));
+                (input, outcome, staged, target)
+            })
+            .collect()
+    });
+    // Outputs are settled first: a model that failed leaves each its frames as partial.
+    let settled: Vec<_> = runs
+        .into_iter()
+        .map(|(input, outcome, staged, target)| {
+            let outcome = output::settle(staged, outcome.map_err(|e| with_hint(input, e)));
+            (input, outcome, target)
+        })
+        .collect();
+    let shared = engine.finish()?;
+    let several = settled.len() > 1;
+    let mut reports = Vec::new();
+    let mut failures = Vec::new();
+    let label = |index: usize, input: &LiveInput| match several {
+        true => format!("source {index} ({})", input.describe()),
+        false => input.describe(),
+    };
+    for (index, (input, outcome, target)) in settled.into_iter().enumerate() {
+        let mut report = match outcome {
+            Ok(report) => report,
+            Err(error) if !several => return Err(error),
+            Err(error) => {
+                failures.push(error.context(label(index, input)));
+                continue;
+            }
+        };
+        report.stages.splice(2..2, shared.iter().cloned());
+        if several {
+            eprintln!("{}:", label(index, input));
+        }
+        print_summary(&report, &target);
+        if args.stats {
+            report::print_stages(&report);
+        }
+        if let Err(error) = ending_error(&report) {
+            failures.push(match several {
+                true => error.context(label(index, input)),
+                false => error,
+            });
+        }
+        reports.push((label(index, input), report));
     }
     if let Some(path) = &args.stats_json {
-        report::write_json(path, &report)?;
-    }
-    match &report.ending {
-        Ending::Finished => Ok(0),
-        Ending::Interrupted => Ok(EXIT_INTERRUPTED),
-        Ending::SourceLost { silent, last_error } => {
-            let silent = silent.as_secs_f64();
-            match last_error {
-                None => {
-                    eprintln!("the source sent nothing for {silent:.1} s; stopped");
-                    Ok(0)
-                }
-                // The source's own error, which names the feed.
-                Some(error) => Err(anyhow::anyhow!(
-                    "{error} (no frame for {silent:.1} s; reconnecting did not bring it back)"
-                )),
-            }
+        match reports.as_slice() {
+            [(_, report)] if !several => report::write_json(path, &report::report_json(report))?,
+            _ => report::write_json(path, &report::sources_json(&reports))?,
         }
     }
+    if !several && let Some(error) = failures.pop() {
+        return Err(error);
+    }
+    for failure in &failures {
+        eprintln!("error: {failure:#}");
+    }
+    Ok(if !failures.is_empty() {
+        1
+    } else if reports.iter().any(|(_, r)| r.interrupted()) {
+        EXIT_INTERRUPTED
+    } else {
+        0
+    })
+}
+
+/// The error a live run ends with when its source was lost through a failure; a source that
+/// fell silent ends the run normally, said on the terminal.
+fn ending_error(report: &Report) -> anyhow::Result<()> {
+    if let Ending::SourceLost { silent, last_error } = &report.ending {
+        let silent = silent.as_secs_f64();
+        match last_error {
+            None => eprintln!("the source sent nothing for {silent:.1} s; stopped"),
+            // The source's own error, which names the feed.
+            Some(error) => anyhow::bail!(
+                "{error} (no frame for {silent:.1} s; reconnecting did not bring it back)"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// The outputs the options name, one per source: `-o` once per source, or once with
+/// `{index}` in it (`out-{index}.mkv`); with one source, a window when none is given. `None`s
+/// when a sink pipeline replaces them.
+fn live_outputs(args: &CameraArgs, sources: usize) -> crate::Result<Vec<Option<LiveOutput>>> {
+    if args.sink_pipeline.is_some() {
+        if sources > 1 {
+            return Err(Error::Config(
+                "--sink-pipeline serves one source; give -o per source".into(),
+            ));
+        }
+        return Ok(vec![None]);
+    }
+    let named: Vec<String> = match args.output.as_slice() {
+        [] if sources == 1 => return Ok(vec![Some(LiveOutput::parse(None)?)]),
+        [] => {
+            return Err(Error::Config(format!(
+                "{sources} sources need an output each: -o per source, or one -o with {{index}} \
+                 in it (out-{{index}}.mkv)"
+            )));
+        }
+        [pattern] if sources > 1 && pattern.contains("{index}") => (0..sources)
+            .map(|i| pattern.replace("{index}", &i.to_string()))
+            .collect(),
+        named if named.len() == sources => named.to_vec(),
+        named => {
+            return Err(Error::Config(format!(
+                "{} outputs (-o) for {sources} sources: give one per source, or one with \
+                 {{index}} in it",
+                named.len()
+            )));
+        }
+    };
+    let outputs = named
+        .iter()
+        .map(|o| LiveOutput::parse(Some(o)))
+        .collect::<crate::Result<Vec<_>>>()?;
+    if sources > 1 && outputs.contains(&LiveOutput::Window) {
+        return Err(Error::Config(
+            "a window shows one source: give several sources files or network outputs".into(),
+        ));
+    }
+    for (i, output) in outputs.iter().enumerate() {
+        if outputs[..i].contains(output) {
+            return Err(Error::Config(format!(
+                "two sources would write {}",
+                output.describe()
+            )));
+        }
+    }
+    Ok(outputs.into_iter().map(Some).collect())
 }
 
 /// `error`, with how to find a format the camera offers when it refused the one asked for.
@@ -122,7 +253,7 @@ fn with_hint(input: &LiveInput, error: Error) -> anyhow::Error {
 /// The live engine settings from the options, checked.
 fn engine_config(args: &CameraArgs) -> crate::Result<EngineConfig> {
     let usage = |message: &str| Err(Error::Config(message.into()));
-    if args.batch == 0 || args.every == 0 {
+    if args.batch == Some(0) || args.every == 0 {
         return usage("--batch and --every must be at least 1");
     }
     if !(0.0..=1.0).contains(&args.smooth) {
@@ -139,7 +270,7 @@ fn engine_config(args: &CameraArgs) -> crate::Result<EngineConfig> {
         );
     }
     Ok(EngineConfig {
-        batch_size: args.batch,
+        batch_size: args.batch.unwrap_or(1),
         max_wait: Duration::from_millis(10),
         workers: 1,
         threshold: args.draw.threshold,
@@ -153,21 +284,28 @@ fn engine_config(args: &CameraArgs) -> crate::Result<EngineConfig> {
     })
 }
 
-/// The feed the options name: a source pipeline, a URI, or a camera.
-fn live_input(args: &CameraArgs) -> crate::Result<LiveInput> {
-    if let Some(description) = &args.source_pipeline {
-        return Ok(LiveInput::Pipeline(description.clone()));
+/// The feeds the options name: source pipelines, URIs, or a camera.
+fn live_inputs(args: &CameraArgs) -> crate::Result<Vec<LiveInput>> {
+    if !args.source.is_empty() && (args.resolution.is_some() || args.fps.is_some()) {
+        return Err(Error::Config(
+            "--resolution and --fps are for cameras; a network feed has its own".into(),
+        ));
     }
-    if let Some(uri) = &args.source {
-        if args.resolution.is_some() || args.fps.is_some() {
-            return Err(Error::Config(
-                "--resolution and --fps are for cameras; a network feed has its own".into(),
-            ));
-        }
-        return LiveInput::from_uri(uri);
+    let mut inputs = args
+        .source
+        .iter()
+        .map(|uri| LiveInput::from_uri(uri))
+        .collect::<crate::Result<Vec<_>>>()?;
+    inputs.extend(
+        args.source_pipeline
+            .iter()
+            .map(|description| LiveInput::Pipeline(description.clone())),
+    );
+    if !inputs.is_empty() {
+        return Ok(inputs);
     }
     let to_u32 = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-    Ok(LiveInput::Camera {
+    Ok(vec![LiveInput::Camera {
         device: args
             .device
             .clone()
@@ -176,7 +314,7 @@ fn live_input(args: &CameraArgs) -> crate::Result<LiveInput> {
             size: args.resolution.map(|[w, h]| (to_u32(w), to_u32(h))),
             fps: args.fps,
         },
-    })
+    }])
 }
 
 /// A ticker printing one line per interval, when asked.

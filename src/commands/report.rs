@@ -28,14 +28,14 @@ pub(super) fn stage_table(stages: &[StageSummary]) -> String {
     out
 }
 
-/// Writes the run's figures to `path` as one JSON object.
-pub(super) fn write_json(path: &Path, report: &Report) -> anyhow::Result<()> {
+/// A run's figures as one JSON object.
+pub(super) fn report_json(report: &Report) -> serde_json::Value {
     let ending = match &report.ending {
         Ending::Finished => "finished",
         Ending::Interrupted => "interrupted",
         Ending::SourceLost { .. } => "source_lost",
     };
-    let json = serde_json::json!({
+    serde_json::json!({
         "frames_read": report.frames_read,
         "frames_written": report.frames_written,
         "frames_dropped": report.frames_dropped,
@@ -48,7 +48,30 @@ pub(super) fn write_json(path: &Path, report: &Report) -> anyhow::Result<()> {
         "flicker": report.flicker,
         "intervals": report.intervals,
         "stages": report.stages.iter().map(|s| s.summary()).collect::<Vec<_>>(),
-    });
-    std::fs::write(path, serde_json::to_string_pretty(&json)?)
+    })
+}
+
+/// The figures of several sources served together: each source's (named), and the totals.
+pub(super) fn sources_json(reports: &[(String, Report)]) -> serde_json::Value {
+    let total = |count: fn(&Report) -> u64| reports.iter().map(|(_, r)| count(r)).sum::<u64>();
+    let sources: Vec<serde_json::Value> = reports
+        .iter()
+        .map(|(name, report)| {
+            let mut json = report_json(report);
+            json["source"] = name.clone().into();
+            json
+        })
+        .collect();
+    serde_json::json!({
+        "frames_read": total(|r| r.frames_read),
+        "frames_written": total(|r| r.frames_written),
+        "frames_dropped": total(|r| r.frames_dropped),
+        "sources": sources,
+    })
+}
+
+/// Writes `json` to `path`.
+pub(super) fn write_json(path: &Path, json: &serde_json::Value) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(json)?)
         .with_context(|| format!("writing {}", shown(path)))
 }

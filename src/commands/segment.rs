@@ -113,7 +113,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
         report::print_stages(&report);
     }
     if let Some(path) = &args.stats_json {
-        report::write_json(path, &report)?;
+        report::write_json(path, &report::report_json(&report))?;
     }
     Ok(if report.interrupted() {
         EXIT_INTERRUPTED

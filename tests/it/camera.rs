@@ -797,3 +797,103 @@ fn a_wrong_rtsp_path_is_an_error_naming_the_uri_and_the_answer() {
     );
     assert!(!Path::new("never.mkv").exists());
 }
+
+#[test]
+fn two_live_sources_share_the_model_and_one_stopping_leaves_the_other_at_its_rate() {
+    let _serial = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (pattern, json) = (
+        dir.path().join("live-{index}.mkv"),
+        dir.path().join("stats.json"),
+    );
+    let ports = [free_port(), free_port()];
+    let sources: Vec<String> = ports
+        .iter()
+        .map(|p| format!("udp://127.0.0.1:{p}"))
+        .collect();
+    let args = [
+        "camera",
+        "--source",
+        &sources[0],
+        "--source",
+        &sources[1],
+        "-o",
+        pattern.to_str().unwrap(),
+        "--stats-json",
+        json.to_str().unwrap(),
+        "--reconnect-timeout",
+        "2",
+    ];
+    let camera = Command::new(env!("CARGO_BIN_EXE_segstream"))
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut senders = [send_long(ports[0], 15), send_long(ports[1], 15)];
+    std::thread::sleep(Duration::from_secs(3));
+    senders[1].kill().unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    senders[0].kill().unwrap();
+    for sender in &mut senders {
+        sender.wait().unwrap();
+    }
+    let result = finish_ok(camera, &args);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    let stats = stats(&json);
+    let per_source = stats["sources"].as_array().unwrap();
+    assert_eq!(per_source.len(), 2, "{stats}");
+    for (index, source) in per_source.iter().enumerate() {
+        let (read, written, dropped) = frame_counts(source);
+        assert_eq!(read, written + dropped, "source {index}");
+        let output = dir.path().join(format!("live-{index}.mkv"));
+        assert_eq!(
+            decoded_frames(&output).0,
+            written,
+            "source {index}: {stderr}"
+        );
+    }
+    // The first source ran about 8 s at 15 fps, 5 of them alone: its rate did not drop.
+    let (first, second) = (&per_source[0], &per_source[1]);
+    let fps = first["output_fps"].as_f64().unwrap();
+    assert!(fps > 12.0, "source 0 at {fps} fps: {stderr}");
+    assert!(count(first, "frames_written") > 100, "{stderr}");
+    assert!(
+        count(second, "frames_written") < count(first, "frames_written"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("source 0 (") && stderr.contains("source 1 ("),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn outputs_must_match_the_sources() {
+    let live = "videotestsrc is-live=true num-buffers=5 ! appsink name=frames";
+    for (outputs, needle) in [
+        (
+            &["-o", "a.mkv", "-o", "b.mkv", "-o", "c.mkv"][..],
+            "3 outputs (-o) for 2 sources",
+        ),
+        (&[][..], "need an output each"),
+        (
+            &["-o", "window", "-o", "b.mkv"][..],
+            "a window shows one source",
+        ),
+        (
+            &["-o", "same.mkv", "-o", "same.mkv"][..],
+            "two sources would write same.mkv",
+        ),
+    ] {
+        let mut args = vec![
+            "camera",
+            "--source-pipeline",
+            live,
+            "--source-pipeline",
+            live,
+        ];
+        args.extend(outputs);
+        assert_fails(&args, &[], 2, &[needle]);
+    }
+}
