@@ -324,9 +324,13 @@ pub struct EvalArgs {
 /// `segstream bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The clip to measure on.
-    #[arg(long)]
-    pub input: PathBuf,
+    /// The clip to measure on; given several times, one process serving them all is compared
+    /// with one `segment` process per clip run at the same time.
+    #[arg(long, required = true)]
+    pub input: Vec<PathBuf>,
+    /// Compare N streams of the one clip served by one process against N processes.
+    #[arg(long, default_value_t = 1)]
+    pub streams: usize,
     #[command(flatten)]
     pub model: ModelArgs,
     /// Batch sizes for the inference-only and end-to-end figures.

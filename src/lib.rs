@@ -7,10 +7,12 @@
 //! - [`infer`]: ONNX Runtime sessions, execution providers, the model card;
 //! - [`onnx`]: writing ONNX graphs;
 //! - [`dataset`], [`metrics`] and [`eval`]: labelled images, their scores, model evaluation;
-//! - [`bench`]: decode, inference and end-to-end throughput;
+//! - [`bench`]: decode, inference and end-to-end throughput; [`bench_streams`]: N streams in
+//!   one process against N processes;
 //! - `train` (feature `train`): the U-Nets in burn, export, parity.
 
 pub mod bench;
+pub mod bench_streams;
 pub mod cli;
 pub mod commands;
 pub mod dataset;

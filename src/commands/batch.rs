@@ -18,7 +18,7 @@ use crate::paths::shown;
 use crate::stream::{Batching, Door, Engine, EngineConfig, Report};
 use crate::video::{self, FrameSink, FrameSource, OutputKind, StagedOutput};
 
-use super::{EXIT_INTERRUPTED, draw, load_model, output};
+use super::{EXIT_INTERRUPTED, draw, load_model, output, report};
 
 /// The environment variables a cluster array sets for each of its jobs: the job's index
 /// (Kubernetes Indexed Jobs; Slurm job arrays), and the array's size (Slurm).
@@ -115,6 +115,17 @@ pub(super) fn run(args: &SegmentArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<
         .collect();
     print_table(&items, &outcomes);
     shared.context("the model failed")?;
+    if let Some(path) = &args.stats_json {
+        let written =
+            items
+                .iter()
+                .zip(&outcomes)
+                .filter_map(|(item, (outcome, _))| match outcome {
+                    Outcome::Written(report) => Some((shown(&item.input), report)),
+                    _ => None,
+                });
+        report::write_json(path, &report::sources_json(written))?;
+    }
     let failed = outcomes
         .iter()
         .filter(|(o, _)| matches!(o, Outcome::Failed(_)))

@@ -2,7 +2,12 @@
 
 use anyhow::Context as _;
 
+use std::ffi::OsString;
+
+use clap::ValueEnum as _;
+
 use crate::bench::{self, BenchConfig, BenchReport};
+use crate::bench_streams::{self, StreamsConfig};
 use crate::cli::{BenchArgs, ModeArg};
 use crate::infer::Segmenter;
 use crate::paths::shown;
@@ -12,10 +17,13 @@ use super::model_path;
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let model = model_path(&args.model)?;
+    if args.input.len() > 1 || args.streams > 1 {
+        return run_streams(args, &model);
+    }
     let runtime = args.model.runtime.options();
     let card = Segmenter::load(&model, &runtime)?.card().clone();
     let config = BenchConfig {
-        input: args.input.clone(),
+        input: args.input[0].clone(),
         model,
         runtime,
         batches: args.batch.clone(),
@@ -27,6 +35,66 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     };
     let report = bench::run(&config)?;
     print!("{}", table(&report));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", shown(path)))?;
+    }
+    Ok(())
+}
+
+/// `bench` of several streams: one process serving them all against one process each.
+fn run_streams(args: &BenchArgs, model: &std::path::Path) -> anyhow::Result<()> {
+    let inputs = match args.input.as_slice() {
+        [one] => vec![one.clone(); args.streams],
+        several => several.to_vec(),
+    };
+    let runtime = &args.model.runtime;
+    let mut segment_options: Vec<OsString> =
+        vec!["--model".into(), model.into(), "--no-audio".into()];
+    if let Some(provider) = runtime.provider.to_possible_value() {
+        segment_options.extend(["--provider".into(), provider.get_name().into()]);
+    }
+    if runtime.threads > 0 {
+        segment_options.extend(["--threads".into(), runtime.threads.to_string().into()]);
+    }
+    if let Some(workers) = args.workers {
+        segment_options.extend(["--workers".into(), workers.to_string().into()]);
+    }
+    let report = bench_streams::run(&StreamsConfig {
+        inputs,
+        segment_options,
+        repeats: args.repeats,
+    })?;
+    println!(
+        "{} streams, {} frames a run, each way {} times alternately:",
+        report.streams, report.frames, args.repeats
+    );
+    println!(
+        "{:<20} {:>9} {:>9} {:>9} {:>9} {:>10}  p95 latency per stream (ms)",
+        "way", "fps", "min", "max", "wall s", "peak MiB"
+    );
+    for way in [&report.one_process, &report.separate] {
+        let latency: Vec<String> = way
+            .latency_p95_ms
+            .iter()
+            .map(|l| format!("{l:.0}"))
+            .collect();
+        println!(
+            "{:<20} {:>9.1} {:>9.1} {:>9.1} {:>9.2} {:>10.0}  {}",
+            way.name,
+            way.fps.median,
+            way.fps.min,
+            way.fps.max,
+            way.wall_s.median,
+            way.peak_rss_mib,
+            latency.join(" ")
+        );
+    }
+    println!(
+        "one process: {:.2}x the throughput at {:.2}x the memory",
+        report.one_process.fps.median / report.separate.fps.median.max(1e-9),
+        report.one_process.peak_rss_mib / report.separate.peak_rss_mib.max(1e-9)
+    );
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", shown(path)))?;

@@ -148,7 +148,10 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
     if let Some(path) = &args.stats_json {
         match reports.as_slice() {
             [(_, report)] if !several => report::write_json(path, &report::report_json(report))?,
-            _ => report::write_json(path, &report::sources_json(&reports))?,
+            _ => {
+                let named = reports.iter().map(|(name, report)| (name.clone(), report));
+                report::write_json(path, &report::sources_json(named))?;
+            }
         }
     }
     if !several && let Some(error) = failures.pop() {

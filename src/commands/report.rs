@@ -52,7 +52,10 @@ pub(super) fn report_json(report: &Report) -> serde_json::Value {
 }
 
 /// The figures of several sources served together: each source's (named), and the totals.
-pub(super) fn sources_json(reports: &[(String, Report)]) -> serde_json::Value {
+pub(super) fn sources_json<'a>(
+    reports: impl IntoIterator<Item = (String, &'a Report)>,
+) -> serde_json::Value {
+    let reports: Vec<(String, &Report)> = reports.into_iter().collect();
     let total = |count: fn(&Report) -> u64| reports.iter().map(|(_, r)| count(r)).sum::<u64>();
     let sources: Vec<serde_json::Value> = reports
         .iter()

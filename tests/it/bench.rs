@@ -86,3 +86,44 @@ fn bench_json_holds_every_figure() {
             .any(|s| s["name"] == "infer" && s["p95_ms"].as_f64().unwrap() > 0.0)
     );
 }
+
+#[test]
+fn bench_of_streams_compares_one_process_with_one_per_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("streams.json");
+    let (model, clip) = (fixture_model(), crate::media::generated("bars.mkv"));
+    let args = [
+        "bench",
+        "--input",
+        clip.to_str().unwrap(),
+        "--streams",
+        "3",
+        "--repeats",
+        "1",
+        "--model",
+        model.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    let output = segstream(&args);
+    let text = describe(&args, &output);
+    assert!(output.status.success(), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["streams"], 3, "{report}");
+    assert_eq!(report["frames"], 180, "{report}");
+    for way in ["one_process", "separate"] {
+        let way = &report[way];
+        assert!(way["fps"]["median"].as_f64().unwrap() > 0.0, "{report}");
+        assert!(way["peak_rss_mib"].as_f64().unwrap() > 10.0, "{report}");
+        assert_eq!(
+            way["latency_p95_ms"].as_array().unwrap().len(),
+            3,
+            "{report}"
+        );
+    }
+    assert!(
+        text.contains("one process:") && text.contains("the memory"),
+        "{text}"
+    );
+}
