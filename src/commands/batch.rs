@@ -15,7 +15,7 @@ use indicatif::ProgressBar;
 use crate::Error;
 use crate::cli::SegmentArgs;
 use crate::paths::shown;
-use crate::stream::{Batching, Door, Engine, EngineConfig, Report};
+use crate::stream::{Door, Engine, EngineConfig, Report};
 use crate::video::{self, FrameSink, FrameSource, OutputKind, StagedOutput};
 
 use super::{EXIT_INTERRUPTED, draw, load_model, output, report};
@@ -68,14 +68,7 @@ pub(super) fn run(args: &SegmentArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<
         threshold: args.draw.threshold,
         ..EngineConfig::default()
     };
-    let engine = Engine::start(
-        segmenter,
-        Batching {
-            batch_size: config.batch_size,
-            max_wait: config.max_wait,
-            live: false,
-        },
-    )?;
+    let engine = Engine::start(segmenter, config.batching())?;
     eprintln!(
         "segmenting {} inputs into {}, {} at a time",
         items.len(),

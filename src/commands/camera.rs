@@ -10,7 +10,7 @@ use crate::Error;
 use crate::cli::CameraArgs;
 use crate::paths::shown;
 use crate::stream::{
-    Batching, Door, Ending, Engine, EngineConfig, Interval, Patience, Policy, Report, Ticker,
+    Door, Ending, Engine, EngineConfig, Interval, Patience, Policy, Report, Ticker,
 };
 use crate::video::{CameraFormat, FrameSink, LiveInput, LiveOutput};
 
@@ -23,8 +23,8 @@ const DEFAULT_DEVICE: &str = "/dev/video0";
 pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
     // Claimed before anything is opened: a Ctrl-C from here on finalises what was written.
     let stop = interrupt::claim("stopping: finishing the frames in flight");
-    let config = engine_config(args)?;
     let inputs = live_inputs(args)?;
+    let config = engine_config(args, inputs.len())?;
     let outputs = live_outputs(args, inputs.len())?;
     for output in outputs.iter().flatten() {
         if let LiveOutput::File(path, kind) = output {
@@ -38,14 +38,7 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
         .map(LiveInput::open)
         .collect::<crate::Result<Vec<_>>>()?;
     let segmenter = load_model(&args.model)?;
-    let engine = Engine::start(
-        segmenter,
-        Batching {
-            batch_size: args.batch.unwrap_or(inputs.len()),
-            max_wait: config.max_wait,
-            live: true,
-        },
-    )?;
+    let engine = Engine::start(segmenter, config.batching())?;
     let mut feeds = Vec::with_capacity(inputs.len());
     for ((input, output), source) in inputs.iter().zip(&outputs).zip(sources) {
         let keeps_alpha = output.as_ref().is_none_or(LiveOutput::keeps_alpha);
@@ -253,8 +246,9 @@ fn with_hint(input: &LiveInput, error: Error) -> anyhow::Error {
     }
 }
 
-/// The live engine settings from the options, checked.
-fn engine_config(args: &CameraArgs) -> crate::Result<EngineConfig> {
+/// The live engine settings from the options for `sources` feeds, checked; a batch holds one
+/// frame of each feed unless `--batch` says otherwise.
+fn engine_config(args: &CameraArgs, sources: usize) -> crate::Result<EngineConfig> {
     let usage = |message: &str| Err(Error::Config(message.into()));
     if args.batch == Some(0) || args.every == 0 {
         return usage("--batch and --every must be at least 1");
@@ -273,7 +267,7 @@ fn engine_config(args: &CameraArgs) -> crate::Result<EngineConfig> {
         );
     }
     Ok(EngineConfig {
-        batch_size: args.batch.unwrap_or(1),
+        batch_size: args.batch.unwrap_or(sources),
         max_wait: Duration::from_millis(10),
         workers: 1,
         threshold: args.draw.threshold,

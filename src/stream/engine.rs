@@ -261,6 +261,13 @@ mod tests {
             .filter(|&seq| cadence.take(seq))
             .collect();
         assert_eq!(due, vec![0, 3, 7, 10]);
+        let mut after_nine = Cadence::new(3);
+        assert!(after_nine.take(9));
+        let due: Vec<u64> = [10, 11, 12]
+            .into_iter()
+            .filter(|&s| after_nine.take(s))
+            .collect();
+        assert_eq!(due, vec![12]);
         let mut every_frame = Cadence::new(1);
         assert!([1, 0, 2, 4, 3].into_iter().all(|seq| every_frame.take(seq)));
     }

@@ -92,8 +92,7 @@ pub fn attach(
     config: &EngineConfig,
     compositors: Vec<Compositor>,
 ) -> Result<(LaneInput, LaneOutput, LaneWorkers)> {
-    let in_order = config.policy == Policy::DropOldest || config.smoothing > 0.0;
-    if in_order && (config.workers != 1 || compositors.len() != 1) {
+    if config.in_order() && (config.workers != 1 || compositors.len() != 1) {
         return Err(Error::Config(
             "live runs and temporal smoothing need one pre- and one post-processing worker".into(),
         ));

@@ -85,6 +85,24 @@ pub struct Patience {
     pub reconnect: Duration,
 }
 
+impl EngineConfig {
+    /// Whether a source's frames must stay in order through one pre- and one
+    /// post-processing worker: live runs (a reorder buffer would wait forever for a dropped
+    /// frame) and temporal smoothing.
+    pub fn in_order(&self) -> bool {
+        self.policy == Policy::DropOldest || self.smoothing > 0.0
+    }
+
+    /// How the shared stages batch under these settings.
+    pub fn batching(&self) -> Batching {
+        Batching {
+            batch_size: self.batch_size,
+            max_wait: self.max_wait,
+            live: self.policy == Policy::DropOldest,
+        }
+    }
+}
+
 impl Default for EngineConfig {
     /// The settings for files: batches of 4, one worker per core, nothing dropped or smoothed.
     fn default() -> Self {
@@ -194,12 +212,7 @@ impl Counters {
 /// stage error in pipeline order, with the output finalised with what reached it.
 pub fn run(segmenter: Segmenter, door: Door) -> Result<Report> {
     let started = Instant::now();
-    let batching = Batching {
-        batch_size: door.config.batch_size,
-        max_wait: door.config.max_wait,
-        live: door.config.policy == Policy::DropOldest,
-    };
-    let engine = Engine::start(segmenter, batching)?;
+    let engine = Engine::start(segmenter, door.config.batching())?;
     let outcome = door.run(&engine);
     let shared = engine.finish();
     let (mut report, shared) = match (outcome, shared) {
@@ -261,7 +274,7 @@ impl Door {
 
     /// Attaches a lane for this source to `engine` and starts reading and writing.
     fn open(self, engine: &Engine, started: Instant) -> Result<OpenDoor> {
-        let in_order = self.config.policy == Policy::DropOldest || self.config.smoothing > 0.0;
+        let in_order = self.config.in_order();
         let (input, output, workers) = lane::attach(engine, &self.config, self.compositors)?;
         let counters = Arc::new(Counters {
             dropped: Arc::clone(&workers.dropped),

@@ -285,10 +285,14 @@ fn save_optimizer(optimizer: &ModuleOptimizer, path: &Path) -> Result<()> {
     })
 }
 
-/// Runs `write` on `NAME.partial.bpk` and renames it to `path` when it succeeds; removes what
+/// Runs `write` on `NAME.partial.EXT` and renames it to `path` when it succeeds; removes what
 /// it wrote when it fails.
 fn written_aside(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let partial = path.with_extension("partial.bpk");
+    let extension = path.extension().map_or_else(
+        || "partial".into(),
+        |e| format!("partial.{}", e.to_string_lossy()),
+    );
+    let partial = path.with_extension(extension);
     let result = write(&partial).and_then(|()| rename(&partial, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);
@@ -309,14 +313,9 @@ pub fn load_model(model: &mut SegmentationModel, path: &Path) -> Result<()> {
 }
 
 fn write_then_rename(path: &Path, bytes: &[u8]) -> Result<()> {
-    let partial = path.with_extension("partial");
-    let result = std::fs::write(&partial, bytes)
-        .map_err(|e| Error::io(&partial, e))
-        .and_then(|()| rename(&partial, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    result
+    written_aside(path, |partial| {
+        std::fs::write(partial, bytes).map_err(|e| Error::io(partial, e))
+    })
 }
 
 fn file_size(path: &Path) -> Result<u64> {

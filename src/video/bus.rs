@@ -27,15 +27,7 @@ fn as_error(message: &gst::MessageRef) -> Option<Error> {
         gst::MessageView::Warning(warning)
             if warning.error().matches(gst::ResourceError::Write) =>
         {
-            Some(Error::Pipeline(format!(
-                "{}: {}{}",
-                source_name(message),
-                warning.error(),
-                warning
-                    .debug()
-                    .map(|d| format!(" ({d})"))
-                    .unwrap_or_default()
-            )))
+            Some(reported(message, &warning.error(), warning.debug()))
         }
         gst::MessageView::Warning(warning) => {
             tracing::debug!(element = %source_name(message), "GStreamer warning: {}", warning.error());
@@ -72,9 +64,17 @@ pub fn wait_for_eos(pipeline: &gst::Pipeline) -> Result<(), Error> {
 
 /// Turns a bus error message into [`Error::Pipeline`]: element, message and debug text.
 pub fn error_from(error: &gst::message::Error) -> Error {
-    let element = source_name(error.message());
-    let debug = error.debug().map(|d| format!(" ({d})")).unwrap_or_default();
-    Error::Pipeline(format!("{element}: {}{debug}", error.error()))
+    reported(error.message(), &error.error(), error.debug())
+}
+
+/// [`Error::Pipeline`] from what `message` reports: its element, the error and the debug text.
+fn reported(
+    message: &gst::MessageRef,
+    error: &gst::glib::Error,
+    debug: Option<gst::glib::GString>,
+) -> Error {
+    let debug = debug.map(|d| format!(" ({d})")).unwrap_or_default();
+    Error::Pipeline(format!("{}: {error}{debug}", source_name(message)))
 }
 
 /// Sets `pipeline` to `state`, turning a refusal into the bus error that explains it.
