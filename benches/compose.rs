@@ -71,7 +71,7 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
     let mut compositor = Compositor::new(Mode::Overlay { opacity: 0.5 }, scene_styles)?;
-    let ms = ms_per_frame(frames, || compositor.run(&pixels, &scene));
+    let ms = ms_per_frame(frames, || compositor.run(pixels.clone(), &scene));
     println!("{:<16} {ms:6.2} ms per frame", "overlay 11 cls");
     for (name, mode) in [
         ("overlay", Mode::Overlay { opacity: 0.5 }),
@@ -89,8 +89,8 @@ fn main() -> anyhow::Result<()> {
         ),
     ] {
         let mut compositor = Compositor::new(mode, styles.clone())?;
-        compositor.run(&pixels, &mask); // warm-up
-        let ms = ms_per_frame(frames, || compositor.run(&pixels, &mask));
+        compositor.run(pixels.clone(), &mask); // warm-up
+        let ms = ms_per_frame(frames, || compositor.run(pixels.clone(), &mask));
         println!("{name:<16} {ms:6.2} ms per frame");
     }
     Ok(())

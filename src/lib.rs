@@ -7,6 +7,7 @@
 //! - [`infer`]: ONNX Runtime sessions, execution providers, the model card;
 //! - [`onnx`]: writing ONNX graphs;
 //! - [`dataset`], [`metrics`] and [`eval`]: labelled images, their scores, model evaluation;
+//! - [`element`]: the GStreamer plugin (`segstream` element), one more door into the engine;
 //! - [`bench`]: decode, inference and end-to-end throughput; [`bench_streams`]: N streams in
 //!   one process against N processes;
 //! - `train` (feature `train`): the U-Nets in burn, export, parity.
@@ -16,6 +17,7 @@ pub mod bench_streams;
 pub mod cli;
 pub mod commands;
 pub mod dataset;
+pub mod element;
 mod error;
 pub mod eval;
 pub mod imaging;

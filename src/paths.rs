@@ -1,20 +1,49 @@
 //! Finding files that ship with the checkout (ONNX Runtime's library, the default model) from
-//! wherever the binary runs.
+//! wherever the binary (or the GStreamer plugin) runs.
 
 use std::path::{Path, PathBuf};
 
+/// The file this code runs from: the GStreamer plugin's library when a host program loaded
+/// it, otherwise the executable.
+pub fn this_module() -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt as _;
+    // SAFETY: `dladdr` only looks the address up and fills `info`; `dli_fname` points to a
+    // string owned by the loader that lives as long as the module.
+    let library = unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        let found = libc::dladdr(this_module as *const libc::c_void, &mut info) != 0;
+        (found && !info.dli_fname.is_null())
+            .then(|| std::ffi::CStr::from_ptr(info.dli_fname).to_bytes().to_vec())
+    };
+    // For the executable itself the loader may give only the name it was started by.
+    library
+        .map(|name| PathBuf::from(std::ffi::OsStr::from_bytes(&name)))
+        .filter(|path| path.is_absolute() && path.to_string_lossy().contains(".so"))
+        .or_else(|| std::env::current_exe().ok())
+}
+
 /// Places where `relative` (a path inside the checkout) may be: below every folder above the
-/// executable (so `target/release/segstream` finds its checkout), then below the checkout the
-/// binary was built from.
+/// executable or plugin (so `target/release/segstream` and `target/release/libsegstream.so`
+/// find their checkout), then below the checkout the binary was built from.
 pub fn checkout_candidates(relative: &Path) -> Vec<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    let mut candidates: Vec<PathBuf> = this_module()
+        .and_then(|module| module.parent().map(Path::to_path_buf))
         .map(|dir| dir.ancestors().map(|a| a.join(relative)).collect())
         .unwrap_or_default();
     candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(relative));
     candidates.dedup();
     candidates
+}
+
+/// The model used when none is named, relative to the checkout: the shipped person model,
+/// since people are what the README demo clip and a camera show (models/README.md).
+pub const DEFAULT_MODEL: &str = "models/people.onnx";
+
+/// Where the shipped default model is, if it is anywhere [`checkout_candidates`] looks.
+pub fn default_model() -> Option<PathBuf> {
+    checkout_candidates(Path::new(DEFAULT_MODEL))
+        .into_iter()
+        .find(|p| p.is_file())
 }
 
 /// Whether `a` and `b` name the same existing file, through `..`, symbolic links or hard

@@ -8,11 +8,10 @@ use clap::ValueEnum as _;
 
 use crate::bench::{self, BenchConfig, BenchReport};
 use crate::bench_streams::{self, StreamsConfig};
-use crate::cli::{BenchArgs, ModeArg};
+use crate::cli::BenchArgs;
 use crate::infer::Segmenter;
 use crate::paths::shown;
 
-use super::draw::label_styles;
 use super::model_path;
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -31,7 +30,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         workers: args
             .workers
             .unwrap_or(crate::stream::EngineConfig::default().workers),
-        styles: label_styles(&card, &[], ModeArg::Overlay)?,
+        styles: crate::imaging::label_styles(&card, &[], false)?,
     };
     let report = bench::run(&config)?;
     print!("{}", table(&report));

@@ -26,8 +26,7 @@ use anyhow::Context as _;
 use crate::cli::{Command, ModelArgs};
 use crate::infer::{DeviceChoice, ModelCard, Segmenter, SegmenterOptions};
 use crate::onnx::proto::ModelProto;
-use crate::paths::checkout_candidates;
-use crate::paths::shown;
+use crate::paths::{DEFAULT_MODEL, default_model, shown};
 
 /// Exit code for usage errors (options that cannot work), as clap uses.
 pub const EXIT_USAGE: u8 = 2;
@@ -89,21 +88,14 @@ fn cpu_options() -> SegmenterOptions {
 /// Exit code after Ctrl-C (128 + SIGINT).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
-/// The model used without `--model`, relative to the checkout: the shipped person model, since
-/// people are what the README demo clip and a camera show (models/README.md).
-const DEFAULT_MODEL: &str = "models/people.onnx";
-
 /// The model `args` name, or the shipped default model.
 fn model_path(args: &ModelArgs) -> anyhow::Result<PathBuf> {
     if let Some(model) = &args.path {
         return Ok(model.clone());
     }
-    let found = checkout_candidates(Path::new(DEFAULT_MODEL))
-        .into_iter()
-        .find(|p| p.is_file())
-        .with_context(|| {
-            format!("the default model {DEFAULT_MODEL} was not found; give --model")
-        })?;
+    let found = default_model().with_context(|| {
+        format!("the default model {DEFAULT_MODEL} was not found; give --model")
+    })?;
     tracing::info!("no --model: using the shipped {}", shown(&found));
     Ok(found)
 }

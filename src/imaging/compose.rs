@@ -25,6 +25,9 @@ pub enum Mode {
     },
     /// The mask as a picture: white = object (binary models) or grey level = class id.
     Mask,
+    /// The frame unchanged (the mask travels beside it, for applications that draw
+    /// themselves).
+    Passthrough,
 }
 
 /// What replaces the background of a cut-out.
@@ -120,11 +123,17 @@ impl Compositor {
         })
     }
 
-    /// The output picture (packed RGBA) for `pixels` (packed RGBA) and its `mask`.
-    pub fn run(&mut self, pixels: &[u8], mask: &Mask) -> Vec<u8> {
-        let mut out = pixels.to_vec();
+    /// The output picture (packed RGBA) for `pixels` (packed RGBA, drawn on in place) and
+    /// its `mask`.
+    pub fn run(&mut self, mut pixels: Vec<u8>, mask: &Mask) -> Vec<u8> {
+        if let Mode::Cutout { background } = &self.mode
+            && *background != Background::Transparent
+        {
+            let background = background.clone();
+            self.prepare_background(&background, &pixels, mask);
+        }
         let styles = &self.styles;
-        let labelled = out.chunks_exact_mut(4).zip(&mask.labels);
+        let labelled = pixels.chunks_exact_mut(4).zip(&mask.labels);
         match &self.mode {
             Mode::Overlay { opacity } => {
                 // In 8-bit fixed point, rounded: (pixel·(256 − a) + colour·a + 128) ÷ 256.
@@ -156,25 +165,20 @@ impl Compositor {
                     };
                 }
             }
-            Mode::Cutout { background } => {
-                let background = background.clone();
-                self.prepare_background(&background, pixels, mask);
+            Mode::Cutout { .. } => {
                 let fill = self
                     .background
                     .as_ref()
                     .map_or(&[][..], |(_, _, fill)| fill.as_slice());
-                for ((px, &label), bg) in out
-                    .chunks_exact_mut(4)
-                    .zip(&mask.labels)
-                    .zip(fill.chunks_exact(4))
-                {
-                    if !self.styles[usize::from(label)].foreground {
+                for ((px, &label), bg) in labelled.zip(fill.chunks_exact(4)) {
+                    if !styles[usize::from(label)].foreground {
                         px.copy_from_slice(bg);
                     }
                 }
             }
+            Mode::Passthrough => {}
         }
-        out
+        pixels
     }
 
     /// The frame blurred without its objects: each pixel weighted by how much it is background
@@ -251,7 +255,7 @@ mod tests {
     fn overlay_tints_only_labelled_pixels() {
         let out = Compositor::new(Mode::Overlay { opacity: 0.5 }, styles())
             .unwrap()
-            .run(&PIXELS, &mask());
+            .run(PIXELS.to_vec(), &mask());
         assert_eq!(out, vec![100, 100, 100, 255, 178, 50, 50, 255]);
     }
 
@@ -262,7 +266,7 @@ mod tests {
         };
         let out = Compositor::new(mode, styles())
             .unwrap()
-            .run(&PIXELS, &mask());
+            .run(PIXELS.to_vec(), &mask());
         assert_eq!(out, vec![100, 100, 100, 0, 100, 100, 100, 255]);
     }
 
@@ -288,7 +292,7 @@ mod tests {
         let mode = Mode::Cutout {
             background: Background::Blur,
         };
-        let out = Compositor::new(mode, styles()).unwrap().run(&pixels, &mask);
+        let out = Compositor::new(mode, styles()).unwrap().run(pixels, &mask);
         let worst = (0..size * size)
             .filter(|&i| !inside(i % size, i / size))
             .map(|i| out[i * 4])
@@ -313,7 +317,7 @@ mod tests {
         };
         let out = Compositor::new(mode, styles())
             .unwrap()
-            .run(&PIXELS, &mask());
+            .run(PIXELS.to_vec(), &mask());
         assert_eq!(out, vec![0, 255, 0, 255, 100, 100, 100, 255]);
     }
 
@@ -321,7 +325,7 @@ mod tests {
     fn mask_mode_draws_the_labels() {
         let out = Compositor::new(Mode::Mask, styles())
             .unwrap()
-            .run(&PIXELS, &mask());
+            .run(PIXELS.to_vec(), &mask());
         assert_eq!(out, vec![0, 0, 0, 255, 255, 255, 255, 255]);
     }
 

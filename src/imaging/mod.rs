@@ -6,9 +6,11 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod resize;
 pub mod sheet;
+mod styles;
 
 pub use compose::{Background, Compositor, LabelStyle, Mode};
 pub use postprocess::{Mask, Postprocessor};
 pub use preprocess::{Normalizer, Preprocessor};
 pub use resize::Scaler;
 pub use sheet::{LabelColors, SheetRow};
+pub use styles::label_styles;

@@ -1,14 +1,13 @@
 //! Finding and loading ONNX Runtime's shared library (`ort`'s `load-dynamic`), once per process.
 //!
-//! Search order: `ORT_DYLIB_PATH`; beside the executable; `.deps/onnxruntime/` in any folder above
-//! the executable (a checkout's `target/release/segstream` finds the checkout's `.deps/`); the
+//! Search order: `ORT_DYLIB_PATH`; beside the executable (or plugin); `.deps/onnxruntime/` in any
+//! folder above it (a checkout's `target/release/segstream` finds the checkout's `.deps/`); the
 //! `.deps/` of the checkout the binary was built from.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::paths::checkout_candidates;
-use crate::paths::shown;
+use crate::paths::{checkout_candidates, shown, this_module};
 use crate::{Error, Result};
 
 /// File name of the library as `scripts/setup` leaves it.
@@ -58,10 +57,9 @@ fn library_candidates() -> Vec<PathBuf> {
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
         return vec![PathBuf::from(path)];
     }
-    let beside_exe = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(LIBRARY)));
-    beside_exe
+    let beside_module =
+        this_module().and_then(|module| module.parent().map(|dir| dir.join(LIBRARY)));
+    beside_module
         .into_iter()
         .chain(checkout_candidates(&Path::new(DEPS_DIR).join(LIBRARY)))
         .collect()

@@ -42,6 +42,7 @@ use crate::infer::Segmenter;
 use crate::video::{FrameSink, FrameSource};
 use crate::{Error, Result};
 pub use latency::{Interval, LatencySummary, Ticker};
+pub use reorder::Reorder;
 pub use stats::{StageStats, StageSummary};
 
 /// What the engine does when a stage is slower than its input.

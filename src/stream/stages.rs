@@ -224,7 +224,7 @@ pub(super) fn batch_work(
 /// of the same source replaces the one waiting, which is dropped and counted), and it is
 /// handed over only when inference takes it (a rendezvous), so the frames waiting in front of
 /// the model stay the newest ones and latency cannot grow. It closes when it holds one frame of
-/// each of `batch_size` sources or when its oldest frame has waited `max_wait`.
+/// each attached source (at most `batch_size`) or when its oldest frame has waited `max_wait`.
 pub(super) fn batch_live_work(
     batching: Batching,
     work_rx: &Receiver<Work>,
@@ -247,8 +247,10 @@ pub(super) fn batch_live_work(
                 return Ok(stats);
             }
         }
+        // One frame of each attached source fills a batch (up to the batch size).
+        let sources = lock(routes).len().max(1);
         let due = !pending.is_empty()
-            && (pending.len() >= batching.batch_size
+            && (pending.len() >= batching.batch_size.min(sources)
                 || oldest.elapsed() >= batching.max_wait
                 || !ends.is_empty()
                 || disconnected);
@@ -395,20 +397,21 @@ pub(super) fn postprocess_scores(
 ) -> Result<(StageStats, Flicker)> {
     let mut stats = StageStats::new("postprocess");
     let mut post = Postprocessor::new(config.threshold).with_smoothing(config.smoothing);
-    let (mut flicker, mut previous) = (Flicker::default(), None::<Vec<u8>>);
-    for Scores { frame, logits } in scores_rx.iter() {
+    let (mut flicker, mut previous) = (Flicker::default(), Vec::<u8>::new());
+    for Scores { mut frame, logits } in scores_rx.iter() {
         let started = Instant::now();
         let mask = post.run(logits.view(), frame.width(), frame.height());
-        let pixels = compositor.run(&frame.pixels, &mask);
+        frame.pixels = compositor.run(std::mem::take(&mut frame.pixels), &mask);
         stats.record(started, 1, scores_rx.len());
         if measure_flicker {
-            if let Some(previous) = previous.as_ref().filter(|p| p.len() == mask.labels.len()) {
-                flicker.changed += changed_labels(previous, &mask.labels);
+            if previous.len() == mask.labels.len() {
+                flicker.changed += changed_labels(&previous, &mask.labels);
                 flicker.pixels += mask.labels.len() as u64;
             }
-            previous = Some(mask.labels);
+            previous.clone_from(&mask.labels);
         }
-        if output_tx.send(frame.with_pixels(pixels)).is_err() {
+        frame.mask = Some(mask);
+        if output_tx.send(frame).is_err() {
             break;
         }
     }

@@ -9,7 +9,7 @@ mod source;
 mod staged;
 pub mod templates;
 
-pub use frame::Frame;
+pub use frame::{Frame, swap_red_and_blue};
 pub use live::{CameraFormat, LiveInput, LiveOutput};
 pub use sink::FrameSink;
 pub use source::{FrameSource, InputInfo, Pulled, init, probe_file};

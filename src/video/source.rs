@@ -14,7 +14,7 @@ use gstreamer_pbutils as gst_pbutils;
 use gstreamer_video as gst_video;
 
 use super::bus;
-use super::frame::{Frame, packed_rgba};
+use super::frame::Frame;
 use super::live::LiveInput;
 use super::templates::{APPSINK, FILE_SOURCE, FILE_SOURCE_TEMPLATE, launch, named, strip_comments};
 use crate::imaging::resize::Scaler;
@@ -434,30 +434,5 @@ fn frame_from_sample(sample: &gst::Sample, seq: u64, received: Instant) -> Resul
     let buffer = sample
         .buffer()
         .ok_or_else(|| Error::Pipeline("appsink sample without buffer".into()))?;
-    let mapped = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
-        .map_err(|e| Error::Pipeline(format!("cannot map a frame: {e}")))?;
-    let (width, height) = (info.width() as usize, info.height() as usize);
-    let row = width * 4;
-    let stride = info.stride()[0] as usize;
-    let data = mapped
-        .plane_data(0)
-        .map_err(|e| Error::Pipeline(format!("cannot read a frame: {e}")))?;
-    let pixels = if stride == row {
-        data[..row * height].to_vec()
-    } else {
-        data.chunks(stride)
-            .take(height)
-            .flat_map(|r| &r[..row])
-            .copied()
-            .collect()
-    };
-    Ok(Frame {
-        source: 0,
-        seq,
-        pts: buffer.pts(),
-        duration: buffer.duration(),
-        info: packed_rgba(info.width(), info.height(), &info)?,
-        pixels,
-        received,
-    })
+    Frame::from_buffer(buffer, &info, seq, received)
 }

@@ -1,0 +1,798 @@
+//! The `segstream` element: its sink pad is a door into the engine (a lane of the shared
+//! [`Engine`](crate::stream::Engine)), its source pad's task the door out.
+//!
+//! ```text
+//! sink pad (chain) ─Frame→ lane: preprocess → [engine: batcher → infer] → postprocess/compose ─Frame→ src pad task (reorder, push)
+//!      └─ the input buffer and the serialized events, in arrival order (pending) ─────────────┘
+//! ```
+//!
+//! The streaming thread only copies a frame in and returns, so upstream decoding, the engine
+//! and downstream encoding overlap. Serialized events wait in `pending` behind the buffers
+//! that came before them, so they leave in the order they came. EOS ends the lane; its last
+//! frames are pushed before the EOS. A flush (or going to READY) detaches the lane: what it
+//! still holds is drained on a thread of its own and never pushed.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded, select};
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_video::VideoFormat;
+use gstreamer as gst;
+use gstreamer_video as gst_video;
+
+use super::instances::{self, SharedEngine};
+use super::output;
+use super::settings::{INPUT_FORMATS, PROPERTIES, Settings, output_format};
+use crate::imaging::{Compositor, Mode, label_styles};
+use crate::stream::lane::{self, LaneInput, LaneOutput, LaneWorkers};
+use crate::stream::{EngineConfig, Reorder};
+use crate::video::Frame;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "segstream",
+        gst::DebugColorFlags::empty(),
+        Some("segstream: segmentation by a U-Net in ONNX Runtime"),
+    )
+});
+
+/// What waits to be sent downstream, in arrival order.
+enum Pending {
+    /// An input buffer whose composed frame has sequence number `seq`.
+    Buffer {
+        seq: u64,
+        buffer: gst::Buffer,
+        format: VideoFormat,
+    },
+    /// A serialized event that came after the buffers before it.
+    Event(gst::Event),
+}
+
+/// The lane this element feeds and its bookkeeping.
+struct Lane {
+    /// `None` once the input ended (EOS); shared with a chain call that is sending.
+    input: Option<Arc<LaneInput>>,
+    output: LaneOutput,
+    workers: LaneWorkers,
+    /// Sequence number of the next frame in.
+    next_seq: u64,
+    /// Puts frames back in order when several workers compose them.
+    reorder: Option<Reorder>,
+}
+
+/// What the element holds between READY and PAUSED.
+struct State {
+    engine: Option<Arc<SharedEngine>>,
+    /// Settings frozen when the element started.
+    config: Option<EngineConfig>,
+    mode: Option<Mode>,
+    /// The negotiated input.
+    info: Option<gst_video::VideoInfo>,
+    lane: Option<Lane>,
+    pending: VecDeque<Pending>,
+    /// The last downstream flow result, returned upstream by the chain function.
+    flow: Result<gst::FlowSuccess, gst::FlowError>,
+    flushing: bool,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            engine: None,
+            config: None,
+            mode: None,
+            info: None,
+            lane: None,
+            pending: VecDeque::new(),
+            flow: Ok(gst::FlowSuccess::Ok),
+            flushing: false,
+        }
+    }
+}
+
+/// The element.
+pub struct Segstream {
+    sinkpad: gst::Pad,
+    srcpad: gst::Pad,
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+    /// Wakes the source pad's task (a new lane, a flush, a stop).
+    wake: (Sender<()>, Receiver<()>),
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for Segstream {
+    const NAME: &'static str = "GstSegstream";
+    type Type = super::Segstream;
+    type ParentType = gst::Element;
+
+    fn with_class(klass: &Self::Class) -> Self {
+        let template = klass
+            .pad_template("sink")
+            .expect("the class has a sink template");
+        let sinkpad = gst::Pad::builder_from_template(&template)
+            .chain_function(|pad, parent, buffer| {
+                Segstream::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |this| this.sink_chain(pad, buffer),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                Segstream::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.sink_event(pad, event),
+                )
+            })
+            .query_function(|pad, parent, query| {
+                Segstream::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.sink_query(pad, query),
+                )
+            })
+            .build();
+        let template = klass
+            .pad_template("src")
+            .expect("the class has a src template");
+        let srcpad = gst::Pad::builder_from_template(&template)
+            .activatemode_function(|pad, parent, mode, active| {
+                Segstream::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::loggable_error!(CAT, "panic activating the source pad")),
+                    |this| this.src_activate(pad, mode, active),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                Segstream::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.src_event(pad, event),
+                )
+            })
+            .query_function(|pad, parent, query| {
+                Segstream::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.src_query(pad, query),
+                )
+            })
+            .build();
+        Segstream {
+            sinkpad,
+            srcpad,
+            settings: Mutex::default(),
+            state: Mutex::default(),
+            wake: bounded(1),
+        }
+    }
+}
+
+impl ObjectImpl for Segstream {
+    fn properties() -> &'static [glib::ParamSpec] {
+        &PROPERTIES
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        lock(&self.settings).set(pspec.name(), value);
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        lock(&self.settings).get(pspec.name())
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let element = self.obj();
+        element
+            .add_pad(&self.sinkpad)
+            .expect("a new element takes its sink pad");
+        element
+            .add_pad(&self.srcpad)
+            .expect("a new element takes its source pad");
+    }
+}
+
+impl GstObjectImpl for Segstream {}
+
+impl ElementImpl for Segstream {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Segmentation",
+                "Filter/Effect/Video",
+                "Segments every frame with a U-Net run by ONNX Runtime (frames of several \
+                 elements batched into one inference) and draws an overlay, a cut-out, a \
+                 blurred or replaced background or the mask; the labels travel as \
+                 SegstreamMaskMeta",
+                "segstream developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = |formats: &[VideoFormat]| {
+                gst_video::VideoCapsBuilder::new()
+                    .format_list(formats.iter().copied())
+                    .build()
+            };
+            let mut outputs = INPUT_FORMATS.to_vec();
+            outputs.push(VideoFormat::Gray8);
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps(&INPUT_FORMATS),
+                )
+                .expect("valid sink template"),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps(&outputs),
+                )
+                .expect("valid src template"),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::ReadyToPaused {
+            self.start()?;
+        }
+        let success = self.parent_change_state(transition)?;
+        if transition == gst::StateChange::PausedToReady {
+            let mut state = lock(&self.state);
+            self.detach_lane(&mut state);
+            *state = State::default();
+        }
+        Ok(success)
+    }
+}
+
+impl Segstream {
+    /// Loads (or joins) the engine and checks the drawing settings: every mistake in them
+    /// fails the change to PAUSED with a message naming it.
+    fn start(&self) -> Result<(), gst::StateChangeError> {
+        let settings = lock(&self.settings).clone();
+        let prepared = instances::acquire(&settings).and_then(|engine| {
+            let mode = settings.mode()?;
+            compositors(&mode, &settings, &engine, 1)?;
+            Ok((engine, mode))
+        });
+        let (engine, mode) = prepared.map_err(|error| {
+            gst::element_imp_error!(self, gst::LibraryError::Settings, ["{error}"]);
+            gst::StateChangeError
+        })?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "model ready on {}, it adds {:?} of latency",
+            engine.engine().provider(),
+            engine.latency
+        );
+        let mut state = lock(&self.state);
+        state.engine = Some(engine);
+        state.config = Some(settings.engine_config());
+        state.mode = Some(mode);
+        state.flow = Ok(gst::FlowSuccess::Ok);
+        Ok(())
+    }
+
+    fn sink_chain(
+        &self,
+        _pad: &gst::Pad,
+        buffer: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let received = Instant::now();
+        let (info, format) = {
+            let state = lock(&self.state);
+            state.flow?;
+            let (Some(mode), false) = (state.mode.as_ref(), state.flushing) else {
+                return Err(gst::FlowError::Flushing);
+            };
+            let Some(info) = state.info.clone() else {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    ["a buffer came before its caps"]
+                );
+                return Err(gst::FlowError::NotNegotiated);
+            };
+            let format = output_format(mode, info.format());
+            (info, format)
+        };
+        let mut frame = Frame::from_buffer(&buffer, &info, 0, received).map_err(|error| {
+            gst::element_imp_error!(self, gst::StreamError::Decode, ["{error}"]);
+            gst::FlowError::Error
+        })?;
+        let input = {
+            let mut state = lock(&self.state);
+            if state.lane.is_none() {
+                gst::debug!(CAT, imp = self, "attaching a lane to the engine");
+                let lane = self.attach_lane(&state)?;
+                state.lane = Some(lane);
+                self.wake();
+            }
+            let Some(lane) = state.lane.as_mut() else {
+                return Err(gst::FlowError::Error);
+            };
+            let Some(input) = lane.input.clone() else {
+                return Err(gst::FlowError::Eos);
+            };
+            frame.seq = lane.next_seq;
+            lane.next_seq += 1;
+            state.pending.push_back(Pending::Buffer {
+                seq: frame.seq,
+                buffer,
+                format,
+            });
+            input
+        };
+        // Sent without the state locked: a full lane waits here, and a flush must get in.
+        if !input.send(frame) {
+            return Err(self.flow_after_stop());
+        }
+        let state = lock(&self.state);
+        if state.flushing {
+            return Err(gst::FlowError::Flushing);
+        }
+        state.flow
+    }
+
+    /// What the chain function returns when the lane stopped taking frames.
+    fn flow_after_stop(&self) -> gst::FlowError {
+        let state = lock(&self.state);
+        match (state.flushing, state.flow) {
+            (true, _) => gst::FlowError::Flushing,
+            (false, Err(flow)) => flow,
+            (false, Ok(_)) => gst::FlowError::Error,
+        }
+    }
+
+    /// A new lane on the engine, drawing as the settings say.
+    fn attach_lane(&self, state: &State) -> Result<Lane, gst::FlowError> {
+        let (Some(engine), Some(config), Some(mode)) = (&state.engine, &state.config, &state.mode)
+        else {
+            return Err(gst::FlowError::Flushing);
+        };
+        let settings = lock(&self.settings).clone();
+        let workers = if config.in_order() { 1 } else { config.workers };
+        let attached = compositors(mode, &settings, engine, workers)
+            .and_then(|compositors| lane::attach(engine.engine(), config, compositors));
+        let (input, output, workers) = attached.map_err(|error| {
+            gst::element_imp_error!(self, gst::StreamError::Failed, ["{error}"]);
+            gst::FlowError::Error
+        })?;
+        Ok(Lane {
+            input: Some(Arc::new(input)),
+            output,
+            workers,
+            next_seq: 0,
+            reorder: (!config.in_order()).then(Reorder::default),
+        })
+    }
+
+    fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        use gst::EventView;
+        match event.view() {
+            EventView::Caps(caps) => {
+                let caps = caps.caps_owned();
+                match self.output_caps(&caps) {
+                    Some(output) => self.forward_in_order(gst::event::Caps::new(&output)),
+                    None => false,
+                }
+            }
+            EventView::Eos(_) => {
+                let mut state = lock(&self.state);
+                let Some(lane) = state.lane.as_mut() else {
+                    drop(state);
+                    return self.srcpad.push_event(event);
+                };
+                // The lane ends after its last frame; the EOS follows them out.
+                lane.input = None;
+                state.pending.push_back(Pending::Event(event));
+                true
+            }
+            EventView::FlushStart(_) => {
+                let forwarded = self.srcpad.push_event(event);
+                self.stop_output();
+                forwarded
+            }
+            EventView::FlushStop(_) => {
+                {
+                    let mut state = lock(&self.state);
+                    state.flushing = false;
+                    state.flow = Ok(gst::FlowSuccess::Ok);
+                }
+                let forwarded = self.srcpad.push_event(event);
+                self.start_task();
+                forwarded
+            }
+            _ if event.is_serialized() => self.forward_in_order(event),
+            _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
+        }
+    }
+
+    /// Sends a serialized event now when nothing waits, else behind what waits.
+    fn forward_in_order(&self, event: gst::Event) -> bool {
+        let mut state = lock(&self.state);
+        if state.pending.is_empty() {
+            drop(state);
+            return self.srcpad.push_event(event);
+        }
+        state.pending.push_back(Pending::Event(event));
+        true
+    }
+
+    /// The caps the element sends for input `caps`, or `None` (with an error posted) when it
+    /// cannot take them or downstream cannot take what it would send.
+    fn output_caps(&self, caps: &gst::Caps) -> Option<gst::Caps> {
+        let info = gst_video::VideoInfo::from_caps(caps)
+            .ok()
+            .filter(|info| INPUT_FORMATS.contains(&info.format()));
+        let Some(info) = info else {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                [
+                    "segstream takes video/x-raw in RGBA, RGBx, BGRx or BGRA, not {caps}: put videoconvert in front of it"
+                ]
+            );
+            return None;
+        };
+        let mut state = lock(&self.state);
+        let format = output_format(state.mode.as_ref()?, info.format());
+        let mut output = caps.clone();
+        output.make_mut().set("format", format.to_str());
+        state.info = Some(info);
+        drop(state);
+        if self.srcpad.is_linked() && !self.srcpad.peer_query_accept_caps(&output) {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                [
+                    "downstream does not take {output} (what this mode sends): put videoconvert after segstream"
+                ]
+            );
+            return None;
+        }
+        Some(output)
+    }
+
+    fn sink_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        use gst::QueryViewMut;
+        match query.view_mut() {
+            // Any raw video is accepted here, so that the caps event can say what is wrong
+            // with a format instead of a bare not-negotiated.
+            QueryViewMut::AcceptCaps(q) => {
+                let raw = q
+                    .caps()
+                    .structure(0)
+                    .is_some_and(|s| s.name() == "video/x-raw");
+                q.set_result(raw);
+                true
+            }
+            QueryViewMut::Allocation(_) => false,
+            _ => gst::Pad::query_default(pad, Some(&*self.obj()), query),
+        }
+    }
+
+    fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        gst::Pad::event_default(pad, Some(&*self.obj()), event)
+    }
+
+    fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        use gst::QueryViewMut;
+        match query.view_mut() {
+            QueryViewMut::Latency(q) => {
+                let mut upstream = gst::query::Latency::new();
+                if !self.sinkpad.peer_query(&mut upstream) {
+                    return false;
+                }
+                let (live, min, max) = upstream.result();
+                let ours = lock(&self.state)
+                    .engine
+                    .as_ref()
+                    .map_or(Duration::ZERO, |engine| engine.latency);
+                let ours = gst::ClockTime::try_from(ours).unwrap_or(gst::ClockTime::ZERO);
+                q.set(live, min + ours, max.map(|max| max + ours));
+                true
+            }
+            QueryViewMut::Caps(q) => {
+                // Masks and transparent cut-outs have one output format; other modes send
+                // what they take.
+                let fixed = lock(&self.state)
+                    .mode
+                    .as_ref()
+                    .map(|mode| output_format(mode, VideoFormat::Unknown))
+                    .filter(|&format| format != VideoFormat::Unknown);
+                let caps = match fixed {
+                    Some(format) => gst_video::VideoCapsBuilder::new().format(format).build(),
+                    None => pad.pad_template_caps(),
+                };
+                let caps = match q.filter() {
+                    Some(filter) => {
+                        filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First)
+                    }
+                    None => caps,
+                };
+                q.set_result(&caps);
+                true
+            }
+            _ => gst::Pad::query_default(pad, Some(&*self.obj()), query),
+        }
+    }
+
+    fn src_activate(
+        &self,
+        _pad: &gst::Pad,
+        _mode: gst::PadMode,
+        active: bool,
+    ) -> Result<(), gst::LoggableError> {
+        if active {
+            lock(&self.state).flushing = false;
+            self.start_task();
+        } else {
+            self.stop_output();
+            self.srcpad
+                .stop_task()
+                .map_err(|e| gst::loggable_error!(CAT, "cannot stop the output task: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Starts (or resumes) the source pad's task.
+    fn start_task(&self) {
+        let element = self.obj().downgrade();
+        let started = self.srcpad.start_task(move || {
+            if let Some(element) = element.upgrade() {
+                element.imp().push_output();
+            }
+        });
+        if let Err(error) = started {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Thread,
+                ["cannot start the output task: {error}"]
+            );
+        }
+    }
+
+    /// Flush or stop: nothing more is pushed, what is in flight is dropped, the task pauses.
+    fn stop_output(&self) {
+        let mut state = lock(&self.state);
+        state.flushing = true;
+        self.detach_lane(&mut state);
+        state.pending.clear();
+        drop(state);
+        // The task holds the stream lock while it waits: woken, it sees `flushing` and
+        // pauses itself, and only then can `pause_task` take the lock.
+        self.wake();
+        let _ = self.srcpad.pause_task();
+    }
+
+    /// Ends the current lane without waiting: its input closes, and a thread of its own
+    /// drains and discards what it still holds, so a chain call waiting to send returns.
+    fn detach_lane(&self, state: &mut State) {
+        let Some(lane) = state.lane.take() else {
+            return;
+        };
+        gst::debug!(
+            CAT,
+            imp = self,
+            "detaching the lane; what it holds is discarded"
+        );
+        let Lane {
+            output, workers, ..
+        } = lane;
+        let drained = std::thread::Builder::new()
+            .name("segstream-drain".into())
+            .spawn(move || {
+                for _ in output.frames().iter() {}
+                let _ = workers.join();
+            });
+        if let Err(error) = drained {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "cannot start a thread to drain a flushed lane: {error}"
+            );
+        }
+    }
+
+    fn wake(&self) {
+        let _ = self.wake.0.try_send(());
+    }
+
+    /// One turn of the source pad's task: the next composed frame out (with the events and
+    /// dropped frames before it), or the lane's end.
+    fn push_output(&self) {
+        let frames = {
+            let state = lock(&self.state);
+            if state.flushing {
+                drop(state);
+                let _ = self.srcpad.pause_task();
+                return;
+            }
+            state.lane.as_ref().map(|lane| lane.output.frames().clone())
+        };
+        let wake = &self.wake.1;
+        let Some(frames) = frames else {
+            let _ = wake.recv();
+            return;
+        };
+        select! {
+            recv(frames) -> frame => match frame {
+                Ok(frame) => self.deliver(frame),
+                Err(_) => self.finish_lane(&frames),
+            },
+            recv(wake) -> _ => {}
+        }
+    }
+
+    /// Pushes `frame` (once the frames before it are out) after what waits before it.
+    fn deliver(&self, frame: Frame) {
+        let ready = {
+            let mut state = lock(&self.state);
+            match state.lane.as_mut().and_then(|lane| lane.reorder.as_mut()) {
+                Some(reorder) => reorder.push(frame),
+                None => vec![frame],
+            }
+        };
+        for frame in ready {
+            if self.send_frame(frame).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Sends the events waiting before `frame`, then `frame` as a buffer.
+    fn send_frame(&self, frame: Frame) -> Result<(), gst::FlowError> {
+        let (before, input) = {
+            let mut state = lock(&self.state);
+            let mut before = Vec::new();
+            let mut input = None;
+            while let Some(item) = state.pending.pop_front() {
+                match item {
+                    Pending::Event(event) => before.push(event),
+                    // A frame the lane dropped (leaky) or that never made it.
+                    Pending::Buffer { seq, .. } if seq < frame.seq => {}
+                    Pending::Buffer { buffer, format, .. } => {
+                        input = Some((buffer, format));
+                        break;
+                    }
+                }
+            }
+            (before, input)
+        };
+        for event in before {
+            self.srcpad.push_event(event);
+        }
+        let Some((input, format)) = input else {
+            return Ok(());
+        };
+        let (passthrough, classes) = {
+            let state = lock(&self.state);
+            let passthrough = matches!(state.mode, Some(Mode::Passthrough));
+            let classes = state
+                .engine
+                .as_ref()
+                .map(|engine| engine.engine().card().classes.join(","))
+                .unwrap_or_default();
+            (passthrough, classes)
+        };
+        let result = output::buffer_for(frame, input, format, passthrough, &classes)
+            .and_then(|buffer| self.srcpad.push(buffer));
+        if let Err(flow) = result {
+            self.stop_on(flow);
+            return Err(flow);
+        }
+        Ok(())
+    }
+
+    /// Records a flow error from downstream (the chain function returns it upstream) and
+    /// pauses the task; one that no other element reports is posted as an error.
+    fn stop_on(&self, flow: gst::FlowError) {
+        gst::debug!(CAT, imp = self, "downstream returned {flow:?}");
+        lock(&self.state).flow = Err(flow);
+        let _ = self.srcpad.pause_task();
+        if matches!(
+            flow,
+            gst::FlowError::NotLinked | gst::FlowError::NotNegotiated
+        ) {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ["streaming stopped, reason {flow:?}"]
+            );
+        }
+    }
+
+    /// The lane whose output is `frames` has ended: the frames still held for reordering and
+    /// the events after the last frame (the EOS) go out, and a failure is posted.
+    fn finish_lane(&self, frames: &Receiver<Frame>) {
+        let (lane, engine_failed) = {
+            let mut state = lock(&self.state);
+            let current = state
+                .lane
+                .as_ref()
+                .is_some_and(|lane| lane.output.frames().same_channel(frames));
+            if !current {
+                return;
+            }
+            let failed = state
+                .engine
+                .as_ref()
+                .is_some_and(|engine| engine.engine().failed());
+            (state.lane.take(), failed)
+        };
+        let Some(mut lane) = lane else { return };
+        gst::debug!(CAT, imp = self, "the lane has ended");
+        for frame in lane
+            .reorder
+            .as_mut()
+            .map(Reorder::drain)
+            .unwrap_or_default()
+        {
+            if self.send_frame(frame).is_err() {
+                return;
+            }
+        }
+        let outcome = lane.workers.join();
+        if engine_failed || outcome.is_err() {
+            let reason = outcome.err().map_or_else(
+                || "the model failed on a batch".to_string(),
+                |error| error.to_string(),
+            );
+            lock(&self.state).flow = Err(gst::FlowError::Error);
+            let _ = self.srcpad.pause_task();
+            gst::element_imp_error!(self, gst::StreamError::Failed, ["{reason}"]);
+            return;
+        }
+        let rest: Vec<gst::Event> = lock(&self.state)
+            .pending
+            .drain(..)
+            .filter_map(|item| match item {
+                Pending::Event(event) => Some(event),
+                Pending::Buffer { .. } => None,
+            })
+            .collect();
+        for event in rest {
+            self.srcpad.push_event(event);
+        }
+    }
+}
+
+/// `workers` compositors drawing `mode` for the engine's model.
+fn compositors(
+    mode: &Mode,
+    settings: &Settings,
+    engine: &SharedEngine,
+    workers: usize,
+) -> crate::Result<Vec<Compositor>> {
+    let styles = label_styles(
+        engine.engine().card(),
+        &settings.classes,
+        matches!(mode, Mode::Cutout { .. }),
+    )?;
+    (0..workers)
+        .map(|_| Compositor::new(mode.clone(), styles.clone()))
+        .collect()
+}
