@@ -271,22 +271,31 @@ impl Segstream {
     /// fails the change to PAUSED with a message naming it.
     fn start(&self) -> Result<(), gst::StateChangeError> {
         let settings = lock(&self.settings).clone();
-        let prepared = instances::acquire(&settings).and_then(|engine| {
+        let prepared = instances::acquire(&settings).and_then(|(engine, joined)| {
             let mode = settings.mode()?;
             compositors(&mode, &settings, &engine, 1)?;
-            Ok((engine, mode))
+            Ok((engine, joined, mode))
         });
-        let (engine, mode) = prepared.map_err(|error| {
-            gst::element_imp_error!(self, gst::LibraryError::Settings, ["{error}"]);
+        let (engine, joined, mode) = prepared.map_err(|error| {
+            gst::element_imp_error!(self, gst::LibraryError::Settings, ("{error}"));
             gst::StateChangeError
         })?;
-        gst::info!(
-            CAT,
-            imp = self,
-            "model ready on {}, it adds {:?} of latency",
-            engine.engine().provider(),
-            engine.latency
-        );
+        let provider = engine.engine().provider();
+        match (joined, &settings.model_instance) {
+            (true, Some(name)) => {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "joined model-instance '{name}' on {provider}"
+                )
+            }
+            _ => gst::info!(
+                CAT,
+                imp = self,
+                "model loaded on {provider}; it adds {:?} of latency",
+                engine.latency
+            ),
+        }
         let mut state = lock(&self.state);
         state.engine = Some(engine);
         state.config = Some(settings.engine_config());
@@ -311,7 +320,7 @@ impl Segstream {
                 gst::element_imp_error!(
                     self,
                     gst::CoreError::Negotiation,
-                    ["a buffer came before its caps"]
+                    ("a buffer came before its caps")
                 );
                 return Err(gst::FlowError::NotNegotiated);
             };
@@ -319,7 +328,7 @@ impl Segstream {
             (info, format)
         };
         let mut frame = Frame::from_buffer(&buffer, &info, 0, received).map_err(|error| {
-            gst::element_imp_error!(self, gst::StreamError::Decode, ["{error}"]);
+            gst::element_imp_error!(self, gst::StreamError::Decode, ("{error}"));
             gst::FlowError::Error
         })?;
         let input = {
@@ -377,7 +386,7 @@ impl Segstream {
         let attached = compositors(mode, &settings, engine, workers)
             .and_then(|compositors| lane::attach(engine.engine(), config, compositors));
         let (input, output, workers) = attached.map_err(|error| {
-            gst::element_imp_error!(self, gst::StreamError::Failed, ["{error}"]);
+            gst::element_imp_error!(self, gst::StreamError::Failed, ("{error}"));
             gst::FlowError::Error
         })?;
         Ok(Lane {
@@ -451,9 +460,7 @@ impl Segstream {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
-                [
-                    "segstream takes video/x-raw in RGBA, RGBx, BGRx or BGRA, not {caps}: put videoconvert in front of it"
-                ]
+                ("segstream takes video/x-raw in RGBA, RGBx, BGRx or BGRA, not {caps}: put videoconvert in front of it")
             );
             return None;
         };
@@ -467,9 +474,7 @@ impl Segstream {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
-                [
-                    "downstream does not take {output} (what this mode sends): put videoconvert after segstream"
-                ]
+                ("downstream does not take {output} (what this mode sends): put videoconvert after segstream")
             );
             return None;
         }
@@ -570,7 +575,7 @@ impl Segstream {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Thread,
-                ["cannot start the output task: {error}"]
+                ("cannot start the output task: {error}")
             );
         }
     }
@@ -720,7 +725,7 @@ impl Segstream {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Failed,
-                ["streaming stopped, reason {flow:?}"]
+                ("streaming stopped, reason {flow:?}")
             );
         }
     }
@@ -763,7 +768,7 @@ impl Segstream {
             );
             lock(&self.state).flow = Err(gst::FlowError::Error);
             let _ = self.srcpad.pause_task();
-            gst::element_imp_error!(self, gst::StreamError::Failed, ["{reason}"]);
+            gst::element_imp_error!(self, gst::StreamError::Failed, ("{reason}"));
             return;
         }
         let rest: Vec<gst::Event> = lock(&self.state)

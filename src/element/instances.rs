@@ -55,12 +55,13 @@ impl Drop for SharedEngine {
 static INSTANCES: LazyLock<Mutex<HashMap<String, Weak<SharedEngine>>>> =
     LazyLock::new(Mutex::default);
 
-/// The engine for `settings`: the running one of its `model-instance`, or a new one.
+/// The engine for `settings`: the running one of its `model-instance` (then `true`), or a new
+/// one.
 ///
 /// # Errors
 /// [`Error::Model`]/[`Error::Runtime`] when the model cannot be loaded; [`Error::Config`] when
 /// the instance already runs with other model settings.
-pub fn acquire(settings: &Settings) -> Result<Arc<SharedEngine>> {
+pub fn acquire(settings: &Settings) -> Result<(Arc<SharedEngine>, bool)> {
     let model = settings.model_path()?;
     let batching = settings.batching();
     let key = EngineKey {
@@ -70,7 +71,7 @@ pub fn acquire(settings: &Settings) -> Result<Arc<SharedEngine>> {
         batching: (batching.batch_size, batching.max_wait, batching.live),
     };
     let Some(name) = &settings.model_instance else {
-        return start(key, batching, false).map(Arc::new);
+        return Ok((Arc::new(start(key, batching, false)?), false));
     };
     // Held while loading, so that two elements starting at once share one session.
     let mut instances = INSTANCES.lock().unwrap_or_else(|e| e.into_inner());
@@ -90,12 +91,12 @@ pub fn acquire(settings: &Settings) -> Result<Arc<SharedEngine>> {
                 key.batching.2,
             )));
         }
-        return Ok(running);
+        return Ok((running, true));
     }
     let shared = Arc::new(start(key, batching, true)?);
     instances.retain(|_, weak| weak.strong_count() > 0);
     instances.insert(name.clone(), Arc::downgrade(&shared));
-    Ok(shared)
+    Ok((shared, false))
 }
 
 /// Loads the model, times one batch of the size frames will mostly come in, and starts the

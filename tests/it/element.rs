@@ -1,0 +1,355 @@
+//! The `segstream` GStreamer element: real decoded frames through it (gst-check's Harness, in
+//! this process), and the built plugin in `gst-launch-1.0` (a separate process, as users run
+//! it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Once;
+use std::time::Duration;
+
+use gst::prelude::*;
+use gstreamer as gst;
+use gstreamer_check::Harness;
+use segstream::element::meta;
+use segstream::video::{Frame, swap_red_and_blue};
+
+use crate::helpers::run_ok;
+use crate::media::{decode, frame_count, generated, png_frames};
+
+/// Registers the element in this process (the plugin's own registration function).
+fn init() {
+    static REGISTERED: Once = Once::new();
+    REGISTERED.call_once(|| {
+        gst::init().unwrap();
+        segstream::element::register(None).unwrap();
+    });
+}
+
+/// A harness around a `segstream` element with `properties`, taking `format` frames of
+/// `frame`'s size.
+fn harness(properties: &[(&str, &str)], format: &str, frame: &Frame) -> Harness {
+    init();
+    let element = gst::ElementFactory::make("segstream").build().unwrap();
+    for (name, value) in properties {
+        element.set_property_from_str(name, value);
+    }
+    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
+    h.play();
+    h.set_src_caps_str(&format!(
+        "video/x-raw,format={format},width={},height={},framerate=30/1",
+        frame.width(),
+        frame.height()
+    ));
+    h
+}
+
+/// `frame` as a buffer in `format` (RGBA or BGRx) with its timestamps.
+fn buffer(frame: &Frame, bgr: bool) -> gst::Buffer {
+    let mut pixels = frame.pixels.clone();
+    if bgr {
+        swap_red_and_blue(&mut pixels);
+    }
+    let mut buffer = gst::Buffer::from_mut_slice(pixels);
+    let b = buffer.get_mut().unwrap();
+    b.set_pts(frame.pts);
+    b.set_duration(frame.duration);
+    buffer
+}
+
+/// Every buffer the harness holds up to the EOS (which must come).
+fn pull_to_eos(h: &mut Harness) -> Vec<gst::Buffer> {
+    let mut out = Vec::new();
+    while let Some(buffer) = h.pull_until_eos().unwrap() {
+        out.push(buffer);
+    }
+    out
+}
+
+/// The first `n` frames segstream's own source decodes from the people clip.
+fn people_frames(n: usize) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    decode(&generated("people.mkv"), |f| {
+        if frames.len() < n {
+            frames.push(f);
+        }
+    });
+    frames
+}
+
+#[test]
+fn masks_equal_segments_with_timestamps_kept_and_every_frame_drained() {
+    let input = generated("people.mkv");
+    let dir = tempfile::tempdir().unwrap();
+    let pngs = dir.path().join("masks");
+    run_ok(&[
+        "segment",
+        input.to_str().unwrap(),
+        "-o",
+        pngs.to_str().unwrap(),
+        "--mode",
+        "mask",
+    ]);
+    let expected = png_frames(&pngs);
+    let frames = people_frames(usize::MAX);
+    assert_eq!(expected.len(), frames.len());
+
+    let mut h = harness(&[("mode", "mask")], "RGBA", &frames[0]);
+    for frame in &frames {
+        h.push(buffer(frame, false)).unwrap();
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let out = pull_to_eos(&mut h);
+    assert_eq!(out.len(), frames.len(), "EOS came after every frame");
+    let (w, h_) = (frames[0].width(), frames[0].height());
+    let stride = w.next_multiple_of(4);
+    let mut object_pixels = 0;
+    for ((buffer, frame), png) in out.iter().zip(&frames).zip(&expected) {
+        assert_eq!(buffer.pts(), frame.pts, "frame {}", frame.seq);
+        assert_eq!(buffer.duration(), frame.duration, "frame {}", frame.seq);
+        let gray = buffer.map_readable().unwrap();
+        let drawn: Vec<u8> = gray
+            .chunks(stride)
+            .flat_map(|row| &row[..w])
+            .copied()
+            .collect();
+        let segments: Vec<u8> = png.pixels().map(|p| p[0]).collect();
+        assert!(
+            drawn == segments,
+            "frame {}: the element's mask differs from segment's",
+            frame.seq
+        );
+        let labels = meta::read(buffer).expect("every buffer carries the mask meta");
+        assert_eq!((labels.width, labels.height), (w, h_));
+        assert!(
+            labels
+                .labels
+                .iter()
+                .zip(&segments)
+                .all(|(&l, &s)| u8::from(s == 255) == l)
+        );
+        object_pixels += labels.labels.iter().filter(|&&l| l == 1).count();
+    }
+    assert!(
+        object_pixels > 1000,
+        "people were found ({object_pixels} pixels)"
+    );
+}
+
+#[test]
+fn bgrx_overlay_and_passthrough_keep_the_format_and_carry_the_mask() {
+    let frames = people_frames(6);
+    let overlay = |format: &str, bgr: bool| {
+        let mut h = harness(&[("mode", "overlay")], format, &frames[0]);
+        for frame in &frames {
+            h.push(buffer(frame, bgr)).unwrap();
+        }
+        h.push_event(gst::event::Eos::new());
+        pull_to_eos(&mut h)
+    };
+    let rgba = overlay("RGBA", false);
+    let bgrx = overlay("BGRx", true);
+    assert_eq!(rgba.len(), frames.len());
+    for (a, b) in rgba.iter().zip(&bgrx) {
+        let mut from_bgrx = b.map_readable().unwrap().to_vec();
+        swap_red_and_blue(&mut from_bgrx);
+        let rgba = a.map_readable().unwrap();
+        // RGBx leaves the fourth byte as it came; the colours must agree.
+        let same = rgba
+            .chunks(4)
+            .zip(from_bgrx.chunks(4))
+            .all(|(x, y)| x[..3] == y[..3]);
+        assert!(same, "BGRx overlay differs from the RGBA one");
+        assert_eq!(meta::read(a), meta::read(b), "same labels in both formats");
+    }
+    let tinted = rgba
+        .iter()
+        .zip(&frames)
+        .any(|(out, frame)| out.map_readable().unwrap().as_slice() != frame.pixels.as_slice());
+    assert!(tinted, "the overlay drew on some frame");
+
+    let mut h = harness(&[("mode", "passthrough")], "BGRx", &frames[0]);
+    for frame in &frames {
+        h.push(buffer(frame, true)).unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    let out = pull_to_eos(&mut h);
+    for ((passed, frame), drawn) in out.iter().zip(&frames).zip(&rgba) {
+        assert_eq!(
+            passed.map_readable().unwrap().as_slice(),
+            buffer(frame, true).map_readable().unwrap().as_slice()
+        );
+        assert_eq!(meta::read(passed), meta::read(drawn));
+    }
+}
+
+#[test]
+fn a_flush_discards_the_frames_in_flight_and_the_next_ones_all_come() {
+    let frames = people_frames(20);
+    let mut h = harness(&[("mode", "overlay"), ("batch", "4")], "RGBA", &frames[0]);
+    for frame in &frames[..16] {
+        h.push(buffer(frame, false)).unwrap();
+    }
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    let at_flush = h.buffers_received();
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    // The segment again, as after a seek.
+    h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+        gst::ClockTime,
+    >::new()));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        h.buffers_received(),
+        at_flush,
+        "frames pushed before the flush came out after it"
+    );
+    assert!(
+        at_flush < 16,
+        "the flush caught frames in flight ({at_flush} of 16 were out)"
+    );
+    while h.try_pull().is_some() {}
+    let later = gst::ClockTime::from_seconds(100);
+    for frame in &frames[16..] {
+        let mut buffer = buffer(frame, false);
+        buffer.make_mut().set_pts(frame.pts.map(|pts| pts + later));
+        h.push(buffer).unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    let out = pull_to_eos(&mut h);
+    assert_eq!(out.len(), 4, "every frame after the flush");
+    assert!(out.iter().all(|b| b.pts().is_some_and(|pts| pts >= later)));
+}
+
+/// A folder holding only the plugin this test run built (Cargo leaves it in `deps/` beside the
+/// binary under test; the copy beside the binary is refreshed only by `cargo build`).
+fn plugin_dir() -> PathBuf {
+    static LINKED: Once = Once::new();
+    let built = Path::new(env!("CARGO_BIN_EXE_segstream"))
+        .parent()
+        .unwrap()
+        .join("deps/libsegstream.so");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin");
+    LINKED.call_once(|| {
+        std::fs::create_dir_all(&dir).unwrap();
+        let link = dir.join("libsegstream.so");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&built, &link).unwrap();
+    });
+    dir
+}
+
+/// Runs `gst-launch-1.0` on `line` with the built plugin, logging the element's info lines.
+fn gst_launch(line: &str) -> Output {
+    let mut args = vec!["-e".to_string()];
+    args.extend(line.split_whitespace().map(String::from));
+    Command::new("gst-launch-1.0")
+        .args(&args)
+        .env("GST_PLUGIN_PATH", plugin_dir())
+        .env("GST_DEBUG", "segstream:4")
+        .env("GST_DEBUG_NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn gst_launch_writes_a_playable_file_with_every_frame_and_two_elements_share_one_model() {
+    let input = generated("people.mkv");
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.mp4"), dir.path().join("b.mp4"));
+    let encode = "videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=ultrafast ! mp4mux";
+    let line = format!(
+        "filesrc location={} ! decodebin ! videoconvert ! tee name=t \
+         t. ! queue ! segstream mode=blur model-instance=shared ! {encode} ! filesink location={} \
+         t. ! queue ! segstream mode=overlay model-instance=shared ! {encode} ! filesink location={}",
+        input.display(),
+        a.display(),
+        b.display()
+    );
+    let output = gst_launch(&line);
+    let printed = stderr(&output);
+    assert!(output.status.success(), "{printed}");
+    let frames = frame_count(&input);
+    assert_eq!(frame_count(&a), frames, "every frame in the first output");
+    assert_eq!(frame_count(&b), frames, "every frame in the second output");
+    assert_eq!(
+        printed.matches("model loaded").count(),
+        1,
+        "one session: {printed}"
+    );
+    assert_eq!(
+        printed.matches("joined model-instance").count(),
+        1,
+        "{printed}"
+    );
+}
+
+#[test]
+fn missing_or_corrupt_models_and_unsupported_caps_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt.onnx");
+    std::fs::write(&corrupt, b"not a model").unwrap();
+    let cases = [
+        (
+            "videotestsrc num-buffers=5 ! videoconvert ! segstream model=/no/such/model.onnx ! fakesink".to_string(),
+            vec!["/no/such/model.onnx", "not found"],
+        ),
+        (
+            format!(
+                "videotestsrc num-buffers=5 ! videoconvert ! segstream model={} ! fakesink",
+                corrupt.display()
+            ),
+            vec!["corrupt.onnx"],
+        ),
+        (
+            "videotestsrc num-buffers=5 ! video/x-raw,format=I420 ! segstream ! fakesink".to_string(),
+            // GStreamer refuses the link itself, naming the caps.
+            vec!["segstream0 can't handle caps", "I420"],
+        ),
+        (
+            "videotestsrc num-buffers=5 ! videoconvert ! segstream mode=replace background=nonsense ! fakesink".to_string(),
+            vec!["nonsense"],
+        ),
+    ];
+    for (line, needles) in cases {
+        let output = gst_launch(&line);
+        let printed = stderr(&output);
+        assert!(!output.status.success(), "{line}: succeeded\n{printed}");
+        assert!(!printed.contains("panicked"), "{line}: {printed}");
+        for needle in needles {
+            assert!(
+                printed.contains(needle),
+                "{line}: no '{needle}' in\n{printed}"
+            );
+        }
+    }
+}
+
+#[test]
+fn caps_the_element_cannot_take_are_refused_saying_what_it_takes() {
+    init();
+    let element = gst::ElementFactory::make("segstream").build().unwrap();
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
+    h.play();
+    h.set_src_caps_str("video/x-raw,format=I420,width=64,height=48,framerate=30/1");
+    let pushed = h.push(gst::Buffer::from_mut_slice(vec![0u8; 64 * 48 * 3 / 2]));
+    assert_eq!(pushed, Err(gst::FlowError::NotNegotiated));
+    let message = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
+        .expect("an error on the bus");
+    let gst::MessageView::Error(error) = message.view() else {
+        unreachable!()
+    };
+    let text = error.error().to_string();
+    for needle in ["RGBA, RGBx, BGRx or BGRA", "I420", "videoconvert"] {
+        assert!(text.contains(needle), "no '{needle}' in: {text}");
+    }
+}
