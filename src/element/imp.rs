@@ -25,6 +25,7 @@ use gstreamer as gst;
 use gstreamer_video as gst_video;
 
 use super::instances::{self, SharedEngine};
+use super::latency::LatencyWatch;
 use super::output;
 use super::settings::{INPUT_FORMATS, PROPERTIES, Settings, output_format};
 use crate::imaging::{Compositor, Mode, label_styles};
@@ -77,6 +78,8 @@ struct State {
     /// The last downstream flow result, returned upstream by the chain function.
     flow: Result<gst::FlowSuccess, gst::FlowError>,
     flushing: bool,
+    /// The latency the element reports.
+    latency: Option<LatencyWatch>,
 }
 
 impl Default for State {
@@ -90,6 +93,7 @@ impl Default for State {
             pending: VecDeque::new(),
             flow: Ok(gst::FlowSuccess::Ok),
             flushing: false,
+            latency: None,
         }
     }
 }
@@ -297,6 +301,7 @@ impl Segstream {
             ),
         }
         let mut state = lock(&self.state);
+        state.latency = Some(LatencyWatch::new(engine.latency));
         state.engine = Some(engine);
         state.config = Some(settings.engine_config());
         state.mode = Some(mode);
@@ -513,9 +518,9 @@ impl Segstream {
                 }
                 let (live, min, max) = upstream.result();
                 let ours = lock(&self.state)
-                    .engine
+                    .latency
                     .as_ref()
-                    .map_or(Duration::ZERO, |engine| engine.latency);
+                    .map_or(Duration::ZERO, LatencyWatch::reported);
                 let ours = gst::ClockTime::try_from(ours).unwrap_or(gst::ClockTime::ZERO);
                 q.set(live, min + ours, max.map(|max| max + ours));
                 true
@@ -654,8 +659,21 @@ impl Segstream {
 
     /// Pushes `frame` (once the frames before it are out) after what waits before it.
     fn deliver(&self, frame: Frame) {
+        // Timed when the engine hands the frame over, not after the push: a synchronised sink
+        // holds the push until the reported latency has passed.
+        let now = Instant::now();
         let ready = {
             let mut state = lock(&self.state);
+            let raised = state
+                .latency
+                .as_mut()
+                .is_some_and(|watch| watch.record(now - frame.received));
+            if raised {
+                // The pipeline asks every element again and sets the larger latency.
+                let element = self.obj();
+                let _ =
+                    element.post_message(gst::message::Latency::builder().src(&*element).build());
+            }
             match state.lane.as_mut().and_then(|lane| lane.reorder.as_mut()) {
                 Some(reorder) => reorder.push(frame),
                 None => vec![frame],

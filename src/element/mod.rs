@@ -6,6 +6,7 @@
 
 mod imp;
 mod instances;
+mod latency;
 pub mod meta;
 mod output;
 mod settings;
