@@ -28,7 +28,7 @@ use super::instances::{self, SharedEngine};
 use super::latency::LatencyWatch;
 use super::output;
 use super::settings::{INPUT_FORMATS, PROPERTIES, Settings, output_format};
-use crate::imaging::{Compositor, Mode, label_styles};
+use crate::imaging::{Compositor, LabelStyle, Mode, label_styles};
 use crate::stream::lane::{self, LaneInput, LaneOutput, LaneWorkers};
 use crate::stream::{EngineConfig, Reorder};
 use crate::video::Frame;
@@ -71,6 +71,10 @@ struct State {
     /// Settings frozen when the element started.
     config: Option<EngineConfig>,
     mode: Option<Mode>,
+    /// How each label is drawn, for the compositors of each new lane.
+    styles: Vec<LabelStyle>,
+    /// The model's class names, comma-separated, for the mask meta.
+    classes: Arc<str>,
     /// The negotiated input.
     info: Option<gst_video::VideoInfo>,
     lane: Option<Lane>,
@@ -88,6 +92,8 @@ impl Default for State {
             engine: None,
             config: None,
             mode: None,
+            styles: Vec::new(),
+            classes: Arc::from(""),
             info: None,
             lane: None,
             pending: VecDeque::new(),
@@ -154,13 +160,6 @@ impl ObjectSubclass for Segstream {
                     parent,
                     || Err(gst::loggable_error!(CAT, "panic activating the source pad")),
                     |this| this.src_activate(pad, mode, active),
-                )
-            })
-            .event_function(|pad, parent, event| {
-                Segstream::catch_panic_pad_function(
-                    parent,
-                    || false,
-                    |this| this.src_event(pad, event),
                 )
             })
             .query_function(|pad, parent, query| {
@@ -277,10 +276,14 @@ impl Segstream {
         let settings = lock(&self.settings).clone();
         let prepared = instances::acquire(&settings).and_then(|(engine, joined)| {
             let mode = settings.mode()?;
-            compositors(&mode, &settings, &engine, 1)?;
-            Ok((engine, joined, mode))
+            let card = engine.engine().card();
+            let cutout = matches!(mode, Mode::Cutout { .. });
+            let styles = label_styles(card, &settings.classes, cutout)?;
+            // Reads a background image now, so that a bad one fails the start.
+            compositors(&mode, &styles, 1)?;
+            Ok((engine, joined, mode, styles))
         });
-        let (engine, joined, mode) = prepared.map_err(|error| {
+        let (engine, joined, mode, styles) = prepared.map_err(|error| {
             gst::element_imp_error!(self, gst::LibraryError::Settings, ("{error}"));
             gst::StateChangeError
         })?;
@@ -302,9 +305,11 @@ impl Segstream {
         }
         let mut state = lock(&self.state);
         state.latency = Some(LatencyWatch::new(engine.latency));
+        state.classes = Arc::from(engine.engine().card().classes.join(","));
         state.engine = Some(engine);
         state.config = Some(settings.engine_config());
         state.mode = Some(mode);
+        state.styles = styles;
         state.flow = Ok(gst::FlowSuccess::Ok);
         Ok(())
     }
@@ -386,9 +391,7 @@ impl Segstream {
         else {
             return Err(gst::FlowError::Flushing);
         };
-        let settings = lock(&self.settings).clone();
-        let workers = if config.in_order() { 1 } else { config.workers };
-        let attached = compositors(mode, &settings, engine, workers)
+        let attached = compositors(mode, &state.styles, config.workers)
             .and_then(|compositors| lane::attach(engine.engine(), config, compositors));
         let (input, output, workers) = attached.map_err(|error| {
             gst::element_imp_error!(self, gst::StreamError::Failed, ("{error}"));
@@ -502,10 +505,6 @@ impl Segstream {
             QueryViewMut::Allocation(_) => false,
             _ => gst::Pad::query_default(pad, Some(&*self.obj()), query),
         }
-    }
-
-    fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
-        gst::Pad::event_default(pad, Some(&*self.obj()), event)
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
@@ -714,12 +713,7 @@ impl Segstream {
         let (passthrough, classes) = {
             let state = lock(&self.state);
             let passthrough = matches!(state.mode, Some(Mode::Passthrough));
-            let classes = state
-                .engine
-                .as_ref()
-                .map(|engine| engine.engine().card().classes.join(","))
-                .unwrap_or_default();
-            (passthrough, classes)
+            (passthrough, Arc::clone(&state.classes))
         };
         let result = output::buffer_for(frame, input, format, passthrough, &classes)
             .and_then(|buffer| self.srcpad.push(buffer));
@@ -803,19 +797,13 @@ impl Segstream {
     }
 }
 
-/// `workers` compositors drawing `mode` for the engine's model.
+/// `workers` compositors drawing `mode` with one style per label.
 fn compositors(
     mode: &Mode,
-    settings: &Settings,
-    engine: &SharedEngine,
+    styles: &[LabelStyle],
     workers: usize,
 ) -> crate::Result<Vec<Compositor>> {
-    let styles = label_styles(
-        engine.engine().card(),
-        &settings.classes,
-        matches!(mode, Mode::Cutout { .. }),
-    )?;
     (0..workers)
-        .map(|_| Compositor::new(mode.clone(), styles.clone()))
+        .map(|_| Compositor::new(mode.clone(), styles.to_vec()))
         .collect()
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ndarray::Array4;
 
 use super::settings::Settings;
-use crate::infer::Segmenter;
+use crate::infer::{Segmenter, SegmenterOptions};
 use crate::paths::shown;
 use crate::stream::{Batching, Engine};
 use crate::{Error, Result};
@@ -18,9 +18,21 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq)]
 struct EngineKey {
     model: PathBuf,
-    provider: super::settings::ProviderChoice,
-    threads: u32,
-    batching: (usize, Duration, bool),
+    options: SegmenterOptions,
+    batching: Batching,
+}
+
+impl EngineKey {
+    /// What a message shows of the key.
+    fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, batch {}, leaky {})",
+            shown(&self.model),
+            self.options.device,
+            self.batching.batch_size,
+            self.batching.live
+        )
+    }
 }
 
 /// A running engine and what an element needs to know of it.
@@ -63,37 +75,28 @@ static INSTANCES: LazyLock<Mutex<HashMap<String, Weak<SharedEngine>>>> =
 /// the instance already runs with other model settings.
 pub fn acquire(settings: &Settings) -> Result<(Arc<SharedEngine>, bool)> {
     let model = settings.model_path()?;
-    let batching = settings.batching();
     let key = EngineKey {
         model: model.canonicalize().unwrap_or_else(|_| model.clone()),
-        provider: settings.provider,
-        threads: settings.threads,
-        batching: (batching.batch_size, batching.max_wait, batching.live),
+        options: settings.segmenter_options(),
+        batching: settings.batching(),
     };
     let Some(name) = &settings.model_instance else {
-        return Ok((Arc::new(start(key, batching, false)?), false));
+        return Ok((Arc::new(start(key, false)?), false));
     };
     // Held while loading, so that two elements starting at once share one session.
     let mut instances = INSTANCES.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(running) = instances.get(name).and_then(Weak::upgrade) {
         if running.key != key {
             return Err(Error::Config(format!(
-                "model-instance '{name}' runs {} ({:?}, batch {}, leaky {}); this element asks \
-                 for {} ({:?}, batch {}, leaky {}): elements sharing an instance need the same \
-                 model, provider, threads, batch, max-wait-ms and leaky",
-                shown(&running.key.model),
-                running.key.provider,
-                running.key.batching.0,
-                running.key.batching.2,
-                shown(&key.model),
-                key.provider,
-                key.batching.0,
-                key.batching.2,
+                "model-instance '{name}' runs {}; this element asks for {}: elements sharing an \
+                 instance need the same model, provider, threads, batch, max-wait-ms and leaky",
+                running.key.describe(),
+                key.describe(),
             )));
         }
         return Ok((running, true));
     }
-    let shared = Arc::new(start(key, batching, true)?);
+    let shared = Arc::new(start(key, true)?);
     instances.retain(|_, weak| weak.strong_count() > 0);
     instances.insert(name.clone(), Arc::downgrade(&shared));
     Ok((shared, false))
@@ -101,14 +104,9 @@ pub fn acquire(settings: &Settings) -> Result<(Arc<SharedEngine>, bool)> {
 
 /// Loads the model, times one batch of the size frames will mostly come in, and starts the
 /// engine (`shared`: for elements of a model-instance).
-fn start(key: EngineKey, batching: Batching, shared: bool) -> Result<SharedEngine> {
-    let options = Settings {
-        provider: key.provider,
-        threads: key.threads,
-        ..Settings::default()
-    }
-    .segmenter_options();
-    let mut segmenter = Segmenter::load(&key.model, &options)?;
+fn start(key: EngineKey, shared: bool) -> Result<SharedEngine> {
+    let batching = key.batching;
+    let mut segmenter = Segmenter::load(&key.model, &key.options)?;
     // A live batch holds one frame per element: time one frame.
     let timed = if batching.live {
         1

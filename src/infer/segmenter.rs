@@ -79,7 +79,7 @@ impl Default for CudnnOptions {
 }
 
 /// How to open a model.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SegmenterOptions {
     /// Execution provider choice.
     pub device: DeviceChoice,

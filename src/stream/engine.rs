@@ -103,7 +103,7 @@ impl Cadence {
 }
 
 /// How the shared stages batch.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Batching {
     /// Frames per inference call.
     pub batch_size: usize,

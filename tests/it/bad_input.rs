@@ -11,7 +11,8 @@ use gstreamer_pbutils as gst_pbutils;
 use segstream::video::{Frame, FrameSource, Pulled, probe_file};
 
 use crate::helpers::{
-    assert_fails, count_after, describe, fixture_model, run_ok, segstream, segstream_with_env,
+    assert_fails, count_after, describe, fixture_model, run_ok, segment_with_fixture, segstream,
+    segstream_with_env,
 };
 use crate::media::{
     decode, frame_count, generated, identity_model, nan_model, people_clip, with_metadata,
@@ -75,23 +76,9 @@ fn a_variable_frame_rate_file_is_not_called_damaged() {
     let info = probe_file(&input).unwrap();
     let promised = info.expected_frames().unwrap();
     assert!(promised > 60, "{info:?}: {promised} frames promised");
-    let dir = tempfile::tempdir().unwrap();
-    let output = dir.path().join("vfr.mkv");
-    let printed = run_ok(&[
-        "segment",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--model",
-        fixture_model().to_str().unwrap(),
-    ]);
-    assert_eq!(
-        count_after(&printed.stderr, "wrote "),
-        50,
-        "{}",
-        printed.stderr
-    );
-    assert!(!printed.stderr.contains("truncated"), "{}", printed.stderr);
+    let (_dir, output, stderr) = segment_with_fixture(&input, "vfr.mkv", &[]);
+    assert_eq!(count_after(&stderr, "wrote "), 50, "{}", stderr);
+    assert!(!stderr.contains("truncated"), "{}", stderr);
     let mut last_pts = None;
     decode(&output, |frame| last_pts = frame.pts);
     let last_ms = last_pts.unwrap().mseconds();
@@ -149,24 +136,8 @@ fn is_interlaced(path: &Path) -> bool {
 fn interlaced_input_comes_out_progressive_without_combing() {
     let input = generated("interlaced.mkv");
     assert!(is_interlaced(&input));
-    let dir = tempfile::tempdir().unwrap();
-    let output = dir.path().join("out.mkv");
-    let printed = run_ok(&[
-        "segment",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--model",
-        fixture_model().to_str().unwrap(),
-        "--opacity",
-        "0",
-    ]);
-    assert_eq!(
-        count_after(&printed.stderr, "wrote "),
-        50,
-        "{}",
-        printed.stderr
-    );
+    let (_dir, output, stderr) = segment_with_fixture(&input, "out.mkv", &["--opacity", "0"]);
+    assert_eq!(count_after(&stderr, "wrote "), 50, "{}", stderr);
     assert!(!is_interlaced(&output), "the output is flagged interlaced");
     let (before, after) = (
         combing(&decoded_as_stored(&input)),

@@ -18,6 +18,29 @@ pub fn fixture_model() -> PathBuf {
     fixtures().join("unet-d2b8-random.onnx")
 }
 
+/// Segments `input` with the fixture model (and `extra` options) into `name` in a new
+/// temporary folder; returns the folder (keep it alive), the output path and stderr.
+pub fn segment_with_fixture(
+    input: &Path,
+    name: &str,
+    extra: &[&str],
+) -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join(name);
+    let model = fixture_model();
+    let mut args = vec![
+        "segment",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let stderr = run_ok(&args).stderr;
+    (dir, output, stderr)
+}
+
 /// Runs `segstream` with `args`; returns its output.
 pub fn segstream(args: &[&str]) -> Output {
     segstream_with_env(args, &[])

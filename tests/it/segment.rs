@@ -6,34 +6,18 @@ use std::time::Duration;
 
 use segstream::video::{Frame, probe_file};
 
-use crate::helpers::{assert_fails, count_after, fixture_model, interrupt, run_ok};
+use crate::helpers::{
+    assert_fails, count_after, fixture_model, interrupt, run_ok, segment_with_fixture,
+};
 use crate::media::{
     channel_classifier, decode, dominant_channel, generated, identity_model, is_red, opencv_clip,
     people_clip, png_frames, red_detector,
 };
 
-/// Segments `input` with the fixture model into `name` in a new temporary folder; returns the
-/// folder (keep it alive), the output path and stderr.
-fn segment_with_fixture(input: &Path, name: &str) -> (tempfile::TempDir, PathBuf, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let output = dir.path().join(name);
-    let model = fixture_model();
-    let stderr = run_ok(&[
-        "segment",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-    ])
-    .stderr;
-    (dir, output, stderr)
-}
-
 #[test]
 fn segment_keeps_frames_timestamps_size_and_audio() {
     let input = generated("tone.mp4");
-    let (_dir, output, stderr) = segment_with_fixture(&input, "out.mp4");
+    let (_dir, output, stderr) = segment_with_fixture(&input, "out.mp4", &[]);
     assert!(stderr.contains("wrote 90 frames"), "{stderr}");
 
     let mut frames_in = Vec::new();
@@ -193,7 +177,7 @@ fn batch_sizes_give_identical_outputs() {
 #[test]
 fn damaged_file_is_decoded_with_repaired_timestamps() {
     let input = opencv_clip("Megamind_bugy.avi");
-    let (_dir, output, stderr) = segment_with_fixture(&input, "out.mkv");
+    let (_dir, output, stderr) = segment_with_fixture(&input, "out.mkv", &[]);
     assert!(stderr.contains("broken timestamps"), "{stderr}");
     assert!(stderr.contains("wrote 270 frames"), "{stderr}");
     let mut count = 0;
