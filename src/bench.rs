@@ -347,7 +347,7 @@ fn end_to_end(
         segmenter,
         Door {
             source,
-            sink,
+            sink: Box::new(sink),
             compositors,
             config: EngineConfig {
                 batch_size: batch,

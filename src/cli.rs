@@ -224,10 +224,12 @@ pub struct CameraArgs {
     pub source_pipeline: Vec<String>,
     /// Output: window (default), udp://HOST:PORT (RTP/H.264), /dev/videoN (v4l2loopback), or
     /// a file as for `segment` (finalised on Ctrl-C). Several sources: one -o each, in order,
-    /// or one with {index} in it (out-{index}.mkv).
+    /// one with {index} in it (out-{index}.mkv), or a single output (a window when none is
+    /// given) that shows them tiled in a grid.
     #[arg(short, long)]
     pub output: Vec<String>,
-    /// Custom sink (gst-launch syntax) starting with `appsrc name=out`.
+    /// Custom sink (gst-launch syntax) starting with `appsrc name=out`; several sources are
+    /// tiled into it.
     #[arg(long, conflicts_with = "output")]
     pub sink_pipeline: Option<String>,
     #[command(flatten)]

@@ -163,7 +163,7 @@ fn run_item(
     source.start().context("starting the input")?;
     let door = Door {
         source,
-        sink,
+        sink: Box::new(sink),
         compositors,
         config: config.clone(),
         stop: Arc::clone(stop),

@@ -1,6 +1,8 @@
 //! `segstream camera`: a live feed in, segmented frames out as they come, latency first.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,7 +14,9 @@ use crate::paths::shown;
 use crate::stream::{
     Door, Ending, Engine, EngineConfig, Interval, Patience, Policy, Report, Ticker,
 };
-use crate::video::{CameraFormat, FrameSink, LiveInput, LiveOutput};
+use crate::video::{
+    CameraFormat, FrameOutput, FrameSink, FrameSource, LiveInput, LiveOutput, Mosaic, StagedOutput,
+};
 
 use super::segment::check_output_folder;
 use super::{EXIT_INTERRUPTED, draw, interrupt, load_model, output, report};
@@ -26,7 +30,7 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
     let inputs = live_inputs(args)?;
     let config = engine_config(args, inputs.len())?;
     let outputs = live_outputs(args, inputs.len())?;
-    for output in outputs.iter().flatten() {
+    for output in outputs.named() {
         if let LiveOutput::File(path, kind) = output {
             check_output_folder(path, *kind)?;
         }
@@ -39,45 +43,7 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
         .collect::<crate::Result<Vec<_>>>()?;
     let segmenter = load_model(&args.model)?;
     let engine = Engine::start(segmenter, config.batching())?;
-    let mut feeds = Vec::with_capacity(inputs.len());
-    for ((input, output), source) in inputs.iter().zip(&outputs).zip(sources) {
-        let keeps_alpha = output.as_ref().is_none_or(LiveOutput::keeps_alpha);
-        let compositors = draw::compositors(&args.draw, engine.card(), keeps_alpha, 1)?;
-        let (sink, staged, target) = match (&args.sink_pipeline, output) {
-            (Some(description), _) => (
-                FrameSink::from_description(description)?,
-                None,
-                "the sink pipeline".to_string(),
-            ),
-            (None, Some(output)) => {
-                let (sink, staged) = output.open()?;
-                (
-                    sink.with_preset(&args.preset, true)?,
-                    staged,
-                    output.describe(),
-                )
-            }
-            (None, None) => unreachable!("an output is parsed when there is no sink pipeline"),
-        };
-        // Started before the output, so that a feed that cannot start leaves no empty file.
-        source.start()?;
-        sink.start()
-            .with_context(|| format!("opening the output {target}"))?;
-        eprintln!(
-            "segmenting {} live into {target} (Ctrl-C to stop)",
-            input.describe()
-        );
-        let door = Door {
-            source,
-            sink,
-            compositors,
-            config: config.clone(),
-            stop: stop.clone(),
-            progress: ProgressBar::hidden(),
-            ticker: ticker(args.stats_interval),
-        };
-        feeds.push((input, door, staged, target));
-    }
+    let (feeds, tiled) = open_feeds(args, &inputs, sources, &outputs, &engine, &config, &stop)?;
     let runs: Vec<_> = std::thread::scope(|scope| {
         let running: Vec<_> = feeds
             .into_iter()
@@ -105,10 +71,11 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
             (input, outcome, target)
         })
         .collect();
+    let tiled = tiled.map(Tiled::settle).transpose()?;
     let shared = engine.finish()?;
     let several = settled.len() > 1;
     let mut reports = Vec::new();
-    let mut failures = Vec::new();
+    let mut failures: Vec<_> = tiled.flatten().into_iter().collect();
     let label = |index: usize, input: &LiveInput| match several {
         true => format!("source {index} ({})", input.describe()),
         false => input.describe(),
@@ -178,45 +145,193 @@ fn ending_error(report: &Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The outputs the options name, one per source: `-o` once per source, or once with
-/// `{index}` in it (`out-{index}.mkv`); with one source, a window when none is given. `None`s
-/// when a sink pipeline replaces them.
-fn live_outputs(args: &CameraArgs, sources: usize) -> crate::Result<Vec<Option<LiveOutput>>> {
-    if args.sink_pipeline.is_some() {
-        if sources > 1 {
-            return Err(Error::Config(
-                "--sink-pipeline serves one source; give -o per source".into(),
-            ));
+/// A feed ready to run: its input, its door, its own file output (when it has one) and how its
+/// output is named.
+type Feed<'a> = (&'a LiveInput, Door, Option<StagedOutput>, String);
+
+/// The output all feeds share when they are tiled, and how it ended.
+struct Tiled {
+    mosaic: Arc<Mosaic>,
+    staged: Option<StagedOutput>,
+    target: String,
+}
+
+impl Tiled {
+    /// Settles the shared output once every feed has ended; its failure is returned, to be
+    /// reported with the feeds'.
+    fn settle(self) -> anyhow::Result<Option<anyhow::Error>> {
+        let outcome = self.mosaic.outcome();
+        let written = outcome.as_ref().and_then(|o| o.as_ref().ok().copied());
+        if let Some(staged) = self.staged {
+            output::settle_file(staged, written)?;
         }
-        return Ok(vec![None]);
+        if let (Some(pictures), Some([columns, rows])) = (written, self.mosaic.layout()) {
+            eprintln!(
+                "tiled the sources {columns}×{rows} into {}: {pictures} pictures",
+                self.target
+            );
+        }
+        Ok(match outcome {
+            Some(Err(error)) => Some(anyhow::anyhow!("{error}").context(self.target)),
+            _ => None,
+        })
+    }
+}
+
+/// Opens each feed's output (or the tiled one) and builds its door; sources are started
+/// before the outputs they write, so that a feed that cannot start leaves no empty file.
+fn open_feeds<'a>(
+    args: &CameraArgs,
+    inputs: &'a [LiveInput],
+    sources: Vec<FrameSource>,
+    outputs: &Outputs,
+    engine: &Engine,
+    config: &EngineConfig,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<(Vec<Feed<'a>>, Option<Tiled>)> {
+    let mut opened = Vec::with_capacity(inputs.len());
+    for (index, source) in sources.into_iter().enumerate() {
+        let output = outputs.of(index);
+        let keeps_alpha = output.is_none_or(LiveOutput::keeps_alpha);
+        let compositors = draw::compositors(&args.draw, engine.card(), keeps_alpha, 1)?;
+        let own = match outputs {
+            Outputs::Each(_) => Some(open_output(args, output)?),
+            Outputs::Tiled(_) => None,
+        };
+        source.start()?;
+        if let Some((sink, _, target)) = &own {
+            sink.start()
+                .with_context(|| format!("opening the output {target}"))?;
+        }
+        opened.push((source, compositors, own));
+    }
+    let tiled = match outputs {
+        Outputs::Tiled(output) => {
+            let (sink, staged, target) = open_output(args, output.as_ref())?;
+            sink.start()
+                .with_context(|| format!("opening the output {target}"))?;
+            let mosaic = Mosaic::new(sink, inputs.len());
+            Some(Tiled { mosaic, staged, target })
+        }
+        Outputs::Each(_) => None,
+    };
+    let mut feeds = Vec::with_capacity(inputs.len());
+    for (index, (input, (source, compositors, own))) in inputs.iter().zip(opened).enumerate() {
+        let (sink, staged, target): (Box<dyn FrameOutput>, _, _) = match (own, &tiled) {
+            (Some((sink, staged, target)), _) => (Box::new(sink), staged, target),
+            (None, Some(tiled)) => (
+                Box::new(tiled.mosaic.tile(index)),
+                None,
+                format!("tile {index} of {}", tiled.target),
+            ),
+            (None, None) => unreachable!("a feed without an output of its own is a tile"),
+        };
+        eprintln!(
+            "segmenting {} live into {target} (Ctrl-C to stop)",
+            input.describe()
+        );
+        let door = Door {
+            source,
+            sink,
+            compositors,
+            config: config.clone(),
+            stop: Arc::clone(stop),
+            progress: ProgressBar::hidden(),
+            ticker: ticker(args.stats_interval),
+        };
+        feeds.push((input, door, staged, target));
+    }
+    Ok((feeds, tiled))
+}
+
+/// The sink for `output` (the sink pipeline when `None`), not started, with the file it
+/// stages and how it is named.
+fn open_output(
+    args: &CameraArgs,
+    output: Option<&LiveOutput>,
+) -> crate::Result<(FrameSink, Option<StagedOutput>, String)> {
+    match (&args.sink_pipeline, output) {
+        (Some(description), _) => Ok((
+            FrameSink::from_description(description)?,
+            None,
+            "the sink pipeline".to_string(),
+        )),
+        (None, Some(output)) => {
+            let (sink, staged) = output.open()?;
+            Ok((
+                sink.with_preset(&args.preset, true)?,
+                staged,
+                output.describe(),
+            ))
+        }
+        (None, None) => unreachable!("an output is parsed when there is no sink pipeline"),
+    }
+}
+
+/// Where the feeds' frames go (`None`: the sink pipeline).
+enum Outputs {
+    /// Each feed to its own output, in order.
+    Each(Vec<Option<LiveOutput>>),
+    /// Every feed into a tile of one output.
+    Tiled(Option<LiveOutput>),
+}
+
+impl Outputs {
+    /// The output feed `index` writes to (through its tile when tiled).
+    fn of(&self, index: usize) -> Option<&LiveOutput> {
+        match self {
+            Outputs::Each(each) => each[index].as_ref(),
+            Outputs::Tiled(shared) => shared.as_ref(),
+        }
+    }
+
+    /// Every output the options named.
+    fn named(&self) -> impl Iterator<Item = &LiveOutput> {
+        let all: Vec<_> = match self {
+            Outputs::Each(each) => each.iter().flatten().collect(),
+            Outputs::Tiled(shared) => shared.iter().collect(),
+        };
+        all.into_iter()
+    }
+}
+
+/// The outputs the options name: `-o` once per source, or once with `{index}` in it
+/// (`out-{index}.mkv`); one output (a window when none is given, or the sink pipeline) for
+/// several sources shows them tiled.
+fn live_outputs(args: &CameraArgs, sources: usize) -> crate::Result<Outputs> {
+    let several = sources > 1;
+    if args.sink_pipeline.is_some() {
+        return Ok(match several {
+            true => Outputs::Tiled(None),
+            false => Outputs::Each(vec![None]),
+        });
     }
     let named: Vec<String> = match args.output.as_slice() {
-        [] if sources == 1 => return Ok(vec![Some(LiveOutput::parse(None)?)]),
-        [] => {
-            return Err(Error::Config(format!(
-                "{sources} sources need an output each: -o per source, or one -o with {{index}} \
-                 in it (out-{{index}}.mkv)"
-            )));
-        }
-        [pattern] if sources > 1 && pattern.contains("{index}") => (0..sources)
+        [] => vec!["window".into()],
+        [pattern] if several && pattern.contains("{index}") => (0..sources)
             .map(|i| pattern.replace("{index}", &i.to_string()))
             .collect(),
-        named if named.len() == sources => named.to_vec(),
-        named => {
-            return Err(Error::Config(format!(
-                "{} outputs (-o) for {sources} sources: give one per source, or one with \
-                 {{index}} in it",
-                named.len()
-            )));
-        }
+        named => named.to_vec(),
     };
     let outputs = named
         .iter()
         .map(|o| LiveOutput::parse(Some(o)))
         .collect::<crate::Result<Vec<_>>>()?;
-    if sources > 1 && outputs.contains(&LiveOutput::Window) {
+    match outputs.len() {
+        1 if several => return Ok(Outputs::Tiled(outputs.into_iter().next())),
+        n if n == sources => {}
+        n => {
+            return Err(Error::Config(format!(
+                "{n} outputs (-o) for {sources} sources: give one per source, one with \
+                 {{index}} in it, or one to show them all tiled"
+            )));
+        }
+    }
+    if several && outputs.contains(&LiveOutput::Window) {
         return Err(Error::Config(
-            "a window shows one source: give several sources files or network outputs".into(),
+            "a window with other outputs: give one -o (or none) to show every source tiled \
+             in one window, or files and network outputs for each"
+                .into(),
         ));
     }
     for (i, output) in outputs.iter().enumerate() {
@@ -227,7 +342,7 @@ fn live_outputs(args: &CameraArgs, sources: usize) -> crate::Result<Vec<Option<L
             )));
         }
     }
-    Ok(outputs.into_iter().map(Some).collect())
+    Ok(Outputs::Each(outputs.into_iter().map(Some).collect()))
 }
 
 /// `error`, with how to find a format the camera offers when it refused the one asked for.

@@ -19,21 +19,35 @@ pub(super) fn settle(
     };
     match outcome {
         Ok(report) => {
-            if staged.commit(report.frames_written)? == Settled::Removed {
-                eprintln!("no frame was written: no output file was made and nothing was replaced");
-            }
+            settle_file(staged, Some(report.frames_written))?;
             Ok(report)
         }
         Err(error) => {
-            match staged.abandon() {
-                Ok(Settled::Partial(path)) => eprintln!(
-                    "the run failed; the frames written before it are kept in {}",
-                    shown(&path)
-                ),
-                Ok(_) => {}
-                Err(move_error) => eprintln!("{move_error}"),
-            }
+            settle_file(staged, None)?;
             Err(error.into())
         }
     }
+}
+
+/// Moves `staged` into place when its run finalised it with `written` frames; when the run
+/// failed (`None`), keeps what it holds as partial or removes it.
+///
+/// # Errors
+/// The error of moving a finalised output into place.
+pub(super) fn settle_file(staged: StagedOutput, written: Option<u64>) -> anyhow::Result<()> {
+    let Some(frames) = written else {
+        match staged.abandon() {
+            Ok(Settled::Partial(path)) => eprintln!(
+                "the run failed; the frames written before it are kept in {}",
+                shown(&path)
+            ),
+            Ok(_) => {}
+            Err(move_error) => eprintln!("{move_error}"),
+        }
+        return Ok(());
+    };
+    if staged.commit(frames)? == Settled::Removed {
+        eprintln!("no frame was written: no output file was made and nothing was replaced");
+    }
+    Ok(())
 }

@@ -73,7 +73,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
     let batch_size = args.batch.unwrap_or(default_batch(segmenter.provider()));
     let door = Door {
         source,
-        sink,
+        sink: Box::new(sink),
         compositors,
         config: EngineConfig {
             batch_size,

@@ -39,7 +39,7 @@ use lane::LaneWorkers;
 
 use crate::imaging::Compositor;
 use crate::infer::Segmenter;
-use crate::video::{FrameSink, FrameSource};
+use crate::video::{FrameOutput, FrameSource};
 use crate::{Error, Result};
 pub use latency::{Interval, LatencySummary, Ticker};
 pub use reorder::Reorder;
@@ -231,8 +231,8 @@ pub fn run(segmenter: Segmenter, door: Door) -> Result<Report> {
 pub struct Door {
     /// Started source.
     pub source: FrameSource,
-    /// Started sink.
-    pub sink: FrameSink,
+    /// Started output.
+    pub sink: Box<dyn FrameOutput>,
     /// One compositor per post-processing worker (exactly one for live runs and smoothing).
     pub compositors: Vec<Compositor>,
     /// Settings (the engine's batching is set when it starts).

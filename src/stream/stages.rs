@@ -19,7 +19,7 @@ use crate::Result;
 use crate::imaging::postprocess::changed_labels;
 use crate::imaging::{Compositor, Postprocessor, Preprocessor};
 use crate::infer::{ModelCard, Segmenter};
-use crate::video::{Frame, FrameSink, FrameSource, Pulled};
+use crate::video::{Frame, FrameOutput, FrameSource, Pulled};
 
 /// How often the source looks at the stop flag while waiting for a frame.
 const SOURCE_POLL: gst::ClockTime = gst::ClockTime::from_mseconds(100);
@@ -459,7 +459,7 @@ impl Written {
     /// Pushes `frame` into `sink` and records it (`depth`: frames still waiting).
     fn push(
         &mut self,
-        sink: &mut FrameSink,
+        sink: &mut dyn FrameOutput,
         frame: Frame,
         depth: usize,
         progress: &ProgressBar,
@@ -481,7 +481,7 @@ impl SinkStage<'_> {
     /// input's `ending` (received once the source has stopped) requires.
     pub fn run(
         mut self,
-        mut sink: FrameSink,
+        mut sink: Box<dyn FrameOutput>,
         output_rx: &Receiver<Frame>,
         ending_rx: &Receiver<Ending>,
     ) -> Result<SinkEnd> {
@@ -511,12 +511,12 @@ impl SinkStage<'_> {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             for frame in frames {
-                written.push(&mut sink, frame, output_rx.len(), &self.progress)?;
+                written.push(sink.as_mut(), frame, output_rx.len(), &self.progress)?;
             }
             self.tick(&mut tally, &written.latency, &mut intervals);
         }
         for frame in reorder.drain() {
-            written.push(&mut sink, frame, 0, &self.progress)?;
+            written.push(sink.as_mut(), frame, 0, &self.progress)?;
         }
         let ending = ending_rx.recv().unwrap_or(Ending::Finished);
         let count = sink.finish(ending == Ending::Interrupted)?;

@@ -4,6 +4,7 @@
 mod bus;
 mod frame;
 mod live;
+mod mosaic;
 mod sink;
 mod source;
 mod staged;
@@ -11,7 +12,8 @@ pub mod templates;
 
 pub use frame::{Frame, swap_red_and_blue};
 pub use live::{CameraFormat, LiveInput, LiveOutput};
-pub use sink::FrameSink;
+pub use mosaic::Mosaic;
+pub use sink::{FrameOutput, FrameSink};
 pub use source::{FrameSource, InputInfo, Pulled, init, probe_file};
 pub use staged::{Settled, StagedOutput};
 pub use templates::OutputKind;

@@ -22,6 +22,23 @@ const APPSRC_QUEUED_FRAMES: u64 = 4;
 /// How often a waiting `push` looks at the queue and the bus.
 const PUSH_POLL: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// Where a lane's composed frames go: a sink pipeline of its own ([`FrameSink`]) or a tile of
+/// one that several sources share ([`super::Mosaic`]).
+pub trait FrameOutput: Send {
+    /// Pushes the next frame (in order), keeping its timestamps.
+    ///
+    /// # Errors
+    /// [`Error::Pipeline`] when the output refuses it (encoder or writer failure).
+    fn push(&mut self, frame: Frame) -> Result<()>;
+
+    /// Ends the stream and finalises what it wrote (`interrupted`: as [`FrameSink::finish`]);
+    /// returns the number of frames written.
+    ///
+    /// # Errors
+    /// [`Error::Pipeline`] when the output fails while finishing.
+    fn finish(self: Box<Self>, interrupted: bool) -> Result<u64>;
+}
+
 /// A sink pipeline accepting RGBA frames in order.
 pub struct FrameSink {
     pipeline: gst::Pipeline,
@@ -217,6 +234,16 @@ impl FrameSink {
         let result = bus::wait_for_eos(&self.pipeline);
         let _ = self.pipeline.set_state(gst::State::Null);
         result.map(|()| self.frames_written)
+    }
+}
+
+impl FrameOutput for FrameSink {
+    fn push(&mut self, frame: Frame) -> Result<()> {
+        FrameSink::push(self, frame)
+    }
+
+    fn finish(self: Box<Self>, interrupted: bool) -> Result<u64> {
+        FrameSink::finish(*self, interrupted)
     }
 }
 
