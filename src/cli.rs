@@ -45,6 +45,9 @@ pub enum Command {
     InitModel(InitModelArgs),
 }
 
+/// The x264 speed preset of file outputs, chosen by measurement (benches/encoders.py).
+pub const FILE_PRESET: &str = "superfast";
+
 /// x264's speed presets, fastest first.
 const PRESETS: [&str; 9] = [
     "ultrafast",
@@ -191,9 +194,9 @@ pub struct SegmentArgs {
     /// Leave the input's audio out of the output.
     #[arg(long)]
     pub no_audio: bool,
-    /// H.264 encoder speed (x264's speed-preset) for .mp4 and .mkv: faster presets take less
-    /// CPU and make larger files.
-    #[arg(long, default_value = "veryfast", value_parser = PRESETS)]
+    /// H.264 encoder speed (x264's speed-preset) for .mp4 and .mkv, at constant quality:
+    /// faster presets take less CPU and make larger files.
+    #[arg(long, default_value = FILE_PRESET, value_parser = PRESETS)]
     pub preset: String,
     /// Custom source (gst-launch syntax) ending in `appsink name=frames`.
     #[arg(long)]

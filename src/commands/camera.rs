@@ -211,7 +211,11 @@ fn open_feeds<'a>(
             sink.start()
                 .with_context(|| format!("opening the output {target}"))?;
             let mosaic = Mosaic::new(sink, inputs.len());
-            Some(Tiled { mosaic, staged, target })
+            Some(Tiled {
+                mosaic,
+                staged,
+                target,
+            })
         }
         Outputs::Each(_) => None,
     };

@@ -16,8 +16,8 @@ use gstreamer as gst;
 
 use super::frame::Frame;
 use super::sink::{FrameOutput, FrameSink};
-use crate::imaging::Scaler;
 use crate::Result;
+use crate::imaging::Scaler;
 
 /// The most pictures a second the mosaic sends on (each tile update would otherwise be one).
 pub const MOSAIC_RATE: u32 = 30;
@@ -221,11 +221,9 @@ impl FrameOutput for Tile {
     fn push(&mut self, frame: Frame) -> Result<()> {
         let grid = self.mosaic.lock().grid_for(&frame);
         // Scaled outside the lock: the other tiles keep drawing meanwhile.
-        let pixels = self.scaler.rgba_fit(
-            &frame.pixels,
-            [frame.width(), frame.height()],
-            grid.tile,
-        );
+        let pixels =
+            self.scaler
+                .rgba_fit(&frame.pixels, [frame.width(), frame.height()], grid.tile);
         let mut state = self.mosaic.lock();
         state.draw(grid, self.index, &pixels);
         state.send_if_due(false)?;

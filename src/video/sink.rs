@@ -101,8 +101,9 @@ impl FrameSink {
         self
     }
 
-    /// Sets the H.264 encoder's speed preset (x264's `speed-preset`), and its zero-latency
-    /// tuning for live outputs. Outputs without an H.264 encoder are left as they are.
+    /// Sets the H.264 encoder's speed preset (x264's `speed-preset`), and for live outputs its
+    /// zero-latency tuning with no look-ahead. Outputs without an H.264 encoder are left as
+    /// they are.
     ///
     /// # Errors
     /// [`Error::Config`] for a preset x264 does not have.
@@ -133,6 +134,10 @@ impl FrameSink {
         set("speed-preset", preset)?;
         if live {
             set("tune", "zerolatency")?;
+            // The file templates' look-ahead would hold 10 frames back; properties set on the
+            // element win over the tuning, so they are undone here.
+            encoder.set_property("rc-lookahead", 0i32);
+            encoder.set_property("mb-tree", false);
         }
         Ok(self)
     }

@@ -913,8 +913,14 @@ fn two_sources_with_one_output_are_tiled_side_by_side() {
     // The blue source ended first: its tile keeps its last picture beside the red one.
     let pixel = |x: usize, y: usize| &last.pixels[(y * 640 + x) * 4..][..3];
     let (left, right) = (pixel(160, 120), pixel(480, 120));
-    assert!(left[0] > 200 && left[1] < 40 && left[2] < 40, "left {left:?}");
-    assert!(right[2] > 200 && right[0] < 40 && right[1] < 40, "right {right:?}");
+    assert!(
+        left[0] > 200 && left[1] < 40 && left[2] < 40,
+        "left {left:?}"
+    );
+    assert!(
+        right[2] > 200 && right[0] < 40 && right[1] < 40,
+        "right {right:?}"
+    );
 }
 
 #[test]
@@ -932,7 +938,10 @@ fn several_sources_without_an_output_are_tiled_in_one_window() {
     let result = crate::helpers::segstream_with_env(&args, &[("DISPLAY", &display.name)]);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(result.status.success(), "{}", describe(&args, &result));
-    assert!(stderr.contains("tiled the sources 2×2 into a window"), "{stderr}");
+    assert!(
+        stderr.contains("tiled the sources 2×2 into a window"),
+        "{stderr}"
+    );
     // Every feed reaches its tile; frames that came while the window opened are dropped, as
     // live runs drop what they cannot show in time.
     for tile in 0..3 {

@@ -9,6 +9,7 @@ mod dataset;
 mod element;
 #[cfg(feature = "train")]
 mod encoder_weights;
+mod encoding;
 mod eval;
 #[cfg(feature = "train")]
 mod fine_tune;
