@@ -17,7 +17,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # The encoder settings of segment's mp4 sink (pipelines/sinks/mp4.gst), behind a queue: segment's
 # appsrc hands frames to the encoder on a thread of its own, and so does the queue.
-encode="queue ! videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=veryfast bframes=0 ! h264parse ! mp4mux"
+encode="queue ! videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=superfast mb-tree=true rc-lookahead=10 pass=qual quantizer=20 bitrate=50000 bframes=0 ! h264parse ! mp4mux"
 
 # Runs the command; prints its wall seconds and peak memory (MB).
 measure() {
@@ -33,7 +33,7 @@ frames=$(gst-launch-1.0 -v filesrc location="$clip" ! decodebin ! video/x-raw ! 
     fakesink silent=false 2>/dev/null | grep -c 'chain')
 echo "clip: $clip ($frames frames), $(nproc) cores"
 echo
-echo "1. element in gst-launch-1.0 vs segstream segment (same model, x264 veryfast), $pairs alternating pairs"
+echo "1. element in gst-launch-1.0 vs segstream segment (same model, same x264 settings), $pairs alternating pairs"
 ratios=()
 for ((i = 1; i <= pairs; i++)); do
     read -r element_s _ < <(measure gst-launch-1.0 -q filesrc location="$clip" ! decodebin ! \
