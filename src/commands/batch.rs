@@ -69,17 +69,20 @@ pub(super) fn run(args: &SegmentArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<
         ..EngineConfig::default()
     };
     let engine = Engine::start(segmenter, config.batching())?;
+    let parallel = args.parallel.clamp(1, items.len().max(1));
     eprintln!(
-        "segmenting {} inputs into {}, {} at a time",
+        "segmenting {} inputs into {}, {parallel} at a time",
         items.len(),
         shown(folder),
-        args.parallel.min(items.len()).max(1)
     );
+    // The encoders running at once share the cores between them.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let encoder_threads = u32::try_from((cores / parallel).max(1)).unwrap_or(1);
     let queue: Mutex<VecDeque<usize>> = Mutex::new((0..items.len()).collect());
     let outcomes: Mutex<Vec<Option<(Outcome, Duration)>>> =
         Mutex::new((0..items.len()).map(|_| None).collect());
     std::thread::scope(|scope| {
-        for _ in 0..args.parallel.clamp(1, items.len().max(1)) {
+        for _ in 0..parallel {
             scope.spawn(|| {
                 while let Some(index) = next(&queue) {
                     let started = Instant::now();
@@ -88,7 +91,8 @@ pub(super) fn run(args: &SegmentArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<
                     } else if args.skip_done && is_done(&items[index]) {
                         Outcome::Skipped
                     } else {
-                        match run_item(args, &engine, &config, kind, &items[index], stop) {
+                        let item = &items[index];
+                        match run_item(args, &engine, &config, kind, item, encoder_threads, stop) {
                             Ok(report) => Outcome::Written(report),
                             Err(error) => Outcome::Failed(error),
                         }
@@ -145,6 +149,7 @@ fn run_item(
     config: &EngineConfig,
     kind: OutputKind,
     item: &Item,
+    encoder_threads: u32,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Report> {
     let info = video::probe_file(&item.input)?;
@@ -157,7 +162,8 @@ fn run_item(
     )?;
     let staged = StagedOutput::new(&item.output, kind);
     let sink = FrameSink::to_path(staged.temp_path(), kind, audio_from)?
-        .with_preset(&args.preset, false)?;
+        .with_preset(&args.preset, false)?
+        .with_encoder_threads(encoder_threads);
     sink.start().context("opening the output")?;
     let source = FrameSource::file(&item.input)?;
     source.start().context("starting the input")?;

@@ -80,7 +80,8 @@ struct State {
     /// Tiles that have not left yet.
     open: usize,
     interrupted: bool,
-    started: Instant,
+    /// When the first picture was sent: the mosaic's time zero.
+    started: Option<Instant>,
     last_sent: Option<Instant>,
     /// A tile changed since the picture was last sent.
     changed: bool,
@@ -101,7 +102,7 @@ impl Mosaic {
                 tiles,
                 open: tiles,
                 interrupted: false,
-                started: Instant::now(),
+                started: None,
                 last_sent: None,
                 changed: false,
                 sent: 0,
@@ -179,9 +180,8 @@ impl State {
         let [width, height] = grid.size();
         let mut picture = like.resized(width, height, self.picture.clone())?;
         picture.seq = self.sent;
-        picture.pts = Some(gst::ClockTime::from_nseconds(
-            self.started.elapsed().as_nanos() as u64,
-        ));
+        let since = self.started.get_or_insert_with(Instant::now).elapsed();
+        picture.pts = Some(gst::ClockTime::from_nseconds(since.as_nanos() as u64));
         picture.duration = None;
         sink.push(picture)?;
         self.sent += 1;

@@ -142,6 +142,16 @@ impl FrameSink {
         Ok(self)
     }
 
+    /// Limits the H.264 encoder to `threads` (x264 otherwise takes 1.5 per core, each with
+    /// frames of its own: when several outputs are encoded at once, the cores are already
+    /// shared and the extra threads only hold memory). Outputs without one are left as they are.
+    pub fn with_encoder_threads(self, threads: u32) -> Self {
+        if let Ok(encoder) = self.element(ENCODER) {
+            encoder.set_property("threads", threads);
+        }
+        self
+    }
+
     /// The element named `name` of the sink pipeline.
     ///
     /// # Errors
