@@ -15,7 +15,7 @@ use crate::dataset::{ClassSet, LabelledImage, Pair, read_pair};
 use crate::imaging::postprocess::changed_labels;
 use crate::imaging::{Postprocessor, Preprocessor, Scaler};
 use crate::infer::Segmenter;
-use crate::metrics::{Confusion, Scores};
+use crate::metrics::{BoundaryCounts, Confusion, Scores, band_width};
 use crate::video::{FrameSource, probe_file};
 use crate::{Error, Result};
 
@@ -37,6 +37,8 @@ pub struct ImageScore {
     pub pair: Pair,
     /// Its scores.
     pub scores: Scores,
+    /// Its Boundary IoU (`None` when neither mask has a boundary).
+    pub boundary_iou: Option<f64>,
 }
 
 /// The result over a set of images.
@@ -44,6 +46,8 @@ pub struct ImageScore {
 pub struct Evaluation {
     /// Every pixel of every image.
     pub total: Confusion,
+    /// The boundary bands of every image.
+    pub boundary: BoundaryCounts,
     /// Per image, in input order.
     pub images: Vec<ImageScore>,
     /// Wall time, decoding included.
@@ -117,6 +121,12 @@ impl<'a> Evaluator<'a> {
         let started = Instant::now();
         let labels = self.classes.label_count();
         let mut total = Confusion::new(labels);
+        let mut boundary = BoundaryCounts::new(labels);
+        // Binary models are scored on the object's boundary, multi-class ones on every class's.
+        let scored: Vec<u8> = match self.classes.is_binary() {
+            true => vec![1],
+            false => (0..labels).filter_map(|c| u8::try_from(c).ok()).collect(),
+        };
         let mut images = Vec::with_capacity(pairs.len());
         let classes = self.classes;
         std::thread::scope(|scope| -> Result<()> {
@@ -134,16 +144,23 @@ impl<'a> Evaluator<'a> {
                 let mut confusion = Confusion::new(labels);
                 confusion.add(&prediction.truth, &prediction.predicted);
                 total.merge(&confusion);
+                let mut edges = BoundaryCounts::new(labels);
+                let [width, _] = prediction.size;
+                let d = band_width(prediction.size);
+                edges.add(&prediction.truth, &prediction.predicted, width, d, &scored);
+                boundary.merge(&edges);
                 images.push(ImageScore {
                     name: pair.name(),
                     pair: pair.clone(),
                     scores: confusion.scores(self.classes.names.len()),
+                    boundary_iou: edges.iou(),
                 });
             }
             Ok(())
         })?;
         Ok(Evaluation {
             total,
+            boundary,
             images,
             seconds: started.elapsed().as_secs_f64(),
         })

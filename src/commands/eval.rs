@@ -143,6 +143,7 @@ fn summary_json(
         "images": evaluation.images.len(),
         "pixels": evaluation.total.total(),
         "pixel_accuracy": scores.pixel_accuracy,
+        "boundary_iou": evaluation.boundary.iou(),
         "images_per_s": evaluation.images_per_s(),
         "seconds": evaluation.seconds,
         "per_image": {
@@ -177,6 +178,12 @@ fn table(classes: &ClassSet, evaluation: &Evaluation, resolution: &str) -> Strin
         evaluation.images.len()
     );
     let _ = writeln!(out, "pixel accuracy  {:.4}", scores.pixel_accuracy);
+    if let Some(boundary) = evaluation.boundary.iou() {
+        let _ = writeln!(
+            out,
+            "boundary IoU    {boundary:.4}  (bands 2 % of the image diagonal wide)"
+        );
+    }
     if let (Some(dice), Some(iou)) = (scores.dice, scores.iou) {
         let _ = writeln!(out, "dice            {dice:.4}\niou             {iou:.4}");
     }
@@ -202,18 +209,19 @@ fn table(classes: &ClassSet, evaluation: &Evaluation, resolution: &str) -> Strin
 }
 
 fn per_image_csv(images: &[ImageScore]) -> String {
-    let mut csv = String::from("image,pixel_accuracy,dice,iou,mean_iou\n");
+    let mut csv = String::from("image,pixel_accuracy,dice,iou,mean_iou,boundary_iou\n");
     let cell = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
     for image in images {
         let s = &image.scores;
         let _ = writeln!(
             csv,
-            "{},{:.6},{},{},{}",
+            "{},{:.6},{},{},{},{}",
             image.name,
             s.pixel_accuracy,
             cell(s.dice),
             cell(s.iou),
-            cell(s.mean_iou)
+            cell(s.mean_iou),
+            cell(image.boundary_iou)
         );
     }
     csv

@@ -49,7 +49,7 @@ fn a_model_that_predicts_the_masks_exactly_scores_one() {
     );
     assert_eq!(json["images"], 3);
     assert_eq!(json["pixels"], 3 * W * H);
-    for key in ["dice", "iou", "pixel_accuracy"] {
+    for key in ["dice", "iou", "pixel_accuracy", "boundary_iou"] {
         assert_eq!(json[key].as_f64(), Some(1.0), "{key}: {json}");
     }
     assert!(json["images_per_s"].as_f64().unwrap() > 0.0);
@@ -58,6 +58,7 @@ fn a_model_that_predicts_the_masks_exactly_scores_one() {
     assert_eq!(saved["dice"], json["dice"]);
     let csv = std::fs::read_to_string(report.join("per_image.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(csv.starts_with("image,pixel_accuracy,dice,iou,mean_iou,boundary_iou\n"));
     assert!(image::open(report.join("worst_best.png")).is_ok());
 }
 
@@ -77,6 +78,11 @@ fn a_model_that_misses_part_of_the_object_scores_what_hand_counting_gives() {
     close("pixel_accuracy", 0.75);
     close("dice", 2.0 * 0.5 / (2.0 * 0.5 + 0.25));
     close("iou", 0.5 / 0.75);
+    // Bands 1 pixel wide (2 % of the 40-pixel diagonal, rounded): the true object's band is
+    // its top and bottom rows (24 + 24) and its first and last columns between them (22 + 22),
+    // the predicted one's 16 + 16 + 22 + 22; they share both rows' first 16 pixels and the
+    // first column: 54 of 92 + 76 − 54.
+    close("boundary_iou", 54.0 / 114.0);
     assert!((json["per_image"]["median"].as_f64().unwrap() - 0.8).abs() < 1e-9);
 }
 

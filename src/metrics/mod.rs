@@ -1,6 +1,10 @@
 //! Segmentation metrics from a confusion matrix: pixel accuracy, Dice, IoU per class and mean
 //! IoU. Labels are class indices; [`IGNORE`] marks pixels that count nowhere.
 
+mod boundary;
+
+pub use boundary::{BoundaryCounts, band_width};
+
 use serde::{Deserialize, Serialize};
 
 /// Label value of a pixel excluded from loss and metrics.
