@@ -166,11 +166,11 @@ impl State {
     }
 
     /// Sends the picture when it changed and the last one left at least a frame interval ago
-    /// (or `now_or_never`: the last chance).
-    fn send_if_due(&mut self, now_or_never: bool) -> Result<()> {
+    /// (or at once when `last_chance`).
+    fn send_if_due(&mut self, last_chance: bool) -> Result<()> {
         let interval = Duration::from_secs(1) / MOSAIC_RATE;
         let due = self.last_sent.is_none_or(|at| at.elapsed() >= interval);
-        if !self.changed || !(due || now_or_never) {
+        if !self.changed || !(due || last_chance) {
             return Ok(());
         }
         let (Some(grid), Some(like), Some(sink)) = (self.grid, &self.like, self.sink.as_mut())
