@@ -189,27 +189,9 @@ fn open_feeds<'a>(
     config: &EngineConfig,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<(Vec<Feed<'a>>, Option<Tiled>)> {
-    let mut opened = Vec::with_capacity(inputs.len());
-    for (index, source) in sources.into_iter().enumerate() {
-        let output = outputs.of(index);
-        let keeps_alpha = output.is_none_or(LiveOutput::keeps_alpha);
-        let compositors = draw::compositors(&args.draw, engine.card(), keeps_alpha, 1)?;
-        let own = match outputs {
-            Outputs::Each(_) => Some(open_output(args, output)?),
-            Outputs::Tiled(_) => None,
-        };
-        source.start()?;
-        if let Some((sink, _, target)) = &own {
-            sink.start()
-                .with_context(|| format!("opening the output {target}"))?;
-        }
-        opened.push((source, compositors, own));
-    }
     let tiled = match outputs {
         Outputs::Tiled(output) => {
             let (sink, staged, target) = open_output(args, output.as_ref())?;
-            sink.start()
-                .with_context(|| format!("opening the output {target}"))?;
             let mosaic = Mosaic::new(sink, inputs.len());
             Some(Tiled {
                 mosaic,
@@ -220,15 +202,23 @@ fn open_feeds<'a>(
         Outputs::Each(_) => None,
     };
     let mut feeds = Vec::with_capacity(inputs.len());
-    for (index, (input, (source, compositors, own))) in inputs.iter().zip(opened).enumerate() {
-        let (sink, staged, target): (Box<dyn FrameOutput>, _, _) = match (own, &tiled) {
-            (Some((sink, staged, target)), _) => (Box::new(sink), staged, target),
-            (None, Some(tiled)) => (
-                Box::new(tiled.mosaic.tile(index)),
-                None,
-                format!("tile {index} of {}", tiled.target),
-            ),
-            (None, None) => unreachable!("a feed without an output of its own is a tile"),
+    for (index, (input, source)) in inputs.iter().zip(sources).enumerate() {
+        let output = outputs.of(index);
+        let keeps_alpha = output.is_none_or(LiveOutput::keeps_alpha);
+        let compositors = draw::compositors(&args.draw, engine.card(), keeps_alpha, 1)?;
+        let (sink, staged, target): (Box<dyn FrameOutput>, _, _) = match &tiled {
+            Some(tiled) => {
+                source.start()?;
+                let target = format!("tile {index} of {}", tiled.target);
+                (Box::new(tiled.mosaic.tile(index)), None, target)
+            }
+            None => {
+                let (sink, staged, target) = open_output(args, output)?;
+                source.start()?;
+                sink.start()
+                    .with_context(|| format!("opening the output {target}"))?;
+                (Box::new(sink), staged, target)
+            }
         };
         eprintln!(
             "segmenting {} live into {target} (Ctrl-C to stop)",
@@ -244,6 +234,12 @@ fn open_feeds<'a>(
             ticker: ticker(args.stats_interval),
         };
         feeds.push((input, door, staged, target));
+    }
+    if let Some(tiled) = &tiled {
+        tiled
+            .mosaic
+            .start()
+            .with_context(|| format!("opening the output {}", tiled.target))?;
     }
     Ok((feeds, tiled))
 }
@@ -290,12 +286,11 @@ impl Outputs {
     }
 
     /// Every output the options named.
-    fn named(&self) -> impl Iterator<Item = &LiveOutput> {
-        let all: Vec<_> = match self {
+    fn named(&self) -> Vec<&LiveOutput> {
+        match self {
             Outputs::Each(each) => each.iter().flatten().collect(),
             Outputs::Tiled(shared) => shared.iter().collect(),
-        };
-        all.into_iter()
+        }
     }
 }
 

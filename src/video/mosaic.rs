@@ -91,7 +91,7 @@ struct State {
 }
 
 impl Mosaic {
-    /// A mosaic of `tiles` sources written to `sink` (started).
+    /// A mosaic of `tiles` sources written to `sink`, which [`Mosaic::start`] starts.
     pub fn new(sink: FrameSink, tiles: usize) -> Arc<Mosaic> {
         Arc::new(Mosaic {
             state: Mutex::new(State {
@@ -109,6 +109,20 @@ impl Mosaic {
                 outcome: None,
             }),
         })
+    }
+
+    /// Starts the output; one that cannot be opened fails here, and is let go (there is
+    /// nothing to finish when the tiles leave).
+    ///
+    /// # Errors
+    /// [`crate::Error::Pipeline`] with GStreamer's reason.
+    pub fn start(&self) -> Result<()> {
+        let mut state = self.lock();
+        let started = state.sink.as_ref().map_or(Ok(()), FrameSink::start);
+        if started.is_err() {
+            state.sink = None;
+        }
+        started
     }
 
     /// The output for source `index` (0-based, in the grid's reading order).
