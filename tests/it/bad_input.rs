@@ -11,8 +11,8 @@ use gstreamer_pbutils as gst_pbutils;
 use segstream::video::{Frame, FrameSource, Pulled, probe_file};
 
 use crate::helpers::{
-    assert_fails, count_after, describe, fixture_model, run_ok, segment_with_fixture, segstream,
-    segstream_with_env,
+    assert_fails, count_after, describe, fixture_model, run_ok, segment_args, segment_with_fixture,
+    segstream, segstream_with_env,
 };
 use crate::media::{
     decode, frame_count, generated, identity_model, nan_model, people_clip, with_metadata,
@@ -52,14 +52,7 @@ fn a_gif_whose_demuxer_never_ends_is_segmented_to_its_last_frame() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("gif.mp4");
     let (model, input) = (fixture_model(), generated("forever.gif"));
-    let args = [
-        "segment",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-    ];
+    let args = segment_args(&input, &output, &model);
     let result = segstream_within(&args, Duration::from_secs(60));
     let text = describe(&args, &result);
     assert_eq!(result.status.code(), Some(0), "{text}");

@@ -18,6 +18,18 @@ pub fn fixture_model() -> PathBuf {
     fixtures().join("unet-d2b8-random.onnx")
 }
 
+/// The arguments of `segstream segment INPUT -o OUTPUT --model MODEL`, to extend.
+pub fn segment_args<'a>(input: &'a Path, output: &'a Path, model: &'a Path) -> Vec<&'a str> {
+    vec![
+        "segment",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]
+}
+
 /// Segments `input` with the fixture model (and `extra` options) into `name` in a new
 /// temporary folder; returns the folder (keep it alive), the output path and stderr.
 pub fn segment_with_fixture(
@@ -28,14 +40,7 @@ pub fn segment_with_fixture(
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join(name);
     let model = fixture_model();
-    let mut args = vec![
-        "segment",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-    ];
+    let mut args = segment_args(input, &output, &model);
     args.extend(extra);
     let stderr = run_ok(&args).stderr;
     (dir, output, stderr)

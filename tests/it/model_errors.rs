@@ -1,7 +1,7 @@
 //! Loading models: the fixture loads with its card; bad model files and unavailable runtimes are
 //! clear errors naming the file, with exit code 1 and no panic.
 
-use crate::helpers::{assert_fails, describe, fixture_model, segstream};
+use crate::helpers::{assert_fails, describe, fixture_model, segment_args, segstream};
 use crate::media::{channel_classifier, generated, identity_model, red_detector, with_metadata};
 
 #[test]
@@ -130,17 +130,10 @@ fn classes_a_model_does_not_have_are_usage_errors() {
         (channel_classifier(dir.path(), [48, 64]), "yellow"),
         (channel_classifier(dir.path(), [48, 64]), "3"),
     ] {
+        let mut args = segment_args(&input, &output, &model);
+        args.extend(["--classes", class]);
         assert_fails(
-            &[
-                "segment",
-                input.to_str().unwrap(),
-                "-o",
-                output.to_str().unwrap(),
-                "--model",
-                model.to_str().unwrap(),
-                "--classes",
-                class,
-            ],
+            &args,
             &[],
             2,
             &["--classes", class, "not a class of this model"],
