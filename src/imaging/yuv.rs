@@ -30,10 +30,7 @@ impl YuvMatrix {
     /// The conversion of `colorimetry` (BT.601 for an unknown matrix, as GStreamer assumes for
     /// standard definition).
     pub fn new(colorimetry: &gst_video::VideoColorimetry) -> Self {
-        let (kr, kb) = colorimetry
-            .matrix()
-            .kr_kb()
-            .unwrap_or((0.299, 0.114));
+        let (kr, kb) = colorimetry.matrix().kr_kb().unwrap_or((0.299, 0.114));
         let full = colorimetry.range() == gst_video::VideoColorRange::Range0_255;
         let (y_offset, y_scale, c_scale) = if full {
             (0.0, 255.0, 255.0)
@@ -76,6 +73,73 @@ impl YuvMatrix {
     }
 }
 
+/// Where the planes of an I420 picture lie in its bytes (GStreamer's layout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct I420Layout {
+    /// Width and height of the luma plane.
+    pub size: [usize; 2],
+    /// Byte offset of the Y, U and V planes.
+    pub offsets: [usize; 3],
+    /// Row stride of the Y, U and V planes.
+    pub strides: [usize; 3],
+}
+
+impl I420Layout {
+    /// The layout `info` (an I420 geometry) describes.
+    pub fn new(info: &gst_video::VideoInfo) -> Self {
+        I420Layout {
+            size: [info.width() as usize, info.height() as usize],
+            offsets: std::array::from_fn(|plane| info.offset()[plane]),
+            strides: std::array::from_fn(|plane| info.stride()[plane] as usize),
+        }
+    }
+}
+
+/// Tints the pixels whose label has a colour (`tints[label]`, in YUV) at `alpha` (0..=256 of
+/// 256), in place, in I420 `pixels`: luma per pixel, chroma per 2×2 block by the share of the
+/// block that is tinted (see the module's note).
+pub fn overlay_i420(
+    pixels: &mut [u8],
+    layout: &I420Layout,
+    labels: &[u8],
+    tints: &[Option<[u8; 3]>],
+    alpha: u32,
+) {
+    let [width, height] = layout.size;
+    let keep = 256 - alpha;
+    for y in 0..height {
+        let row = layout.offsets[0] + y * layout.strides[0];
+        for (x, &label) in labels[y * width..][..width].iter().enumerate() {
+            if let Some([tint, _, _]) = tints[usize::from(label)] {
+                let value = &mut pixels[row + x];
+                *value = ((u32::from(*value) * keep + u32::from(tint) * alpha + 128) >> 8) as u8;
+            }
+        }
+    }
+    for by in 0..height.div_ceil(2) {
+        for bx in 0..width.div_ceil(2) {
+            let block: Vec<(usize, usize)> = (0..2)
+                .flat_map(|dy| (0..2).map(move |dx| (2 * bx + dx, 2 * by + dy)))
+                .filter(|&(x, y)| x < width && y < height)
+                .collect();
+            for plane in 1..3 {
+                let at = layout.offsets[plane] + by * layout.strides[plane] + bx;
+                let value = i64::from(pixels[at]);
+                let pull: i64 = block
+                    .iter()
+                    .filter_map(|&(x, y)| tints[usize::from(labels[y * width + x])])
+                    .map(|tint| i64::from(tint[plane]) - value)
+                    .sum();
+                if pull != 0 {
+                    let n = block.len() as i64 * 256;
+                    let shift = (pull * i64::from(alpha) + n / 2 * pull.signum()) / n;
+                    pixels[at] = (value + shift).clamp(0, 255) as u8;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,14 +169,103 @@ mod tests {
         assert!(back.iter().all(|v| (v - 128.0).abs() < 0.6), "{back:?}");
     }
 
+    /// The RGB picture of I420 `pixels` (chroma repeated over its block).
+    fn to_rgb(m: &YuvMatrix, pixels: &[u8], layout: &I420Layout) -> Vec<f32> {
+        let [width, height] = layout.size;
+        (0..width * height)
+            .flat_map(|i| {
+                let (x, y) = (i % width, i / width);
+                let sample = |plane: usize, x: usize, y: usize| {
+                    pixels[layout.offsets[plane] + y * layout.strides[plane] + x]
+                };
+                m.to_rgb([
+                    sample(0, x, y),
+                    sample(1, x / 2, y / 2),
+                    sample(2, x / 2, y / 2),
+                ])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn overlay_in_yuv_agrees_with_overlay_in_rgb() {
+        gstreamer::init().unwrap();
+        let (width, height) = (37, 23);
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, width, height)
+            .build()
+            .unwrap();
+        let layout = I420Layout::new(&info);
+        let m = YuvMatrix::new(&info.colorimetry());
+        let [w, h] = layout.size;
+        // A colourful picture and a disc of label 1.
+        let mut pixels = vec![0u8; info.size()];
+        for y in 0..h {
+            for x in 0..w {
+                let [yy, u, v] = m.from_rgb([(x * 7) as u8, (y * 11) as u8, ((x + y) * 5) as u8]);
+                pixels[layout.offsets[0] + y * layout.strides[0] + x] = yy;
+                if x % 2 == 0 && y % 2 == 0 {
+                    pixels[layout.offsets[1] + y / 2 * layout.strides[1] + x / 2] = u;
+                    pixels[layout.offsets[2] + y / 2 * layout.strides[2] + x / 2] = v;
+                }
+            }
+        }
+        let labels: Vec<u8> = (0..w * h)
+            .map(|i| {
+                let (dx, dy) = ((i % w) as f32 - 18.0, (i / w) as f32 - 11.0);
+                u8::from(dx * dx + dy * dy < 64.0)
+            })
+            .collect();
+        let red = [230u8, 30, 40];
+        let before = to_rgb(&m, &pixels, &layout);
+        let mut tinted = pixels.clone();
+        overlay_i420(
+            &mut tinted,
+            &layout,
+            &labels,
+            &[None, Some(m.from_rgb(red))],
+            128,
+        );
+        let after = to_rgb(&m, &tinted, &layout);
+        // Reference: the same picture tinted in RGB, pixel by pixel.
+        let mut differences = Vec::new();
+        for (i, &label) in labels.iter().enumerate() {
+            for c in 0..3 {
+                let original = before[i * 3 + c];
+                let expected = match label {
+                    1 => 0.5 * original + 0.5 * f32::from(red[c]),
+                    _ => original,
+                };
+                differences.push((after[i * 3 + c] - expected).abs());
+            }
+        }
+        let mean = differences.iter().sum::<f32>() / differences.len() as f32;
+        assert!(mean <= 2.0, "mean absolute difference {mean}");
+        // Away from the disc's blocks nothing changes.
+        assert_eq!(
+            tinted[layout.offsets[0]..][..w],
+            pixels[layout.offsets[0]..][..w]
+        );
+    }
+
     #[test]
     fn conversions_round_trip_within_a_level() {
         for (range, kind) in [
-            (gst_video::VideoColorRange::Range16_235, gst_video::VideoColorMatrix::Bt709),
-            (gst_video::VideoColorRange::Range0_255, gst_video::VideoColorMatrix::Bt601),
+            (
+                gst_video::VideoColorRange::Range16_235,
+                gst_video::VideoColorMatrix::Bt709,
+            ),
+            (
+                gst_video::VideoColorRange::Range0_255,
+                gst_video::VideoColorMatrix::Bt601,
+            ),
         ] {
             let m = matrix(range, kind);
-            for rgb in [[12u8, 200, 90], [250, 250, 10], [30, 30, 30], [200, 20, 240]] {
+            for rgb in [
+                [12u8, 200, 90],
+                [250, 250, 10],
+                [30, 30, 30],
+                [200, 20, 240],
+            ] {
                 let back = m.to_rgb(m.from_rgb(rgb));
                 for (a, b) in rgb.iter().zip(back) {
                     assert!((f32::from(*a) - b).abs() <= 1.5, "{rgb:?} → {back:?}");
