@@ -7,7 +7,7 @@ pub mod preprocess;
 pub mod resize;
 pub mod sheet;
 mod styles;
-mod yuv;
+pub mod yuv;
 
 pub use compose::{Background, Compositor, LabelStyle, Mode};
 pub use postprocess::{Mask, Postprocessor};

@@ -4,6 +4,7 @@
 use ndarray::Array3;
 
 use super::resize::Scaler;
+use super::yuv::{I420Layout, YuvMatrix};
 use crate::infer::ModelCard;
 
 /// A model card's normalisation, `(v/255 − mean)/std` per channel.
@@ -21,6 +22,11 @@ impl Normalizer {
             scale: std::array::from_fn(|c| 1.0 / (255.0 * card.std[c])),
             offset: std::array::from_fn(|c| -card.mean[c] / card.std[c]),
         }
+    }
+
+    /// Normalises channel `c`'s value `v` (0..255).
+    pub fn apply(&self, c: usize, v: f32) -> f32 {
+        v * self.scale[c] + self.offset[c]
     }
 
     /// Appends the R, G and B planes of packed `pixels` (`channels` bytes each: 3 for RGB,
@@ -61,6 +67,29 @@ impl Preprocessor {
         self.normalizer.extend(&resized, 4, &mut planes);
         Array3::from_shape_vec((3, h, w), planes).expect("three planes of h·w values")
     }
+
+    /// The 3×H×W input for I420 `pixels` laid out as `layout`, converted with `matrix`: each
+    /// plane is resized to the model's size first, so only the model's pixels are converted.
+    pub fn run_i420(
+        &mut self,
+        pixels: &[u8],
+        layout: &I420Layout,
+        matrix: &YuvMatrix,
+    ) -> Array3<f32> {
+        let [h, w] = self.size;
+        let [y, u, v] = [0, 1, 2].map(|plane| {
+            let packed = layout.packed_plane(pixels, plane);
+            self.scaler.gray(&packed, layout.plane_size(plane), [w, h])
+        });
+        let mut input = Array3::zeros((3, h, w));
+        for (i, ((&y, &u), &v)) in y.iter().zip(&u).zip(&v).enumerate() {
+            let rgb = matrix.to_rgb([y, u, v]);
+            for (c, value) in rgb.into_iter().enumerate() {
+                input[[c, i / w, i % w]] = self.normalizer.apply(c, value);
+            }
+        }
+        input
+    }
 }
 
 #[cfg(test)]
@@ -82,5 +111,57 @@ mod tests {
                     .all(|v| (v - expected).abs() < 1e-6)
             );
         }
+    }
+
+    #[test]
+    fn i420_frames_give_the_input_of_their_rgb_picture() {
+        gstreamer::init().unwrap();
+        let (width, height) = (64usize, 48usize);
+        let info = gstreamer_video::VideoInfo::builder(
+            gstreamer_video::VideoFormat::I420,
+            width as u32,
+            height as u32,
+        )
+        .build()
+        .unwrap();
+        let (layout, matrix) = (I420Layout::new(&info), YuvMatrix::new(&info.colorimetry()));
+        // A smooth picture (chroma subsampling loses little of it), in RGBA and in I420.
+        let rgb = |x: usize, y: usize| [(x * 3) as u8, (y * 4) as u8, (100 + x + y) as u8];
+        let mut rgba = Vec::new();
+        let mut yuv = vec![0u8; info.size()];
+        for y in 0..height {
+            for x in 0..width {
+                rgba.extend(rgb(x, y));
+                rgba.push(255);
+                yuv[layout.offsets[0] + y * layout.strides[0] + x] = matrix.from_rgb(rgb(x, y))[0];
+                if x % 2 == 0 && y % 2 == 0 {
+                    // Chroma of the block: the mean of its four pixels', as encoders take it.
+                    for plane in 1..3 {
+                        let sum: u32 = [(0, 0), (1, 0), (0, 1), (1, 1)]
+                            .iter()
+                            .map(|&(dx, dy)| u32::from(matrix.from_rgb(rgb(x + dx, y + dy))[plane]))
+                            .sum();
+                        yuv[layout.offsets[plane] + y / 2 * layout.strides[plane] + x / 2] =
+                            ((sum + 2) / 4) as u8;
+                    }
+                }
+            }
+        }
+        let mut card = ModelCard::with_defaults(1, [24, 32]);
+        (card.mean, card.std) = ([0.0; 3], [1.0; 3]);
+        let mut preprocessor = Preprocessor::new(&card);
+        let from_rgba = preprocessor.run(&rgba, width, height);
+        let from_yuv = preprocessor.run_i420(&yuv, &layout, &matrix);
+        let worst = from_rgba
+            .iter()
+            .zip(&from_yuv)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        // Within 3 levels of 255 (the card normalises by 255 only).
+        assert!(
+            worst * 255.0 <= 3.0,
+            "worst difference {} levels",
+            worst * 255.0
+        );
     }
 }

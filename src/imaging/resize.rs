@@ -104,6 +104,13 @@ impl Scaler {
         out
     }
 
+    /// Resizes a single-channel 8-bit plane (a video plane) of `from` to `to`, bilinear.
+    pub fn gray(&mut self, plane: &[u8], from: [usize; 2], to: [usize; 2]) -> Vec<u8> {
+        let mut out = vec![0u8; to[0] * to[1]];
+        self.resize(plane, from, &mut out, to, PixelType::U8, Options::Bilinear);
+        out
+    }
+
     /// Resizes a single-channel f32 map of `from` (width, height) into `out` of size `to`.
     pub fn plane(&mut self, plane: &[f32], from: [usize; 2], out: &mut [f32], to: [usize; 2]) {
         self.resize(

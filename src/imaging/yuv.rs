@@ -95,6 +95,27 @@ impl I420Layout {
     }
 }
 
+impl I420Layout {
+    /// Width and height of plane `plane` (0 = Y, 1 = U, 2 = V).
+    pub fn plane_size(&self, plane: usize) -> [usize; 2] {
+        match plane {
+            0 => self.size,
+            _ => self.size.map(|side| side.div_ceil(2)),
+        }
+    }
+
+    /// Plane `plane` of `pixels`, its rows packed without padding.
+    pub fn packed_plane(&self, pixels: &[u8], plane: usize) -> Vec<u8> {
+        let [width, height] = self.plane_size(plane);
+        (0..height)
+            .flat_map(|y| {
+                let start = self.offsets[plane] + y * self.strides[plane];
+                pixels[start..start + width].iter().copied()
+            })
+            .collect()
+    }
+}
+
 /// Tints the pixels whose label has a colour (`tints[label]`, in YUV) at `alpha` (0..=256 of
 /// 256), in place, in I420 `pixels`: luma per pixel, chroma per 2×2 block by the share of the
 /// block that is tinted (see the module's note).
