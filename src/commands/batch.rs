@@ -166,6 +166,11 @@ fn run_item(
         .with_encoder_threads(encoder_threads);
     sink.start().context("opening the output")?;
     let source = FrameSource::file(&item.input)?;
+    let source = if kind.takes_i420() {
+        source.in_i420()
+    } else {
+        source
+    };
     source.start().context("starting the input")?;
     let door = Door {
         source,

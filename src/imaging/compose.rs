@@ -3,8 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use gstreamer_video as gst_video;
+
 use super::postprocess::Mask;
-use super::resize::Scaler;
+use super::resize::{Scaler, doubled};
+use super::yuv::{I420Layout, Target, YuvMatrix, blend_i420, rgba_to_i420};
 use crate::{Error, Result};
 
 /// Factor by which the frame is shrunk (and grown back) to make the blurred background.
@@ -91,8 +94,15 @@ pub struct Compositor {
     mode: Mode,
     styles: Vec<LabelStyle>,
     scaler: Scaler,
-    background: Option<(usize, usize, Vec<u8>)>,
+    background: Option<Prepared>,
     background_image: Option<image::RgbaImage>,
+}
+
+/// A replacement background at frame size, kept while the frames keep their size and format.
+struct Prepared {
+    size: [usize; 2],
+    i420: bool,
+    fill: Vec<u8>,
 }
 
 impl Compositor {
@@ -137,7 +147,7 @@ impl Compositor {
         match &self.mode {
             Mode::Overlay { opacity } => {
                 // In 8-bit fixed point, rounded: (pixel·(256 − a) + colour·a + 128) ÷ 256.
-                let tint = (opacity.clamp(0.0, 1.0) * 256.0).round() as u32;
+                let tint = tint_weight(*opacity);
                 let keep = 256 - tint;
                 for (px, &label) in labelled {
                     if let Some(color) = styles[usize::from(label)].color {
@@ -169,7 +179,7 @@ impl Compositor {
                 let fill = self
                     .background
                     .as_ref()
-                    .map_or(&[][..], |(_, _, fill)| fill.as_slice());
+                    .map_or(&[][..], |prepared| prepared.fill.as_slice());
                 for ((px, &label), bg) in labelled.zip(fill.chunks_exact(4)) {
                     if !styles[usize::from(label)].foreground {
                         px.copy_from_slice(bg);
@@ -203,23 +213,177 @@ impl Compositor {
         blurred
     }
 
+    /// Draws on I420 `pixels` (laid out as `info` says) in place, as [`Compositor::run`] does
+    /// on RGBA, in the frame's own colours (see [`super::yuv`] for the math). A transparent
+    /// cut-out, which I420 cannot carry, is drawn on black.
+    pub fn run_i420(&mut self, pixels: &mut [u8], info: &gst_video::VideoInfo, mask: &Mask) {
+        let layout = I420Layout::new(info);
+        let matrix = YuvMatrix::new(&info.colorimetry());
+        let labels = &mask.labels;
+        let colors = |color: &dyn Fn(&LabelStyle) -> Option<[u8; 3]>| -> Vec<Option<[u8; 3]>> {
+            self.styles
+                .iter()
+                .map(|style| color(style).map(|c| matrix.from_rgb(c)))
+                .collect()
+        };
+        let (colors, alpha) = match &self.mode {
+            Mode::Passthrough => return,
+            Mode::Overlay { opacity } => (colors(&|style| style.color), tint_weight(*opacity)),
+            Mode::Mask => (colors(&|style| Some([style.mask_value; 3])), 256),
+            Mode::Cutout {
+                background: background @ (Background::Transparent | Background::Color(_)),
+            } => {
+                let fill = match background {
+                    Background::Color(color) => *color,
+                    _ => [0; 3],
+                };
+                (colors(&|style| (!style.foreground).then_some(fill)), 256)
+            }
+            Mode::Cutout { background } => {
+                let background = background.clone();
+                self.prepare_background_i420(&background, pixels, &layout, &matrix, labels);
+                let replaced: Vec<bool> = self.styles.iter().map(|s| !s.foreground).collect();
+                let fill = self
+                    .background
+                    .as_ref()
+                    .map_or(&[][..], |p| p.fill.as_slice());
+                let target = Target::Picture {
+                    pixels: fill,
+                    replaced: &replaced,
+                };
+                blend_i420(pixels, &layout, labels, &target, 256);
+                return;
+            }
+        };
+        blend_i420(pixels, &layout, labels, &Target::Colors(&colors), alpha);
+    }
+
     /// Makes `self.background` the replacement background at frame size: recomputed for each
     /// frame when blurred, kept while the size stays the same otherwise.
     fn prepare_background(&mut self, background: &Background, pixels: &[u8], mask: &Mask) {
-        let (width, height) = (mask.width, mask.height);
-        let cached = matches!(&self.background, Some((w, h, _)) if *w == width && *h == height);
+        let size = [mask.width, mask.height];
+        if self.is_prepared(background, size, false) {
+            return;
+        }
         let fill = match (background, &self.background_image) {
-            (Background::Blur, _) => self.blurred_background(pixels, mask, [width, height]),
-            _ if cached => return,
-            (Background::Image(_), Some(image)) => {
-                let from = [image.width() as usize, image.height() as usize];
-                self.scaler.rgba(image.as_raw(), from, [width, height])
-            }
-            (Background::Color([r, g, b]), _) => [*r, *g, *b, 255].repeat(width * height),
-            _ => vec![0; width * height * 4],
+            (Background::Blur, _) => self.blurred_background(pixels, mask, size),
+            (Background::Image(_), Some(image)) => stretched(&mut self.scaler, image, size),
+            (Background::Color([r, g, b]), _) => [*r, *g, *b, 255].repeat(size[0] * size[1]),
+            _ => vec![0; size[0] * size[1] * 4],
         };
-        self.background = Some((width, height, fill));
+        self.background = Some(Prepared {
+            size,
+            i420: false,
+            fill,
+        });
     }
+
+    /// As [`Compositor::prepare_background`], in I420 laid out as `layout` (an image or a blur:
+    /// colours are drawn without a picture).
+    fn prepare_background_i420(
+        &mut self,
+        background: &Background,
+        pixels: &[u8],
+        layout: &I420Layout,
+        matrix: &YuvMatrix,
+        labels: &[u8],
+    ) {
+        if self.is_prepared(background, layout.size, true) {
+            return;
+        }
+        let fill = match (background, &self.background_image) {
+            (Background::Image(_), Some(image)) => rgba_to_i420(
+                &stretched(&mut self.scaler, image, layout.size),
+                layout,
+                matrix,
+            ),
+            _ => self.blurred_background_i420(pixels, layout, labels),
+        };
+        self.background = Some(Prepared {
+            size: layout.size,
+            i420: true,
+            fill,
+        });
+    }
+
+    /// Whether `self.background` already holds `background` for frames of `size` (a blur never
+    /// is: it follows the frame).
+    fn is_prepared(&self, background: &Background, size: [usize; 2], i420: bool) -> bool {
+        *background != Background::Blur
+            && self
+                .background
+                .as_ref()
+                .is_some_and(|p| p.size == size && p.i420 == i420)
+    }
+
+    /// As [`Compositor::blurred_background`], in I420. The blur is far wider than a chroma
+    /// block, so it starts from the picture at chroma resolution: each 2×2 block becomes one
+    /// pixel (the mean luma of its background pixels, its U and V, and the share of it that is
+    /// background as the weight), which is shrunk and grown back weighted as the RGBA frame
+    /// is; the grown U and V are the chroma planes, and the grown luma is scaled up to the
+    /// frame.
+    fn blurred_background_i420(
+        &mut self,
+        pixels: &[u8],
+        layout: &I420Layout,
+        labels: &[u8],
+    ) -> Vec<u8> {
+        let mut background = [0u32; 256];
+        for (weight, style) in background.iter_mut().zip(&self.styles) {
+            *weight = u32::from(!style.foreground);
+        }
+        let [width, height] = layout.size;
+        let blocks = layout.plane_size(1);
+        let mut coarse = Vec::with_capacity(blocks[0] * blocks[1] * 4);
+        for by in 0..blocks[1] {
+            let rows = [2 * by, (2 * by + 1).min(height - 1)];
+            let luma = rows.map(|y| layout.row(pixels, 0, y));
+            let marks = rows.map(|y| &labels[y * width..][..width]);
+            let (u, v) = (layout.row(pixels, 1, by), layout.row(pixels, 2, by));
+            for bx in 0..blocks[0] {
+                let (mut sum, mut count) = (0u32, 0u32);
+                for x in [2 * bx, (2 * bx + 1).min(width - 1)] {
+                    for row in 0..2 {
+                        let weight = background[usize::from(marks[row][x])];
+                        sum += weight * u32::from(luma[row][x]);
+                        count += weight;
+                    }
+                }
+                let mean = (sum + count / 2).checked_div(count).unwrap_or(0);
+                coarse.extend([mean as u8, u[bx], v[bx], (count * 255 / 4) as u8]);
+            }
+        }
+        let small = layout.size.map(|side| side.div_ceil(BLUR_FACTOR));
+        let shrunk = self.scaler.rgba_weighted(&coarse, blocks, small);
+        let grown = self.scaler.rgba_weighted(&shrunk, small, blocks);
+        let mut out = vec![0u8; layout.byte_len()];
+        let mut luma = Vec::with_capacity(blocks[0] * blocks[1]);
+        for (by, row) in grown.chunks_exact(blocks[0] * 4).enumerate() {
+            for (bx, px) in row.chunks_exact(4).enumerate() {
+                luma.push(px[0]);
+                for plane in 1..3 {
+                    out[layout.offsets[plane] + by * layout.strides[plane] + bx] = px[plane];
+                }
+            }
+        }
+        let luma = doubled(&luma, blocks, layout.size);
+        for (y, row) in luma.chunks_exact(width).enumerate() {
+            let start = layout.offsets[0] + y * layout.strides[0];
+            out[start..start + width].copy_from_slice(row);
+        }
+        out
+    }
+}
+
+/// `image` stretched to `size`, packed RGBA.
+fn stretched(scaler: &mut Scaler, image: &image::RgbaImage, size: [usize; 2]) -> Vec<u8> {
+    let from = [image.width() as usize, image.height() as usize];
+    scaler.rgba(image.as_raw(), from, size)
+}
+
+/// The overlay's weight of the class colour in 8-bit fixed point (0..=256 of 256).
+fn tint_weight(opacity: f32) -> u32 {
+    (opacity.clamp(0.0, 1.0) * 256.0).round() as u32
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Pre-processing: an RGBA frame becomes the model's 3×H×W input, resized to the card's input
 //! size and normalised with its mean and standard deviation.
 
+use gstreamer_video as gst_video;
 use ndarray::Array3;
 
 use super::resize::Scaler;
@@ -68,27 +69,28 @@ impl Preprocessor {
         Array3::from_shape_vec((3, h, w), planes).expect("three planes of h·w values")
     }
 
-    /// The 3×H×W input for I420 `pixels` laid out as `layout`, converted with `matrix`: each
-    /// plane is resized to the model's size first, so only the model's pixels are converted.
-    pub fn run_i420(
-        &mut self,
-        pixels: &[u8],
-        layout: &I420Layout,
-        matrix: &YuvMatrix,
-    ) -> Array3<f32> {
+    /// The 3×H×W input for I420 `pixels` laid out as `info` says, converted with its
+    /// colorimetry: each plane is resized to the model's size first, so only the model's
+    /// pixels are converted.
+    pub fn run_i420(&mut self, pixels: &[u8], info: &gst_video::VideoInfo) -> Array3<f32> {
+        let (layout, matrix) = (I420Layout::new(info), YuvMatrix::new(&info.colorimetry()));
         let [h, w] = self.size;
         let [y, u, v] = [0, 1, 2].map(|plane| {
             let packed = layout.packed_plane(pixels, plane);
             self.scaler.gray(&packed, layout.plane_size(plane), [w, h])
         });
-        let mut input = Array3::zeros((3, h, w));
-        for (i, ((&y, &u), &v)) in y.iter().zip(&u).zip(&v).enumerate() {
-            let rgb = matrix.to_rgb([y, u, v]);
-            for (c, value) in rgb.into_iter().enumerate() {
-                input[[c, i / w, i % w]] = self.normalizer.apply(c, value);
-            }
+        let tables = matrix.tables();
+        let mut planes = vec![0.0f32; 3 * h * w];
+        let (red, rest) = planes.split_at_mut(h * w);
+        let (green, blue) = rest.split_at_mut(h * w);
+        let samples = y.iter().zip(&u).zip(&v);
+        for ((((&y, &u), &v), r), (g, b)) in samples.zip(red).zip(green.iter_mut().zip(blue)) {
+            let [red, green, blue] = tables.rgb(y, u, v);
+            *r = self.normalizer.apply(0, red);
+            *g = self.normalizer.apply(1, green);
+            *b = self.normalizer.apply(2, blue);
         }
-        input
+        Array3::from_shape_vec((3, h, w), planes).expect("three planes of h·w values")
     }
 }
 
@@ -151,7 +153,7 @@ mod tests {
         (card.mean, card.std) = ([0.0; 3], [1.0; 3]);
         let mut preprocessor = Preprocessor::new(&card);
         let from_rgba = preprocessor.run(&rgba, width, height);
-        let from_yuv = preprocessor.run_i420(&yuv, &layout, &matrix);
+        let from_yuv = preprocessor.run_i420(&yuv, &info);
         let worst = from_rgba
             .iter()
             .zip(&from_yuv)

@@ -65,12 +65,7 @@ impl Scaler {
     /// aspect ratio: the picture is scaled to touch two opposite sides and centred on opaque
     /// black (letterbox or pillarbox).
     pub fn rgba_fit(&mut self, pixels: &[u8], from: [usize; 2], to: [usize; 2]) -> Vec<u8> {
-        // Scale by the tighter side, compared exactly in integers.
-        let fitted = if from[0] * to[1] >= from[1] * to[0] {
-            [to[0], (from[1] * to[0] / from[0]).clamp(1, to[1])]
-        } else {
-            [(from[0] * to[1] / from[1]).clamp(1, to[0]), to[1]]
-        };
+        let fitted = fitted_size(from, to);
         let scaled = self.rgba(pixels, from, fitted);
         let mut out = [0, 0, 0, 255].repeat(to[0] * to[1]);
         let (left, top) = ((to[0] - fitted[0]) / 2, (to[1] - fitted[1]) / 2);
@@ -108,6 +103,21 @@ impl Scaler {
     pub fn gray(&mut self, plane: &[u8], from: [usize; 2], to: [usize; 2]) -> Vec<u8> {
         let mut out = vec![0u8; to[0] * to[1]];
         self.resize(plane, from, &mut out, to, PixelType::U8, Options::Bilinear);
+        out
+    }
+
+    /// Resizes a single-channel 8-bit plane given as (value, weight) pairs of `from` to `to`,
+    /// each value weighted by its weight (as [`Scaler::rgba_weighted`]); returns the pairs.
+    pub fn gray_weighted(&mut self, pairs: &[u8], from: [usize; 2], to: [usize; 2]) -> Vec<u8> {
+        let mut out = vec![0u8; to[0] * to[1] * 2];
+        self.resize(
+            pairs,
+            from,
+            &mut out,
+            to,
+            PixelType::U8x2,
+            Options::Weighted,
+        );
         out
     }
 
@@ -152,9 +162,59 @@ impl Scaler {
     }
 }
 
+/// An 8-bit plane of `from` doubled to `to` (each side twice the source's, or one less), as
+/// bilinear scaling with centred samples does it: each output sample is ¾ of the nearest
+/// source sample and ¼ of the next one out, on each axis. Much faster than a general resize
+/// for the one factor that chroma planes need.
+pub fn doubled(plane: &[u8], from: [usize; 2], to: [usize; 2]) -> Vec<u8> {
+    let ([width, height], [wide_width, tall]) = (from, to);
+    let neighbours = |i: usize, n: usize| [i.saturating_sub(1), (i + 1).min(n - 1)];
+    // Widened rows, four times the value.
+    let mut wide = vec![0u16; wide_width * height];
+    for (row, out) in plane
+        .chunks_exact(width)
+        .zip(wide.chunks_exact_mut(wide_width))
+    {
+        for (x, out) in out.iter_mut().enumerate() {
+            let i = x / 2;
+            let other = neighbours(i, width)[x % 2];
+            *out = 3 * u16::from(row[i]) + u16::from(row[other]);
+        }
+    }
+    let mut out = vec![0u8; wide_width * tall];
+    for (y, line) in out.chunks_exact_mut(wide_width).enumerate() {
+        let i = y / 2;
+        let other = neighbours(i, height)[y % 2];
+        let (near, far) = (&wide[i * wide_width..], &wide[other * wide_width..]);
+        for ((out, &near), &far) in line.iter_mut().zip(near).zip(far) {
+            *out = ((3 * near + far + 8) >> 4) as u8;
+        }
+    }
+    out
+}
+
+/// The size of a picture of `from` scaled to fit `to` with its aspect ratio kept: touching
+/// two opposite sides, by the tighter side (compared exactly in integers).
+pub fn fitted_size(from: [usize; 2], to: [usize; 2]) -> [usize; 2] {
+    if from[0] * to[1] >= from[1] * to[0] {
+        [to[0], (from[1] * to[0] / from[0]).clamp(1, to[1])]
+    } else {
+        [(from[0] * to[1] / from[1]).clamp(1, to[0]), to[1]]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn doubling_interpolates_between_samples() {
+        let out = doubled(&[0, 100, 200, 0, 100, 200], [3, 2], [5, 4]);
+        assert_eq!(&out[..5], &[0, 25, 75, 125, 175]);
+        // Rows repeat when the source's rows are equal; the same for a flat plane.
+        assert_eq!(&out[5..10], &out[..5]);
+        assert!(doubled(&[9; 12], [4, 3], [8, 6]).iter().all(|&v| v == 9));
+    }
 
     #[test]
     fn fitting_keeps_the_aspect_ratio_on_black() {

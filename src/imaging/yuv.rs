@@ -13,7 +13,11 @@
 //! chroma shared by a 2×2 block of which a fraction `c` is tinted, the block's chroma after
 //! tinting its pixels one by one in RGB and subsampling is `UV' = UV + α·c·(UV(C) − UV)`.
 
+use std::borrow::Cow;
+
 use gstreamer_video as gst_video;
+
+use super::resize::{Scaler, fitted_size};
 
 /// The YUV ↔ RGB conversion of one colorimetry, for 8-bit samples.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,13 +67,49 @@ impl YuvMatrix {
 
     /// R, G and B (0..255, not rounded) of a YUV sample.
     pub fn to_rgb(&self, [y, u, v]: [u8; 3]) -> [f32; 3] {
-        let y = (f32::from(y) - self.y_offset) / self.y_scale;
-        let pb = (f32::from(u) - self.c_offset) / self.c_scale;
-        let pr = (f32::from(v) - self.c_offset) / self.c_scale;
-        let r = y + 2.0 * (1.0 - self.kr) * pr;
-        let b = y + 2.0 * (1.0 - self.kb) * pb;
-        let g = (y - self.kr * r - self.kb * b) / (1.0 - self.kr - self.kb);
-        [r, g, b].map(|v| (v * 255.0).clamp(0.0, 255.0))
+        self.tables().rgb(y, u, v)
+    }
+
+    /// The conversion to RGB as lookup tables, for converting many samples.
+    pub fn tables(&self) -> RgbTables {
+        // R = Y' + 2(1 − Kr)·Pr, B = Y' + 2(1 − Kb)·Pb, G = (Y' − Kr·R − Kb·B) ÷ (1 − Kr − Kb).
+        let kg = 1.0 - self.kr - self.kb;
+        let (r_pr, b_pb) = (2.0 * (1.0 - self.kr), 2.0 * (1.0 - self.kb));
+        let table = |f: &dyn Fn(f32) -> f32| std::array::from_fn(|i| 255.0 * f(i as f32));
+        let luma = |y: f32| (y - self.y_offset) / self.y_scale;
+        let chroma = |c: f32| (c - self.c_offset) / self.c_scale;
+        RgbTables {
+            luma: table(&|y| luma(y)),
+            r_from_v: table(&|v| r_pr * chroma(v)),
+            g_from_u: table(&|u| -self.kb * b_pb * chroma(u) / kg),
+            g_from_v: table(&|v| -self.kr * r_pr * chroma(v) / kg),
+            b_from_u: table(&|u| b_pb * chroma(u)),
+        }
+    }
+}
+
+/// YUV → RGB of one colorimetry as terms looked up per sample (0..255 scale).
+#[derive(Debug, Clone)]
+pub struct RgbTables {
+    luma: [f32; 256],
+    r_from_v: [f32; 256],
+    g_from_u: [f32; 256],
+    g_from_v: [f32; 256],
+    b_from_u: [f32; 256],
+}
+
+impl RgbTables {
+    /// R, G and B (0..255, not rounded) of a YUV sample.
+    #[inline]
+    pub fn rgb(&self, y: u8, u: u8, v: u8) -> [f32; 3] {
+        let (y, u, v) = (usize::from(y), usize::from(u), usize::from(v));
+        let luma = self.luma[y];
+        [
+            luma + self.r_from_v[v],
+            luma + self.g_from_u[u] + self.g_from_v[v],
+            luma + self.b_from_u[u],
+        ]
+        .map(|c| c.clamp(0.0, 255.0))
     }
 }
 
@@ -93,9 +133,7 @@ impl I420Layout {
             strides: std::array::from_fn(|plane| info.stride()[plane] as usize),
         }
     }
-}
 
-impl I420Layout {
     /// Width and height of plane `plane` (0 = Y, 1 = U, 2 = V).
     pub fn plane_size(&self, plane: usize) -> [usize; 2] {
         match plane {
@@ -104,61 +142,196 @@ impl I420Layout {
         }
     }
 
-    /// Plane `plane` of `pixels`, its rows packed without padding.
-    pub fn packed_plane(&self, pixels: &[u8], plane: usize) -> Vec<u8> {
+    /// Bytes the picture takes (up to the end of its last plane).
+    pub fn byte_len(&self) -> usize {
+        self.offsets[2] + self.strides[2] * self.plane_size(2)[1]
+    }
+
+    /// Plane `plane` of `pixels`, its rows packed without padding (borrowed when they are).
+    pub fn packed_plane<'a>(&self, pixels: &'a [u8], plane: usize) -> Cow<'a, [u8]> {
         let [width, height] = self.plane_size(plane);
-        (0..height)
-            .flat_map(|y| {
-                let start = self.offsets[plane] + y * self.strides[plane];
-                pixels[start..start + width].iter().copied()
-            })
-            .collect()
+        let start = self.offsets[plane];
+        if self.strides[plane] == width {
+            return Cow::Borrowed(&pixels[start..start + width * height]);
+        }
+        Cow::Owned(
+            (0..height)
+                .flat_map(|y| {
+                    let row = start + y * self.strides[plane];
+                    pixels[row..row + width].iter().copied()
+                })
+                .collect(),
+        )
+    }
+
+    /// Row `y` of plane `plane` of `pixels`.
+    pub fn row<'a>(&self, pixels: &'a [u8], plane: usize, y: usize) -> &'a [u8] {
+        let start = self.offsets[plane] + y * self.strides[plane];
+        &pixels[start..start + self.plane_size(plane)[0]]
     }
 }
 
-/// Tints the pixels whose label has a colour (`tints[label]`, in YUV) at `alpha` (0..=256 of
-/// 256), in place, in I420 `pixels`: luma per pixel, chroma per 2×2 block by the share of the
-/// block that is tinted (see the module's note).
-pub fn overlay_i420(
+/// What the pixels of a label are blended towards.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// A colour (Y, U, V) per label; labels without one are left as they are.
+    Colors(&'a [Option<[u8; 3]>]),
+    /// The same pixel of another picture of the same layout, for the labels marked `true`.
+    Picture {
+        /// The other picture's I420 bytes.
+        pixels: &'a [u8],
+        /// Whether each label takes the other picture's pixels.
+        replaced: &'a [bool],
+    },
+}
+
+/// Blends the pixels whose label the `target` touches towards it at `alpha` (0..=256 of 256),
+/// in place, in I420 `pixels` laid out as `layout`: luma per pixel, chroma per 2×2 block by
+/// the share of the block that is touched (see the module's note). `alpha` 256 replaces.
+pub fn blend_i420(
     pixels: &mut [u8],
     layout: &I420Layout,
     labels: &[u8],
-    tints: &[Option<[u8; 3]>],
+    target: &Target<'_>,
     alpha: u32,
+) {
+    let mut touched = [false; 256];
+    match *target {
+        Target::Colors(colors) => {
+            let mut values = [[0u8; 3]; 256];
+            for (label, color) in colors.iter().enumerate() {
+                if let Some(color) = color {
+                    (touched[label], values[label]) = (true, *color);
+                }
+            }
+            blend_with(
+                pixels,
+                layout,
+                labels,
+                alpha,
+                &touched,
+                |label, plane, _| values[label][plane],
+            );
+        }
+        Target::Picture {
+            pixels: picture,
+            replaced,
+        } => {
+            touched[..replaced.len()].copy_from_slice(replaced);
+            blend_with(pixels, layout, labels, alpha, &touched, |_, _, at| {
+                picture[at]
+            });
+        }
+    }
+}
+
+/// [`blend_i420`] for the labels marked in `touched`, each sample blended towards
+/// `towards(label, plane, byte)`.
+fn blend_with(
+    pixels: &mut [u8],
+    layout: &I420Layout,
+    labels: &[u8],
+    alpha: u32,
+    touched: &[bool; 256],
+    towards: impl Fn(usize, usize, usize) -> u8,
 ) {
     let [width, height] = layout.size;
     let keep = 256 - alpha;
-    for y in 0..height {
+    for (y, row_labels) in labels.chunks_exact(width).enumerate() {
         let row = layout.offsets[0] + y * layout.strides[0];
-        for (x, &label) in labels[y * width..][..width].iter().enumerate() {
-            if let Some([tint, _, _]) = tints[usize::from(label)] {
-                let value = &mut pixels[row + x];
-                *value = ((u32::from(*value) * keep + u32::from(tint) * alpha + 128) >> 8) as u8;
+        for (x, &label) in row_labels.iter().enumerate() {
+            let label = usize::from(label);
+            if touched[label] {
+                let (at, to) = (row + x, u32::from(towards(label, 0, row + x)));
+                pixels[at] = ((u32::from(pixels[at]) * keep + to * alpha + 128) >> 8) as u8;
             }
         }
     }
-    for by in 0..height.div_ceil(2) {
-        for bx in 0..width.div_ceil(2) {
-            let block: Vec<(usize, usize)> = (0..2)
-                .flat_map(|dy| (0..2).map(move |dx| (2 * bx + dx, 2 * by + dy)))
-                .filter(|&(x, y)| x < width && y < height)
-                .collect();
+    // A block on an odd edge repeats its last column or row: the share it gives is the same.
+    let [blocks_x, blocks_y] = layout.plane_size(1);
+    for by in 0..blocks_y {
+        let top = &labels[2 * by * width..][..width];
+        let bottom = &labels[(2 * by + 1).min(height - 1) * width..][..width];
+        for bx in 0..blocks_x {
+            let (left, right) = (2 * bx, (2 * bx + 1).min(width - 1));
+            let block = [top[left], top[right], bottom[left], bottom[right]].map(usize::from);
+            if !block.iter().any(|&label| touched[label]) {
+                continue;
+            }
             for plane in 1..3 {
                 let at = layout.offsets[plane] + by * layout.strides[plane] + bx;
-                let value = i64::from(pixels[at]);
-                let pull: i64 = block
+                let value = i32::from(pixels[at]);
+                let pull: i32 = block
                     .iter()
-                    .filter_map(|&(x, y)| tints[usize::from(labels[y * width + x])])
-                    .map(|tint| i64::from(tint[plane]) - value)
+                    .filter(|&&label| touched[label])
+                    .map(|&label| i32::from(towards(label, plane, at)) - value)
                     .sum();
-                if pull != 0 {
-                    let n = block.len() as i64 * 256;
-                    let shift = (pull * i64::from(alpha) + n / 2 * pull.signum()) / n;
-                    pixels[at] = (value + shift).clamp(0, 255) as u8;
-                }
+                // value + pull·α ÷ (4 · 256), rounded half away from zero.
+                let shift = (pull * alpha as i32 + 512 * pull.signum()) / 1024;
+                pixels[at] = (value + shift).clamp(0, 255) as u8;
             }
         }
     }
+}
+
+/// Packed RGBA `rgba` of `layout.size` as I420 bytes laid out as `layout`, each block's chroma
+/// the mean of its pixels'.
+pub fn rgba_to_i420(rgba: &[u8], layout: &I420Layout, matrix: &YuvMatrix) -> Vec<u8> {
+    let [width, height] = layout.size;
+    let mut pixels = vec![0u8; layout.byte_len()];
+    let mut chroma = vec![[0u32; 3]; layout.plane_size(1).iter().product()];
+    let blocks_x = layout.plane_size(1)[0];
+    for (i, px) in rgba.chunks_exact(4).enumerate() {
+        let (x, y) = (i % width, i / width);
+        let [luma, u, v] = matrix.from_rgb([px[0], px[1], px[2]]);
+        pixels[layout.offsets[0] + y * layout.strides[0] + x] = luma;
+        let sums = &mut chroma[y / 2 * blocks_x + x / 2];
+        *sums = [sums[0] + u32::from(u), sums[1] + u32::from(v), sums[2] + 1];
+    }
+    for (block, [u, v, n]) in chroma.into_iter().enumerate() {
+        let (bx, by) = (block % blocks_x, block / blocks_x);
+        for (plane, sum) in [(1, u), (2, v)] {
+            pixels[layout.offsets[plane] + by * layout.strides[plane] + bx] =
+                ((sum + n / 2) / n) as u8;
+        }
+    }
+    debug_assert_eq!(rgba.len(), width * height * 4);
+    pixels
+}
+
+/// Fits I420 `pixels` laid out as `from` into a picture laid out as `to`, keeping the aspect
+/// ratio on `black` (Y, U, V), centred, as [`Scaler::rgba_fit`] does for RGBA.
+pub fn fit_i420(
+    scaler: &mut Scaler,
+    pixels: &[u8],
+    from: &I420Layout,
+    to: &I420Layout,
+    black: [u8; 3],
+) -> Vec<u8> {
+    // Even sizes and offsets, so the chroma blocks of the picture and the frame line up.
+    let fitted = fitted_size(from.size, to.size).map(|side| (side & !1).max(2));
+    let corner = [0, 1].map(|axis| (to.size[axis] - fitted[axis].min(to.size[axis])) / 4 * 2);
+    let mut out = vec![0u8; to.byte_len()];
+    for plane in 0..3 {
+        let scale = if plane == 0 { 1 } else { 2 };
+        let [plane_width, plane_height] = to.plane_size(plane);
+        for y in 0..plane_height {
+            let start = to.offsets[plane] + y * to.strides[plane];
+            out[start..start + plane_width].fill(black[plane]);
+        }
+        let size = fitted.map(|side| side.div_ceil(scale));
+        let scaled = scaler.gray(
+            &from.packed_plane(pixels, plane),
+            from.plane_size(plane),
+            size,
+        );
+        let [left, top] = corner.map(|c| c / scale);
+        for (y, line) in scaled.chunks_exact(size[0]).enumerate() {
+            let start = to.offsets[plane] + (top + y) * to.strides[plane] + left;
+            out[start..start + size[0]].copy_from_slice(line);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -239,11 +412,11 @@ mod tests {
         let red = [230u8, 30, 40];
         let before = to_rgb(&m, &pixels, &layout);
         let mut tinted = pixels.clone();
-        overlay_i420(
+        blend_i420(
             &mut tinted,
             &layout,
             &labels,
-            &[None, Some(m.from_rgb(red))],
+            &Target::Colors(&[None, Some(m.from_rgb(red))]),
             128,
         );
         let after = to_rgb(&m, &tinted, &layout);

@@ -157,7 +157,10 @@ pub(super) fn preprocess_frames(
     for mut frame in frames_rx.iter() {
         let started = Instant::now();
         frame.source = source;
-        let input = pre.run(&frame.pixels, frame.width(), frame.height());
+        let input = match frame.i420_layout() {
+            Some(_) => pre.run_i420(&frame.pixels, &frame.info),
+            None => pre.run(&frame.pixels, frame.width(), frame.height()),
+        };
         stats.record(started, 1, frames_rx.len());
         if work
             .send(Work::Tensor(Box::new(Tensor { frame, input })))
@@ -401,7 +404,10 @@ pub(super) fn postprocess_scores(
     for Scores { mut frame, logits } in scores_rx.iter() {
         let started = Instant::now();
         let mask = post.run(logits.view(), frame.width(), frame.height());
-        frame.pixels = compositor.run(std::mem::take(&mut frame.pixels), &mask);
+        match frame.i420_layout() {
+            Some(_) => compositor.run_i420(&mut frame.pixels, &frame.info, &mask),
+            None => frame.pixels = compositor.run(std::mem::take(&mut frame.pixels), &mask),
+        }
         stats.record(started, 1, scores_rx.len());
         if measure_flicker {
             if previous.len() == mask.labels.len() {

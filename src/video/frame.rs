@@ -4,11 +4,14 @@ use std::time::Instant;
 
 use gstreamer as gst;
 use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
 
 use crate::imaging::Mask;
+use crate::imaging::yuv::I420Layout;
 use crate::{Error, Result};
 
-/// A tightly packed RGBA picture with its position in the stream.
+/// A picture with its position in the stream: packed RGBA, or I420 in GStreamer's default
+/// layout (the decoder's format, kept when the output is encoded and nothing needs alpha).
 #[derive(Debug, Clone)]
 pub struct Frame {
     /// The source the frame comes from, when an engine serves several (0 for the first).
@@ -19,9 +22,10 @@ pub struct Frame {
     pub pts: Option<gst::ClockTime>,
     /// Duration from the source.
     pub duration: Option<gst::ClockTime>,
-    /// Geometry and frame rate (format RGBA, stride = 4 × width).
+    /// Format, geometry, colorimetry and frame rate: RGBA with stride = 4 × width, or I420
+    /// with the planes where `info` puts them.
     pub info: gst_video::VideoInfo,
-    /// Row-major RGBA bytes, `4 × width × height` of them.
+    /// The picture's bytes (`info.size()` of them).
     pub pixels: Vec<u8>,
     /// When the appsink handed the frame over: the start of its latency.
     pub received: Instant,
@@ -40,6 +44,11 @@ impl Frame {
         self.info.height() as usize
     }
 
+    /// Where the planes lie, when the frame is I420 (`None` for RGBA).
+    pub fn i420_layout(&self) -> Option<I420Layout> {
+        (self.info.format() == gst_video::VideoFormat::I420).then(|| I420Layout::new(&self.info))
+    }
+
     /// The same frame (source, sequence, timestamps, geometry, arrival) with other pixels and
     /// no mask.
     pub fn with_pixels(&self, pixels: Vec<u8>) -> Frame {
@@ -55,8 +64,9 @@ impl Frame {
         }
     }
 
-    /// The frame in `buffer` (of geometry `info`: RGBA, RGBx, BGRA or BGRx, any row stride)
-    /// as packed RGBA, with the buffer's timestamps.
+    /// The frame in `buffer` (of geometry `info`: I420, RGBA, RGBx, BGRA or BGRx, any row
+    /// stride), with the buffer's timestamps: I420 stays I420 (in the default layout), the
+    /// others become packed RGBA.
     ///
     /// # Errors
     /// [`Error::Pipeline`] when the buffer cannot be read or its format is another.
@@ -66,32 +76,35 @@ impl Frame {
         seq: u64,
         received: Instant,
     ) -> Result<Frame> {
-        let swap_red_blue = match info.format() {
-            gst_video::VideoFormat::Rgba | gst_video::VideoFormat::Rgbx => false,
-            gst_video::VideoFormat::Bgra | gst_video::VideoFormat::Bgrx => true,
+        let mapped = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info)
+            .map_err(|e| Error::Pipeline(format!("cannot map a frame: {e}")))?;
+        let (format, swap_red_blue) = match info.format() {
+            gst_video::VideoFormat::I420 => (gst_video::VideoFormat::I420, false),
+            gst_video::VideoFormat::Rgba | gst_video::VideoFormat::Rgbx => {
+                (gst_video::VideoFormat::Rgba, false)
+            }
+            gst_video::VideoFormat::Bgra | gst_video::VideoFormat::Bgrx => {
+                (gst_video::VideoFormat::Rgba, true)
+            }
             other => {
                 return Err(Error::Pipeline(format!(
-                    "frames in {other:?}: only RGBA, RGBx, BGRA and BGRx are read"
+                    "frames in {other:?}: only I420, RGBA, RGBx, BGRA and BGRx are read"
                 )));
             }
         };
-        let mapped = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info)
-            .map_err(|e| Error::Pipeline(format!("cannot map a frame: {e}")))?;
-        let (width, height) = (info.width() as usize, info.height() as usize);
-        let row = width * 4;
-        let stride = info.stride()[0] as usize;
-        let data = mapped
-            .plane_data(0)
-            .map_err(|e| Error::Pipeline(format!("cannot read a frame: {e}")))?;
-        let mut pixels = if stride == row {
-            data[..row * height].to_vec()
-        } else {
-            data.chunks(stride)
-                .take(height)
-                .flat_map(|r| &r[..row])
-                .copied()
-                .collect()
-        };
+        let packed = geometry(format, info.width(), info.height(), info)?;
+        let mut pixels = vec![0u8; packed.size()];
+        for plane in 0..packed.n_planes() {
+            let data = mapped
+                .plane_data(plane)
+                .map_err(|e| Error::Pipeline(format!("cannot read a frame: {e}")))?;
+            let from_stride = mapped.info().stride()[plane as usize] as usize;
+            let (row, rows) = plane_extent(&packed, plane);
+            for y in 0..rows {
+                pixels[row_start(&packed, plane, y)..][..row]
+                    .copy_from_slice(&data[y * from_stride..][..row]);
+            }
+        }
         if swap_red_blue {
             swap_red_and_blue(&mut pixels);
         }
@@ -100,21 +113,21 @@ impl Frame {
             seq,
             pts: buffer.pts(),
             duration: buffer.duration(),
-            info: packed_rgba(info.width(), info.height(), info)?,
+            info: packed,
             pixels,
             received,
             mask: None,
         })
     }
 
-    /// The same frame (sequence, timestamps, frame rate, arrival) at another size: `pixels`
-    /// are packed RGBA of `width` × `height`.
+    /// The same frame (sequence, timestamps, format, frame rate, arrival) at another size:
+    /// `pixels` are of `width` × `height` in the frame's format.
     ///
     /// # Errors
     /// [`Error::Pipeline`] when GStreamer refuses the geometry.
     pub fn resized(&self, width: usize, height: usize, pixels: Vec<u8>) -> Result<Frame> {
         let mut frame = self.with_pixels(pixels);
-        frame.info = packed_rgba(width as u32, height as u32, &self.info)?;
+        frame.info = geometry(self.info.format(), width as u32, height as u32, &self.info)?;
         Ok(frame)
     }
 }
@@ -126,18 +139,41 @@ pub fn swap_red_and_blue(pixels: &mut [u8]) {
     }
 }
 
-/// Packed RGBA geometry of `width` × `height`, with the frame rate and pixel aspect of `like`.
+/// Bytes per row and rows of plane `plane` of `info` (for I420 and packed RGBA, whose
+/// component `plane` lies in plane `plane`).
+pub fn plane_extent(info: &gst_video::VideoInfo, plane: u32) -> (usize, usize) {
+    let component = plane as u8;
+    let row = info.comp_width(component) as usize * info.comp_pstride(component) as usize;
+    (row, info.comp_height(component) as usize)
+}
+
+/// Where row `y` of plane `plane` of `info` starts.
+pub fn row_start(info: &gst_video::VideoInfo, plane: u32, y: usize) -> usize {
+    info.offset()[plane as usize] + y * info.stride()[plane as usize] as usize
+}
+
+/// The default layout of `format` at `width` × `height`, with the frame rate, pixel aspect,
+/// colorimetry and chroma siting of `like`.
 ///
 /// # Errors
 /// [`Error::Pipeline`] when GStreamer refuses the geometry.
-fn packed_rgba(
+pub fn geometry(
+    format: gst_video::VideoFormat,
     width: u32,
     height: u32,
     like: &gst_video::VideoInfo,
 ) -> Result<gst_video::VideoInfo> {
-    gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgba, width, height)
+    let builder = gst_video::VideoInfo::builder(format, width, height)
         .fps(like.fps())
-        .par(like.par())
+        .par(like.par());
+    let builder = if format == gst_video::VideoFormat::I420 {
+        builder
+            .colorimetry(&like.colorimetry())
+            .chroma_site(like.chroma_site())
+    } else {
+        builder
+    };
+    builder
         .build()
         .map_err(|e| Error::Pipeline(format!("frame geometry: {e}")))
 }

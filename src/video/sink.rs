@@ -1,7 +1,7 @@
 //! The GStreamer sink edge: [`Frame`]s pushed into `appsrc name=out`, encoded and muxed.
 //!
 //! ```text
-//! Frame --push--> appsrc(format=time, block) ! videoconvert ! encoder ! mux ! filesink
+//! Frame --push--> appsrc(format=time, block, RGBA or I420) ! videoconvert ! encoder ! mux ! filesink
 //!                 filesrc(input) ! decodebin ! audioconvert ! audio encoder ! mux.   (when audio)
 //! ```
 
@@ -12,7 +12,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::bus;
-use super::frame::Frame;
+use super::frame::{Frame, geometry, plane_extent, row_start};
 use super::staged::FRAME_PREFIX;
 use super::templates::{APPSRC, AUDIO_SOURCE, ENCODER, FILE_SINK, OutputKind, launch, named};
 use crate::{Error, Result};
@@ -39,7 +39,7 @@ pub trait FrameOutput: Send {
     fn finish(self: Box<Self>, interrupted: bool) -> Result<u64>;
 }
 
-/// A sink pipeline accepting RGBA frames in order.
+/// A sink pipeline accepting frames (RGBA or I420, the first frame's format) in order.
 pub struct FrameSink {
     pipeline: gst::Pipeline,
     appsrc: gst_app::AppSrc,
@@ -271,7 +271,8 @@ impl Drop for FrameSink {
 }
 
 /// `frame` with one more column and/or row (copies of the last) when its width or height is
-/// odd; said once per process.
+/// odd; said once per process. (In I420 only the luma plane grows: the chroma planes of an odd
+/// side already cover one more pixel.)
 fn padded_to_even(frame: Frame) -> Result<Frame> {
     static SAID: std::sync::Once = std::sync::Once::new();
     let (width, height) = (frame.width(), frame.height());
@@ -285,16 +286,28 @@ fn padded_to_even(frame: Frame) -> Result<Frame> {
              {even_width}×{even_height} (the last column/row repeated)"
         );
     });
-    let mut pixels = Vec::with_capacity(even_width * even_height * 4);
-    for row in frame.pixels.chunks_exact(width * 4) {
-        pixels.extend_from_slice(row);
-        if even_width > width {
-            pixels.extend_from_slice(&row[row.len() - 4..]);
+    let (from, to) = (
+        &frame.info,
+        &geometry(
+            frame.info.format(),
+            even_width as u32,
+            even_height as u32,
+            &frame.info,
+        )?,
+    );
+    let mut pixels = vec![0u8; to.size()];
+    for plane in 0..to.n_planes() {
+        let pixel = to.comp_pstride(plane as u8) as usize;
+        let ((row, rows), (padded_row, padded_rows)) =
+            (plane_extent(from, plane), plane_extent(to, plane));
+        for y in 0..padded_rows {
+            let line = &frame.pixels[row_start(from, plane, y.min(rows - 1))..][..row];
+            let out = &mut pixels[row_start(to, plane, y)..][..padded_row];
+            out[..row].copy_from_slice(line);
+            for extra in out[row..].chunks_exact_mut(pixel) {
+                extra.copy_from_slice(&line[row - pixel..]);
+            }
         }
-    }
-    if even_height > height {
-        let last = pixels.len() - even_width * 4;
-        pixels.extend_from_within(last..);
     }
     frame.resized(even_width, even_height, pixels)
 }

@@ -1,7 +1,7 @@
 //! The GStreamer source edge: a pipeline ending in `appsink name=frames`, pulled into [`Frame`]s.
 //!
 //! ```text
-//! filesrc ! decodebin ! videoconvert ! appsink(RGBA, max-buffers) --pull--> Frame{seq, pts, ...}
+//! filesrc ! decodebin ! videoconvert ! appsink(RGBA or I420, max-buffers) --pull--> Frame{seq, pts, ...}
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -12,12 +12,14 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_pbutils as gst_pbutils;
 use gstreamer_video as gst_video;
+use gstreamer_video::VideoFormat;
 
 use super::bus;
-use super::frame::Frame;
+use super::frame::{Frame, geometry};
 use super::live::LiveInput;
 use super::templates::{APPSINK, FILE_SOURCE, FILE_SOURCE_TEMPLATE, launch, named, strip_comments};
 use crate::imaging::resize::Scaler;
+use crate::imaging::yuv::{I420Layout, YuvMatrix, fit_i420};
 use crate::{Error, Result};
 
 /// Frames the appsink holds before it blocks the decoder (back-pressure, bounded memory).
@@ -151,7 +153,7 @@ enum Timing {
     Arrival { first: Option<Instant> },
 }
 
-/// A running source pipeline delivering RGBA frames.
+/// A running source pipeline delivering RGBA frames, or I420 ones ([`FrameSource::in_i420`]).
 pub struct FrameSource {
     pipeline: gst::Pipeline,
     appsink: gst_app::AppSink,
@@ -218,6 +220,18 @@ impl FrameSource {
             silence_reported: false,
             scaler: Scaler::default(),
         })
+    }
+
+    /// The same source delivering I420 frames: the decoder's own format for most video, so
+    /// the `videoconvert` before the appsink passes them through (and converts once when the
+    /// decoder gives another).
+    pub fn in_i420(self) -> Self {
+        self.appsink.set_caps(Some(
+            &gst_video::VideoCapsBuilder::new()
+                .format(gst_video::VideoFormat::I420)
+                .build(),
+        ));
+        self
     }
 
     /// The same source as the live `feed`: frames are stamped with their arrival time, errors
@@ -377,7 +391,25 @@ impl FrameSource {
                 first[1]
             );
         }
-        let pixels = self.scaler.rgba_fit(&frame.pixels, size, first);
+        let pixels = match frame.i420_layout() {
+            None => self.scaler.rgba_fit(&frame.pixels, size, first),
+            Some(layout) => {
+                let target = geometry(
+                    VideoFormat::I420,
+                    first[0] as u32,
+                    first[1] as u32,
+                    &frame.info,
+                )?;
+                let black = YuvMatrix::new(&frame.info.colorimetry()).from_rgb([0, 0, 0]);
+                fit_i420(
+                    &mut self.scaler,
+                    &frame.pixels,
+                    &layout,
+                    &I420Layout::new(&target),
+                    black,
+                )
+            }
+        };
         *frame = frame.resized(first[0], first[1], pixels)?;
         Ok(())
     }
@@ -424,7 +456,7 @@ impl Drop for FrameSource {
     }
 }
 
-/// Copies a sample into a packed RGBA [`Frame`], honouring the row stride.
+/// Copies a sample into a [`Frame`] (as [`Frame::from_buffer`] reads it).
 fn frame_from_sample(sample: &gst::Sample, seq: u64, received: Instant) -> Result<Frame> {
     let caps = sample
         .caps()

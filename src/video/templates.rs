@@ -109,6 +109,12 @@ impl OutputKind {
         matches!(self, OutputKind::Mp4 | OutputKind::Mkv)
     }
 
+    /// Whether the output's encoder takes 4:2:0 YUV (H.264, VP8): frames can then stay in the
+    /// decoder's I420 from the source to the sink, with no conversion to RGBA and back.
+    pub fn takes_i420(self) -> bool {
+        matches!(self, OutputKind::Mp4 | OutputKind::Mkv | OutputKind::Webm)
+    }
+
     /// Whether this output can carry the input's audio.
     pub fn has_audio(self) -> bool {
         self != OutputKind::PngFolder
