@@ -277,8 +277,13 @@ fn repeat(
     })
 }
 
+/// The source `segment` opens for an H.264 file: frames stay I420.
+fn mp4_source(input: &Path) -> Result<FrameSource> {
+    Ok(FrameSource::file(input)?.in_i420())
+}
+
 fn decode(input: &Path) -> Result<u64> {
-    let mut source = FrameSource::file(input)?;
+    let mut source = mp4_source(input)?;
     source.start()?;
     let mut frames = 0;
     while source.next_frame(PULL_TIMEOUT)?.is_some() {
@@ -288,7 +293,7 @@ fn decode(input: &Path) -> Result<u64> {
 }
 
 fn decode_encode(input: &Path, output: &Path) -> Result<u64> {
-    let mut source = FrameSource::file(input)?;
+    let mut source = mp4_source(input)?;
     let mut sink = FrameSink::to_path(output, OutputKind::Mp4, None)?;
     sink.start()?;
     source.start()?;
@@ -300,7 +305,7 @@ fn decode_encode(input: &Path, output: &Path) -> Result<u64> {
 
 /// The first frames of `input`, pre-processed for `segmenter`'s model.
 fn decoded_inputs(input: &Path, segmenter: &Segmenter) -> Result<Vec<Array3<f32>>> {
-    let mut source = FrameSource::file(input)?;
+    let mut source = mp4_source(input)?;
     source.start()?;
     let mut preprocessor = Preprocessor::new(segmenter.card());
     let mut inputs = Vec::new();
@@ -308,7 +313,7 @@ fn decoded_inputs(input: &Path, segmenter: &Segmenter) -> Result<Vec<Array3<f32>
         let Some(f) = source.next_frame(PULL_TIMEOUT)? else {
             break;
         };
-        inputs.push(preprocessor.run(&f.pixels, f.info.width() as usize, f.info.height() as usize));
+        inputs.push(preprocessor.run_frame(&f.pixels, &f.info));
     }
     source.stop();
     if inputs.is_empty() {
@@ -341,7 +346,7 @@ fn end_to_end(
         .collect::<Result<Vec<_>>>()?;
     let sink = FrameSink::to_path(output, OutputKind::Mp4, None)?;
     sink.start()?;
-    let source = FrameSource::file(&config.input)?;
+    let source = mp4_source(&config.input)?;
     source.start()?;
     let report = stream::run(
         segmenter,

@@ -146,15 +146,15 @@ pub struct SegmentArgs {
     /// model, into the folder -o names. Omit with --source-pipeline.
     #[arg(required_unless_present_any = ["source_pipeline", "inputs"])]
     pub input: Vec<PathBuf>,
-    /// Output: .mp4, .mkv (H.264), .webm (VP8), .mov (keeps alpha) or a folder (PNG frames,
-    /// alpha); with several inputs, the folder their outputs go to (FOLDER/<stem>.<ext>).
+    /// Output: .mp4, .mkv (H.264), .webm (VP8), .mov (keeps alpha), .y4m (raw I420 for another
+    /// encoder) or a folder (PNG frames, alpha); with several inputs, the folder their outputs go to (FOLDER/<stem>.<ext>).
     #[arg(short, long, required_unless_present = "sink_pipeline")]
     pub output: Option<PathBuf>,
     /// A file listing inputs, one path per line (`#` starts a comment line).
     #[arg(long, conflicts_with_all = ["source_pipeline", "sink_pipeline"])]
     pub inputs: Option<PathBuf>,
     /// Several inputs: the output kind of each [default: mp4].
-    #[arg(long, value_parser = ["mp4", "mkv", "webm", "mov", "png"])]
+    #[arg(long, value_parser = ["mp4", "mkv", "webm", "mov", "y4m", "png"])]
     pub format: Option<String>,
     /// Several inputs: segment only the K-th of N slices of the list (K from 0), e.g. one job
     /// of a cluster array. Without it, K comes from JOB_COMPLETION_INDEX (Kubernetes Indexed

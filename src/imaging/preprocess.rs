@@ -69,6 +69,14 @@ impl Preprocessor {
         Array3::from_shape_vec((3, h, w), planes).expect("three planes of h·w values")
     }
 
+    /// The 3×H×W input for a video frame's `pixels` of geometry `info` (packed RGBA or I420).
+    pub fn run_frame(&mut self, pixels: &[u8], info: &gst_video::VideoInfo) -> Array3<f32> {
+        match info.format() {
+            gst_video::VideoFormat::I420 => self.run_i420(pixels, info),
+            _ => self.run(pixels, info.width() as usize, info.height() as usize),
+        }
+    }
+
     /// The 3×H×W input for I420 `pixels` laid out as `info` says, converted with its
     /// colorimetry: each plane is resized to the model's size first, so only the model's
     /// pixels are converted.

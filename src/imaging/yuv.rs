@@ -65,7 +65,7 @@ impl YuvMatrix {
         .map(|v| v.round().clamp(0.0, 255.0) as u8)
     }
 
-    /// R, G and B (0..255, not rounded) of a YUV sample.
+    /// R, G and B (0..255, not rounded) of one YUV sample ([`YuvMatrix::tables`] for many).
     pub fn to_rgb(&self, [y, u, v]: [u8; 3]) -> [f32; 3] {
         self.tables().rgb(y, u, v)
     }
@@ -239,11 +239,15 @@ fn blend_with(
     let keep = 256 - alpha;
     for (y, row_labels) in labels.chunks_exact(width).enumerate() {
         let row = layout.offsets[0] + y * layout.strides[0];
-        for (x, &label) in row_labels.iter().enumerate() {
+        let luma = &mut pixels[row..row + width];
+        for (x, (value, &label)) in luma.iter_mut().zip(row_labels).enumerate() {
             let label = usize::from(label);
             if touched[label] {
-                let (at, to) = (row + x, u32::from(towards(label, 0, row + x)));
-                pixels[at] = ((u32::from(pixels[at]) * keep + to * alpha + 128) >> 8) as u8;
+                let to = towards(label, 0, row + x);
+                *value = match alpha {
+                    256 => to,
+                    _ => ((u32::from(*value) * keep + u32::from(to) * alpha + 128) >> 8) as u8,
+                };
             }
         }
     }
@@ -255,18 +259,20 @@ fn blend_with(
         for bx in 0..blocks_x {
             let (left, right) = (2 * bx, (2 * bx + 1).min(width - 1));
             let block = [top[left], top[right], bottom[left], bottom[right]].map(usize::from);
-            if !block.iter().any(|&label| touched[label]) {
+            let count: i32 = block.iter().map(|&label| i32::from(touched[label])).sum();
+            if count == 0 {
                 continue;
             }
             for plane in 1..3 {
                 let at = layout.offsets[plane] + by * layout.strides[plane] + bx;
                 let value = i32::from(pixels[at]);
-                let pull: i32 = block
+                let sum: i32 = block
                     .iter()
                     .filter(|&&label| touched[label])
-                    .map(|&label| i32::from(towards(label, plane, at)) - value)
+                    .map(|&label| i32::from(towards(label, plane, at)))
                     .sum();
-                // value + pull·α ÷ (4 · 256), rounded half away from zero.
+                // value + (Σ towards − count·value)·α ÷ (4 · 256), rounded half away from 0.
+                let pull = sum - count * value;
                 let shift = (pull * alpha as i32 + 512 * pull.signum()) / 1024;
                 pixels[at] = (value + shift).clamp(0, 255) as u8;
             }

@@ -157,10 +157,7 @@ pub(super) fn preprocess_frames(
     for mut frame in frames_rx.iter() {
         let started = Instant::now();
         frame.source = source;
-        let input = match frame.i420_layout() {
-            Some(_) => pre.run_i420(&frame.pixels, &frame.info),
-            None => pre.run(&frame.pixels, frame.width(), frame.height()),
-        };
+        let input = pre.run_frame(&frame.pixels, &frame.info);
         stats.record(started, 1, frames_rx.len());
         if work
             .send(Work::Tensor(Box::new(Tensor { frame, input })))

@@ -38,16 +38,13 @@ pub enum OutputKind {
     Webm,
     /// `.mov`: ProRes 4444 (keeps alpha) + AAC.
     Mov,
+    /// `.y4m`: raw I420 frames in YUV4MPEG2, for another encoder to read; no audio.
+    Y4m,
     /// A folder: one PNG per frame (keeps alpha), no audio.
     PngFolder,
 }
 
 impl OutputKind {
-    /// Chooses the output kind from the path: a known extension, or a folder (an existing
-    /// directory, a path ending in `/`, or one without extension).
-    ///
-    /// # Errors
-    /// [`Error::Config`] for an unknown extension.
     /// The file extension of this kind (`None` for a PNG folder).
     pub fn extension(self) -> Option<&'static str> {
         match self {
@@ -55,10 +52,16 @@ impl OutputKind {
             OutputKind::Mkv => Some("mkv"),
             OutputKind::Webm => Some("webm"),
             OutputKind::Mov => Some("mov"),
+            OutputKind::Y4m => Some("y4m"),
             OutputKind::PngFolder => None,
         }
     }
 
+    /// Chooses the output kind from the path: a known extension, or a folder (an existing
+    /// directory, a path ending in `/`, or one without extension).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an unknown extension.
     pub fn from_path(path: &Path) -> Result<Self> {
         if path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/') {
             return Ok(OutputKind::PngFolder);
@@ -69,9 +72,10 @@ impl OutputKind {
             Some("mkv") => Ok(OutputKind::Mkv),
             Some("webm") => Ok(OutputKind::Webm),
             Some("mov") => Ok(OutputKind::Mov),
+            Some("y4m") => Ok(OutputKind::Y4m),
             None => Ok(OutputKind::PngFolder),
             Some(other) => Err(Error::Config(format!(
-                "{}: unknown output extension '.{other}'; use .mp4, .mkv, .webm, .mov or a folder (PNG frames)",
+                "{}: unknown output extension '.{other}'; use .mp4, .mkv, .webm, .mov, .y4m or a folder (PNG frames)",
                 shown(path)
             ))),
         }
@@ -89,12 +93,13 @@ impl OutputKind {
             OutputKind::Mkv => include_str!("../../pipelines/sinks/mkv.gst"),
             OutputKind::Webm => include_str!("../../pipelines/sinks/webm.gst"),
             OutputKind::Mov => include_str!("../../pipelines/sinks/mov.gst"),
+            OutputKind::Y4m => include_str!("../../pipelines/sinks/y4m.gst"),
             OutputKind::PngFolder => include_str!("../../pipelines/sinks/png.gst"),
         };
         let encoder = match self {
             OutputKind::Mp4 | OutputKind::Mkv | OutputKind::Mov => Some("avenc_aac ! aacparse"),
             OutputKind::Webm => Some("opusenc"),
-            OutputKind::PngFolder => None,
+            OutputKind::Y4m | OutputKind::PngFolder => None,
         };
         let mut description = strip_comments(video);
         if let (true, Some(encoder)) = (with_audio, encoder) {
@@ -109,15 +114,18 @@ impl OutputKind {
         matches!(self, OutputKind::Mp4 | OutputKind::Mkv)
     }
 
-    /// Whether the output's encoder takes 4:2:0 YUV (H.264, VP8): frames can then stay in the
-    /// decoder's I420 from the source to the sink, with no conversion to RGBA and back.
+    /// Whether the output stores 4:2:0 YUV (H.264, VP8, YUV4MPEG2): frames can then stay in
+    /// the decoder's I420 from the source to the sink, with no conversion to RGBA and back.
     pub fn takes_i420(self) -> bool {
-        matches!(self, OutputKind::Mp4 | OutputKind::Mkv | OutputKind::Webm)
+        matches!(
+            self,
+            OutputKind::Mp4 | OutputKind::Mkv | OutputKind::Webm | OutputKind::Y4m
+        )
     }
 
     /// Whether this output can carry the input's audio.
     pub fn has_audio(self) -> bool {
-        self != OutputKind::PngFolder
+        !matches!(self, OutputKind::PngFolder | OutputKind::Y4m)
     }
 }
 
@@ -207,6 +215,7 @@ mod tests {
             OutputKind::Mkv,
             OutputKind::Webm,
             OutputKind::Mov,
+            OutputKind::Y4m,
             OutputKind::PngFolder,
         ] {
             let description = kind.description(true);

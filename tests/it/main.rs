@@ -28,3 +28,4 @@ mod segment;
 mod shipped;
 #[cfg(feature = "train")]
 mod train;
+mod yuv;
