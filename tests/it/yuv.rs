@@ -54,12 +54,8 @@ fn exact_rgba(frame: &Frame) -> Vec<u8> {
     (0..width * height)
         .flat_map(|i| {
             let (x, y) = (i % width, i / width);
-            let yuv = [
-                sample(0, x, y),
-                sample(1, x / 2, y / 2),
-                sample(2, x / 2, y / 2),
-            ];
-            let [r, g, b] = matrix.to_rgb(yuv).map(|v| v.round() as u8);
+            let (u, v) = (sample(1, x / 2, y / 2), sample(2, x / 2, y / 2));
+            let [r, g, b] = tables.rgb(sample(0, x, y), u, v).map(|v| v.round() as u8);
             [r, g, b, 255]
         })
         .collect()
