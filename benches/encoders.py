@@ -2,8 +2,8 @@
 """Encoder settings by measurement: the CPU each candidate spends per frame, the file it makes
 and its quality (PSNR against the uncompressed frames), on segstream's real output.
 
-Per clip, `segstream segment` writes its overlay frames uncompressed (I420, as every encoder
-receives them) through `--sink-pipeline`; each candidate then encodes those same frames in
+Per clip, `segstream segment` writes its overlay frames uncompressed (`.y4m`: I420, exactly as
+every encoder receives them), unwrapped to raw frames; each candidate then encodes those same frames in
 `gst-launch-1.0` (filesrc ! rawvideoparse ! encoder ! muxer), timed by the child's CPU seconds
 less those of reading the frames alone; its output is decoded back to I420 and compared with
 the uncompressed frames: PSNR of Y, and of Y, U and V together (every sample weighs the same).
@@ -118,11 +118,12 @@ def reference(clip, frames, out):
     """segstream's overlay frames of `clip` (at most `frames`), uncompressed I420, in `out`."""
     binary = os.path.join(ROOT, "target", "release", "segstream")
     source = (f"filesrc location={clip} ! decodebin ! videoconvert ! "
-              f"video/x-raw,format=RGBA ! identity eos-after={frames + 1} ! appsink name=frames")
-    sink = f"appsrc name=out ! videoconvert ! video/x-raw,format=I420 ! filesink location={out}"
-    subprocess.run([binary, "segment", clip, "--source-pipeline", source, "--sink-pipeline", sink,
-                    "--no-audio"], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+              f"identity eos-after={frames + 1} ! appsink name=frames")
+    y4m = out + ".y4m"
+    subprocess.run([binary, "segment", "--source-pipeline", source, "-o", y4m],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["gst-launch-1.0", "-q", *f"filesrc location={y4m} ! y4mdec ! "
+                    f"filesink location={out}".split()], check=True)
 
 
 def psnr(mse):

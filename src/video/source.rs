@@ -282,6 +282,7 @@ impl FrameSource {
         self.stop();
         if let Some(feed) = &self.feed {
             let mut fresh = feed.open()?;
+            fresh.appsink.set_caps(self.appsink.caps().as_ref());
             std::mem::swap(&mut self.pipeline, &mut fresh.pipeline);
             std::mem::swap(&mut self.appsink, &mut fresh.appsink);
         }
