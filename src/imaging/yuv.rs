@@ -318,12 +318,12 @@ pub fn fit_i420(
     let fitted = fitted_size(from.size, to.size).map(|side| (side & !1).max(2));
     let corner = [0, 1].map(|axis| (to.size[axis] - fitted[axis].min(to.size[axis])) / 4 * 2);
     let mut out = vec![0u8; to.byte_len()];
-    for plane in 0..3 {
+    for (plane, black) in black.into_iter().enumerate() {
         let scale = if plane == 0 { 1 } else { 2 };
         let [plane_width, plane_height] = to.plane_size(plane);
         for y in 0..plane_height {
             let start = to.offsets[plane] + y * to.strides[plane];
-            out[start..start + plane_width].fill(black[plane]);
+            out[start..start + plane_width].fill(black);
         }
         let size = fitted.map(|side| side.div_ceil(scale));
         let scaled = scaler.gray(
