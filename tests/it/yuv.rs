@@ -4,7 +4,8 @@
 use gstreamer as gst;
 use gstreamer_video as gst_video;
 use segstream::imaging::yuv::YuvMatrix;
-use segstream::imaging::{Background, Compositor, LabelStyle, Mask, Mode};
+use segstream::imaging::{Background, Compositor, LabelStyle, Mask, Mode, label_styles};
+use segstream::infer::ModelCard;
 use segstream::video::{Frame, FrameSource, Pulled};
 
 use crate::media::people_clip;
@@ -74,19 +75,9 @@ fn dark_mask(rgba: &[u8], [width, height]: [usize; 2]) -> Mask {
     }
 }
 
+/// The styles a binary model's card gives: label 1 tinted, kept, white.
 fn styles() -> Vec<LabelStyle> {
-    vec![
-        LabelStyle {
-            color: None,
-            foreground: false,
-            mask_value: 0,
-        },
-        LabelStyle {
-            color: Some([230, 40, 60]),
-            foreground: true,
-            mask_value: 255,
-        },
-    ]
+    label_styles(&ModelCard::with_defaults(1, [64, 64]), &[], false).unwrap()
 }
 
 fn mean_absolute_difference(a: &[u8], b: &[u8]) -> f64 {
