@@ -75,9 +75,7 @@ pub(super) fn run(args: &SegmentArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<
         items.len(),
         shown(folder),
     );
-    // The encoders running at once share the cores between them.
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let encoder_threads = u32::try_from((cores / parallel).max(1)).unwrap_or(1);
+    let encoder_threads = output::encoder_threads(parallel);
     let queue: Mutex<VecDeque<usize>> = Mutex::new((0..items.len()).collect());
     let outcomes: Mutex<Vec<Option<(Outcome, Duration)>>> =
         Mutex::new((0..items.len()).map(|_| None).collect());

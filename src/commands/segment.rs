@@ -56,7 +56,8 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
         (None, Some(output), Some(kind)) => {
             let staged = StagedOutput::new(output, kind);
             let sink = FrameSink::to_path(staged.temp_path(), kind, audio_from)?
-                .with_preset(&args.preset, false)?;
+                .with_preset(&args.preset, false)?
+                .with_encoder_threads(output::encoder_threads(1));
             (sink, Some(staged))
         }
         _ => unreachable!("validate() requires an output or a sink pipeline"),
