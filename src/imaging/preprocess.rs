@@ -1,5 +1,5 @@
-//! Pre-processing: an RGBA frame becomes the model's 3×H×W input, resized to the card's input
-//! size and normalised with its mean and standard deviation.
+//! Pre-processing: an RGBA or I420 frame becomes the model's 3×H×W input, resized to the card's
+//! input size and normalised with its mean and standard deviation.
 
 use gstreamer_video as gst_video;
 use ndarray::Array3;

@@ -1,5 +1,6 @@
-//! Resizing with `fast_image_resize`: RGBA frames, RGB images and single-channel f32 maps
-//! bilinear; label maps nearest-neighbour (a label is never averaged with its neighbour).
+//! Resizing with `fast_image_resize`: RGBA frames, video planes, RGB images and single-channel
+//! f32 maps bilinear; label maps nearest-neighbour (a label is never averaged with its
+//! neighbour).
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
