@@ -279,7 +279,7 @@ fn repeat(
 
 /// The source `segment` opens for an H.264 file: frames stay I420.
 fn mp4_source(input: &Path) -> Result<FrameSource> {
-    Ok(FrameSource::file(input)?.in_i420())
+    Ok(FrameSource::file(input)?.for_output(Some(OutputKind::Mp4)))
 }
 
 fn decode(input: &Path) -> Result<u64> {

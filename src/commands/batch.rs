@@ -163,12 +163,7 @@ fn run_item(
         .with_preset(&args.preset, false)?
         .with_encoder_threads(encoder_threads);
     sink.start().context("opening the output")?;
-    let source = FrameSource::file(&item.input)?;
-    let source = if kind.takes_i420() {
-        source.in_i420()
-    } else {
-        source
-    };
+    let source = FrameSource::file(&item.input)?.for_output(Some(kind));
     source.start().context("starting the input")?;
     let door = Door {
         source,

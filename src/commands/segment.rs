@@ -74,9 +74,8 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
         (None, Some(input)) => FrameSource::file(input)?,
         _ => unreachable!("validate() requires an input or a source pipeline"),
     };
-    // A custom sink pipeline is promised RGBA; a known encoder takes the decoder's format.
-    let in_i420 = args.sink_pipeline.is_none() && kind.is_some_and(OutputKind::takes_i420);
-    let source = if in_i420 { source.in_i420() } else { source };
+    // A custom sink pipeline takes the place of the output's kind.
+    let source = source.for_output(kind.filter(|_| args.sink_pipeline.is_none()));
     source.start().context("starting the input")?;
 
     let progress = progress_bar(input_info.as_ref().and_then(InputInfo::expected_frames));

@@ -65,12 +65,7 @@ impl YuvMatrix {
         .map(|v| v.round().clamp(0.0, 255.0) as u8)
     }
 
-    /// R, G and B (0..255, not rounded) of one YUV sample ([`YuvMatrix::tables`] for many).
-    pub fn to_rgb(&self, [y, u, v]: [u8; 3]) -> [f32; 3] {
-        self.tables().rgb(y, u, v)
-    }
-
-    /// The conversion to RGB as lookup tables, for converting many samples.
+    /// The conversion to RGB, as lookup tables.
     pub fn tables(&self) -> RgbTables {
         // R = Y' + 2(1 − Kr)·Pr, B = Y' + 2(1 − Kb)·Pb, G = (Y' − Kr·R − Kb·B) ÷ (1 − Kr − Kb).
         let kg = 1.0 - self.kr - self.kb;
@@ -365,24 +360,25 @@ mod tests {
         assert_eq!(m.from_rgb([128, 128, 128]), [126, 128, 128]);
         // BT.601 red: Y 81, U 90, V 240.
         assert_eq!(m.from_rgb([255, 0, 0]), [81, 90, 240]);
-        let back = m.to_rgb([126, 128, 128]);
+        let back = m.tables().rgb(126, 128, 128);
         assert!(back.iter().all(|v| (v - 128.0).abs() < 0.6), "{back:?}");
     }
 
     /// The RGB picture of I420 `pixels` (chroma repeated over its block).
     fn to_rgb(m: &YuvMatrix, pixels: &[u8], layout: &I420Layout) -> Vec<f32> {
         let [width, height] = layout.size;
+        let tables = m.tables();
         (0..width * height)
             .flat_map(|i| {
                 let (x, y) = (i % width, i / width);
                 let sample = |plane: usize, x: usize, y: usize| {
                     pixels[layout.offsets[plane] + y * layout.strides[plane] + x]
                 };
-                m.to_rgb([
+                tables.rgb(
                     sample(0, x, y),
                     sample(1, x / 2, y / 2),
                     sample(2, x / 2, y / 2),
-                ])
+                )
             })
             .collect()
     }
@@ -466,7 +462,8 @@ mod tests {
                 [30, 30, 30],
                 [200, 20, 240],
             ] {
-                let back = m.to_rgb(m.from_rgb(rgb));
+                let [y, u, v] = m.from_rgb(rgb);
+                let back = m.tables().rgb(y, u, v);
                 for (a, b) in rgb.iter().zip(back) {
                     assert!((f32::from(*a) - b).abs() <= 1.5, "{rgb:?} → {back:?}");
                 }

@@ -17,7 +17,9 @@ use gstreamer_video::VideoFormat;
 use super::bus;
 use super::frame::{Frame, geometry};
 use super::live::LiveInput;
-use super::templates::{APPSINK, FILE_SOURCE, FILE_SOURCE_TEMPLATE, launch, named, strip_comments};
+use super::templates::{
+    APPSINK, FILE_SOURCE, FILE_SOURCE_TEMPLATE, OutputKind, launch, named, strip_comments,
+};
 use crate::imaging::resize::Scaler;
 use crate::imaging::yuv::{I420Layout, YuvMatrix, fit_i420};
 use crate::{Error, Result};
@@ -153,7 +155,7 @@ enum Timing {
     Arrival { first: Option<Instant> },
 }
 
-/// A running source pipeline delivering RGBA frames, or I420 ones ([`FrameSource::in_i420`]).
+/// A running source pipeline delivering RGBA frames, or I420 ones ([`FrameSource::for_output`]).
 pub struct FrameSource {
     pipeline: gst::Pipeline,
     appsink: gst_app::AppSink,
@@ -197,11 +199,7 @@ impl FrameSource {
     pub fn from_description(description: &str) -> Result<Self> {
         let (pipeline, appsink) =
             launch::<gst_app::AppSink>(description, "source", "appsink", APPSINK)?;
-        appsink.set_caps(Some(
-            &gst_video::VideoCapsBuilder::new()
-                .format(gst_video::VideoFormat::Rgba)
-                .build(),
-        ));
+        deliver(&appsink, VideoFormat::Rgba);
         appsink.set_max_buffers(APPSINK_MAX_BUFFERS);
         appsink.set_drop(false);
         appsink.set_sync(false);
@@ -222,15 +220,15 @@ impl FrameSource {
         })
     }
 
-    /// The same source delivering I420 frames: the decoder's own format for most video, so
-    /// the `videoconvert` before the appsink passes them through (and converts once when the
-    /// decoder gives another).
-    pub fn in_i420(self) -> Self {
-        self.appsink.set_caps(Some(
-            &gst_video::VideoCapsBuilder::new()
-                .format(gst_video::VideoFormat::I420)
-                .build(),
-        ));
+    /// The same source delivering its frames in the format an output of `kind` takes: I420
+    /// when the output stores 4:2:0 ([`OutputKind::takes_i420`]) — the decoder's own format
+    /// for most video, so the `videoconvert` before the appsink passes it through and
+    /// converts once when the decoder gives another — and RGBA otherwise, as for a custom
+    /// sink pipeline (`None`), which is promised RGBA.
+    pub fn for_output(self, kind: Option<OutputKind>) -> Self {
+        if kind.is_some_and(OutputKind::takes_i420) {
+            deliver(&self.appsink, VideoFormat::I420);
+        }
         self
     }
 
@@ -455,6 +453,13 @@ impl Drop for FrameSource {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Has `appsink` take frames in `format`.
+fn deliver(appsink: &gst_app::AppSink, format: VideoFormat) {
+    appsink.set_caps(Some(
+        &gst_video::VideoCapsBuilder::new().format(format).build(),
+    ));
 }
 
 /// Copies a sample into a [`Frame`] (as [`Frame::from_buffer`] reads it).

@@ -8,19 +8,14 @@ use std::time::Duration;
 
 use segstream::video::probe_file;
 
-use crate::helpers::{assert_fails, count_after, describe, fixture_model, interrupt, segstream};
+use crate::helpers::{
+    assert_fails, count_after, describe, fixture_model, interrupt, segment_args, segstream,
+};
 use crate::media::{decode, frame_count, generated, is_red, people_clip, png_frames, red_detector};
 
 /// Runs `segstream segment INPUT -o OUTPUT --model MODEL EXTRA…`; returns (exit code, stderr).
 fn segment(input: &Path, output: &Path, model: &Path, extra: &[&str]) -> (Option<i32>, String) {
-    let mut args = vec![
-        "segment",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-    ];
+    let mut args = segment_args(input, output, model);
     args.extend(extra);
     let result = segstream(&args);
     let text = describe(&args, &result);

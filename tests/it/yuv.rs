@@ -6,7 +6,7 @@ use gstreamer_video as gst_video;
 use segstream::imaging::yuv::YuvMatrix;
 use segstream::imaging::{Background, Compositor, LabelStyle, Mask, Mode, label_styles};
 use segstream::infer::ModelCard;
-use segstream::video::{Frame, FrameSource, Pulled};
+use segstream::video::{Frame, FrameSource, OutputKind, Pulled};
 
 use crate::media::people_clip;
 
@@ -95,7 +95,12 @@ fn composing_in_i420_matches_composing_in_rgba_on_real_frames() {
     let clip = people_clip();
     let frames = 6;
     let rgba = first_frames(FrameSource::file(&clip).unwrap(), frames);
-    let i420 = first_frames(FrameSource::file(&clip).unwrap().in_i420(), frames);
+    let i420 = first_frames(
+        FrameSource::file(&clip)
+            .unwrap()
+            .for_output(Some(OutputKind::Mp4)),
+        frames,
+    );
     assert!(i420[0].i420_layout().is_some() && rgba[0].i420_layout().is_none());
     assert_eq!(
         i420[0].info.size(),
