@@ -878,8 +878,9 @@ fn test_pattern(pattern: &str, frames: u32) -> String {
 
 #[test]
 fn two_sources_with_one_output_are_tiled_side_by_side() {
+    let _serial = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let output = dir.path().join("mosaic.mkv");
+    let (output, json) = (dir.path().join("mosaic.mkv"), dir.path().join("stats.json"));
     let (red, blue) = (test_pattern("red", 45), test_pattern("blue", 30));
     let args = [
         "camera",
@@ -891,16 +892,31 @@ fn two_sources_with_one_output_are_tiled_side_by_side() {
         "0",
         "-o",
         output.to_str().unwrap(),
+        "--stats-json",
+        json.to_str().unwrap(),
     ];
     let result = crate::helpers::segstream(&args);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(result.status.success(), "{}", describe(&args, &result));
     assert!(stderr.contains("tiled the sources 2×1 into"), "{stderr}");
-    assert!(
-        stderr.contains("wrote 45 of 45 frames to tile 0")
-            && stderr.contains("wrote 30 of 30 frames to tile 1"),
-        "{stderr}"
-    );
+    // Every frame of both feeds was read; a live feed may drop a frame when the machine is busy.
+    let stats = stats(&json);
+    let per_source = stats["sources"].as_array().unwrap();
+    let mut written = Vec::new();
+    for (index, (source, frames)) in per_source.iter().zip([45, 30]).enumerate() {
+        let (read, wrote, dropped) = frame_counts(source);
+        assert_eq!(
+            (read, wrote + dropped),
+            (frames, frames),
+            "tile {index}: {stats}"
+        );
+        assert!(wrote * 3 >= frames * 2, "tile {index}: {stats}");
+        assert!(
+            stderr.contains(&format!("wrote {wrote} of {frames} frames to tile {index}")),
+            "{stderr}"
+        );
+        written.push(wrote);
+    }
     let (mut pictures, mut last) = (0, None);
     decode(&output, |frame| {
         pictures += 1;
@@ -908,8 +924,11 @@ fn two_sources_with_one_output_are_tiled_side_by_side() {
     });
     let last = last.expect("the mosaic holds pictures");
     assert_eq!((last.width(), last.height()), (640, 240));
-    // At most one picture per frame of the busier source (both often land in one picture).
-    assert!((30..=75).contains(&pictures), "{pictures} pictures");
+    // At most one picture per frame written (both tiles often change in one picture).
+    assert!(
+        (written[1]..=written[0] + written[1]).contains(&pictures),
+        "{pictures} pictures for {written:?} frames"
+    );
     // The blue source ended first: its tile keeps its last picture beside the red one.
     let pixel = |x: usize, y: usize| &last.pixels[(y * 640 + x) * 4..][..3];
     let (left, right) = (pixel(160, 120), pixel(480, 120));
