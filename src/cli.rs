@@ -182,7 +182,8 @@ pub struct SegmentArgs {
     /// Longest a frame waits for its batch to fill, in milliseconds.
     #[arg(long, default_value_t = 50)]
     pub max_wait_ms: u64,
-    /// Pre- and post-processing workers each (default: one per core).
+    /// Pre- and post-processing workers each (default: one per core; with several inputs,
+    /// the cores shared between the inputs running at once).
     #[arg(long)]
     pub workers: Option<usize>,
     /// Print per-stage statistics at the end.

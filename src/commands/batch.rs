@@ -59,17 +59,19 @@ pub(super) fn run(args: &SegmentArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<
     let items = plan(&inputs, folder, kind)?;
     std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, e))?;
     let segmenter = load_model(&args.model)?;
+    let parallel = args.parallel.clamp(1, items.len().max(1));
     let config = EngineConfig {
         batch_size: args
             .batch
             .unwrap_or(super::segment::default_batch(segmenter.provider())),
         max_wait: Duration::from_millis(args.max_wait_ms),
-        workers: args.workers.unwrap_or(EngineConfig::default().workers),
+        // Lanes run side by side: each takes its share of the cores, as its encoder does,
+        // rather than one pre- and post-processing worker per core that only hold frames.
+        workers: args.workers.unwrap_or(output::cores_each(parallel)),
         threshold: args.draw.threshold,
         ..EngineConfig::default()
     };
     let engine = Engine::start(segmenter, config.batching())?;
-    let parallel = args.parallel.clamp(1, items.len().max(1));
     eprintln!(
         "segmenting {} inputs into {}, {parallel} at a time",
         items.len(),

@@ -52,11 +52,15 @@ pub(super) fn settle_file(staged: StagedOutput, written: Option<u64>) -> anyhow:
     Ok(())
 }
 
-/// Threads for each of `parallel` H.264 encoders running at once: the cores shared between
-/// them. x264's own default, 1.5 frame threads a core, suits an encoder that has the machine to
-/// itself; beside decoding and inference the extra frame threads only hold memory (4 MiB each
-/// at 768×432).
-pub(super) fn encoder_threads(parallel: usize) -> u32 {
+/// Each of `parallel` jobs' share of the cores, at least one.
+pub(super) fn cores_each(parallel: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    u32::try_from((cores / parallel.max(1)).max(1)).unwrap_or(1)
+    (cores / parallel.max(1)).max(1)
+}
+
+/// Threads for each of `parallel` H.264 encoders running at once: [`cores_each`]. x264's own
+/// default, 1.5 frame threads a core, suits an encoder that has the machine to itself; beside
+/// decoding and inference the extra frame threads only hold memory (4 MiB each at 768×432).
+pub(super) fn encoder_threads(parallel: usize) -> u32 {
+    u32::try_from(cores_each(parallel)).unwrap_or(1)
 }

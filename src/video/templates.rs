@@ -22,6 +22,8 @@ pub const FILE_SINK: &str = "file";
 pub const ENCODER: &str = "encoder";
 /// Element whose `location` is the file the audio is read from.
 pub const AUDIO_SOURCE: &str = "audio_source";
+/// The decodebin of the audio branch.
+pub const AUDIO_DECODER: &str = "audio_decoder";
 
 /// Source for files.
 pub const FILE_SOURCE_TEMPLATE: &str = include_str!("../../pipelines/sources/file.gst");
