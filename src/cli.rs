@@ -241,9 +241,13 @@ pub struct CameraArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Frames per inference call: a batch closes when it holds one frame of this many sources
-    /// (default: all of them) or when its oldest frame has waited 10 ms.
+    /// (default: all of them) or when its oldest frame has waited --max-wait-ms.
     #[arg(long)]
     pub batch: Option<usize>,
+    /// Longest a frame waits for frames of the other sources to join its batch, in
+    /// milliseconds (0: inference takes whatever is waiting as soon as it is free).
+    #[arg(long, default_value_t = 10)]
+    pub max_wait_ms: u64,
     /// Run the model on every Nth frame and reuse its mask for the frames in between.
     #[arg(long, default_value_t = 1)]
     pub every: u64,

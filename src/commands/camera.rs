@@ -382,7 +382,7 @@ fn engine_config(args: &CameraArgs, sources: usize) -> crate::Result<EngineConfi
     }
     Ok(EngineConfig {
         batch_size: args.batch.unwrap_or(sources),
-        max_wait: Duration::from_millis(10),
+        max_wait: Duration::from_millis(args.max_wait_ms),
         workers: 1,
         threshold: args.draw.threshold,
         policy: Policy::DropOldest,
