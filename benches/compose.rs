@@ -38,6 +38,7 @@ fn main() -> anyhow::Result<()> {
         width: WIDTH,
         height: HEIGHT,
         labels,
+        coverage: None,
     };
     let styles = vec![
         LabelStyle {

@@ -137,6 +137,36 @@ pub struct DrawArgs {
     /// Default: all for overlays, all but class 0 for cut-outs.
     #[arg(long, value_delimiter = ',')]
     pub classes: Vec<String>,
+    /// Cut-out and matte edges: soft (partial alpha from the probability, refined along the
+    /// frame's own edges; binary models) or hard (alpha 0 or 255 from the mask).
+    #[arg(long, value_enum, default_value_t = EdgeArg::Soft)]
+    pub edge: EdgeArg,
+    /// Soft edges: the refinement's radius in frame pixels, the width of the transition where
+    /// the frame has no edge to follow [default: one model pixel, at least 2].
+    #[arg(long, value_name = "PX")]
+    pub feather: Option<f32>,
+    /// --mode mask: the class labels, or the object's alpha matte (0..255 coverage, partial
+    /// along soft edges) for editors.
+    #[arg(long, value_enum, default_value_t = MaskFormat::Labels)]
+    pub mask_format: MaskFormat,
+}
+
+/// How cut-out and matte edges are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EdgeArg {
+    /// Partial alpha along the edge.
+    Soft,
+    /// Alpha 0 or 255.
+    Hard,
+}
+
+/// What `--mode mask` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MaskFormat {
+    /// White = object (binary models), grey level = class id (multi-class).
+    Labels,
+    /// The object's alpha, 0..255.
+    Alpha,
 }
 
 /// `segstream segment`.

@@ -2,8 +2,8 @@
 //! options they share.
 
 use crate::Error;
-use crate::cli::{DrawArgs, ModeArg};
-use crate::imaging::{Background, Compositor, Mode, label_styles};
+use crate::cli::{DrawArgs, EdgeArg, MaskFormat, ModeArg};
+use crate::imaging::{Background, Compositor, Edge, Mode, label_styles};
 use crate::infer::ModelCard;
 
 /// One compositor per worker for `card`'s labels, drawing as `draw` asks.
@@ -17,10 +17,25 @@ pub(super) fn compositors(
     if !(0.0..=1.0).contains(&draw.threshold) || !(0.0..=1.0).contains(&draw.opacity) {
         return Err(Error::Config("--threshold and --opacity are between 0 and 1".into()).into());
     }
+    if draw.feather.is_some_and(|f| !(f.is_finite() && f > 0.0)) {
+        return Err(Error::Config("--feather is a positive number of pixels".into()).into());
+    }
     let mode = mode(draw, keeps_alpha)?;
-    let styles = label_styles(card, &draw.classes, draw.mode == ModeArg::Cutout)?;
+    let edge = match draw.edge {
+        EdgeArg::Soft => Edge::Soft {
+            feather: draw.feather,
+        },
+        EdgeArg::Hard => Edge::Hard,
+    };
+    // A matte shows the object as a cut-out keeps it.
+    let as_cutout = matches!(mode, Mode::Cutout { .. } | Mode::Matte);
+    let styles = label_styles(card, &draw.classes, as_cutout)?;
     (0..workers)
-        .map(|_| Compositor::new(mode.clone(), styles.clone()).map_err(Into::into))
+        .map(|_| {
+            Compositor::new(mode.clone(), styles.clone())
+                .map(|compositor| compositor.with_edge(edge))
+                .map_err(Into::into)
+        })
         .collect()
 }
 
@@ -29,7 +44,10 @@ fn mode(args: &DrawArgs, keeps_alpha: bool) -> anyhow::Result<Mode> {
         ModeArg::Overlay => Mode::Overlay {
             opacity: args.opacity,
         },
-        ModeArg::Mask => Mode::Mask,
+        ModeArg::Mask => match args.mask_format {
+            MaskFormat::Labels => Mode::Mask,
+            MaskFormat::Alpha => Mode::Matte,
+        },
         ModeArg::Cutout => {
             let mut background = Background::parse(&args.background)?;
             if background == Background::Transparent && !keeps_alpha {

@@ -52,5 +52,6 @@ pub fn read(buffer: &gst::BufferRef) -> Option<Mask> {
         width,
         height,
         labels: labels.to_vec(),
+        coverage: None,
     })
 }

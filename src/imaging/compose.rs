@@ -1,13 +1,19 @@
 //! Composition: a frame and its mask become the output picture — a colour overlay, a cut-out
-//! (transparent or over another background) or the mask itself.
+//! (transparent or over another background), the mask itself or the object's alpha matte.
+//! Cut-outs and mattes take the object's alpha per pixel: soft along the edge (see
+//! [`super::matte`]) for binary models whose masks carry their coverage, 0 or 255 from the
+//! labels otherwise.
 
 use std::path::{Path, PathBuf};
 
 use gstreamer_video as gst_video;
 
+use super::matte::{Edge, Matte};
 use super::postprocess::Mask;
 use super::resize::{Scaler, doubled};
-use super::yuv::{I420Layout, Target, YuvMatrix, blend_i420, rgba_to_i420};
+use super::yuv::{
+    I420Layout, YuvMatrix, blend_i420, blend_towards_picture, rgba_to_i420, solid_i420,
+};
 use crate::{Error, Result};
 
 /// Factor by which the frame is shrunk (and grown back) to make the blurred background.
@@ -28,6 +34,9 @@ pub enum Mode {
     },
     /// The mask as a picture: white = object (binary models) or grey level = class id.
     Mask,
+    /// The object's alpha as a grey picture (0..=255 coverage, partial along soft edges), for
+    /// editors.
+    Matte,
     /// The frame unchanged (the mask travels beside it, for applications that draw
     /// themselves).
     Passthrough,
@@ -96,6 +105,8 @@ pub struct Compositor {
     scaler: Scaler,
     background: Option<Prepared>,
     background_image: Option<image::RgbaImage>,
+    edge: Edge,
+    matte: Matte,
 }
 
 /// A replacement background at frame size, kept while the frames keep their size and format.
@@ -130,18 +141,44 @@ impl Compositor {
             scaler: Scaler::default(),
             background: None,
             background_image,
+            edge: Edge::default(),
+            matte: Matte::default(),
         })
     }
 
+    /// Draws cut-out and matte edges as `edge` says (soft by default).
+    pub fn with_edge(mut self, edge: Edge) -> Self {
+        self.edge = edge;
+        self
+    }
+
+    /// Whether this compositor draws soft edges from the masks' coverage: a post-processor
+    /// feeding it should attach it ([`super::Postprocessor::with_coverage`]).
+    pub fn wants_coverage(&self) -> bool {
+        self.edge != Edge::Hard && matches!(self.mode, Mode::Cutout { .. } | Mode::Matte)
+    }
+
+    /// The object's alpha for `mask`: soft when the edge is soft and the mask carries its
+    /// coverage, refined along `guide` (the frame's luma, rows `stride` bytes apart); else 255
+    /// on the labels kept in a cut-out, 0 elsewhere.
+    fn alpha(&mut self, guide: &[u8], stride: usize, mask: &Mask) -> Vec<u8> {
+        if let (Edge::Soft { feather }, Some(coverage)) = (self.edge, &mask.coverage) {
+            let radius = feather.unwrap_or(coverage.cell.max(2.0));
+            let size = [mask.width, mask.height];
+            return self
+                .matte
+                .alpha(guide, stride, &coverage.values, size, radius);
+        }
+        let kept: Vec<u8> = self
+            .styles
+            .iter()
+            .map(|style| if style.foreground { 255 } else { 0 })
+            .collect();
+        mask.labels.iter().map(|&l| kept[usize::from(l)]).collect()
+    }
     /// The output picture (packed RGBA) for `pixels` (packed RGBA, drawn on in place) and
     /// its `mask`.
     pub fn run(&mut self, mut pixels: Vec<u8>, mask: &Mask) -> Vec<u8> {
-        if let Mode::Cutout { background } = &self.mode
-            && *background != Background::Transparent
-        {
-            let background = background.clone();
-            self.prepare_background(&background, &pixels, mask);
-        }
         let styles = &self.styles;
         let labelled = pixels.chunks_exact_mut(4).zip(&mask.labels);
         match &self.mode {
@@ -164,27 +201,29 @@ impl Compositor {
                     px.copy_from_slice(&[v, v, v, 255]);
                 }
             }
+            Mode::Matte => {
+                let alpha = self.alpha(&luma(&pixels), mask.width, mask);
+                for (px, a) in pixels.chunks_exact_mut(4).zip(alpha) {
+                    px.copy_from_slice(&[a, a, a, 255]);
+                }
+            }
             Mode::Cutout {
                 background: Background::Transparent,
             } => {
-                for (px, &label) in labelled {
-                    px[3] = if styles[usize::from(label)].foreground {
-                        255
-                    } else {
-                        0
-                    };
+                let alpha = self.alpha(&luma(&pixels), mask.width, mask);
+                for (px, a) in pixels.chunks_exact_mut(4).zip(alpha) {
+                    px[3] = a;
                 }
             }
-            Mode::Cutout { .. } => {
+            Mode::Cutout { background } => {
+                let background = background.clone();
+                let alpha = self.alpha(&luma(&pixels), mask.width, mask);
+                self.prepare_background(&background, &pixels, &alpha, [mask.width, mask.height]);
                 let fill = self
                     .background
                     .as_ref()
-                    .map_or(&[][..], |prepared| prepared.fill.as_slice());
-                for ((px, &label), bg) in labelled.zip(fill.chunks_exact(4)) {
-                    if !styles[usize::from(label)].foreground {
-                        px.copy_from_slice(bg);
-                    }
-                }
+                    .map_or(&[][..], |p| p.fill.as_slice());
+                blend_rgba_towards(&mut pixels, fill, &alpha);
             }
             Mode::Passthrough => {}
         }
@@ -192,17 +231,13 @@ impl Compositor {
     }
 
     /// The frame blurred without its objects: each pixel weighted by how much it is background
-    /// (alpha 255 for background, 0 for objects) before shrinking and growing back, so the
-    /// blur is blur(frame·background) ÷ blur(background) and no object colour bleeds into it
-    /// as a halo around the silhouette.
-    fn blurred_background(&mut self, pixels: &[u8], mask: &Mask, size: [usize; 2]) -> Vec<u8> {
+    /// (255 − the object's `alpha`) before shrinking and growing back, so the blur is
+    /// blur(frame·background) ÷ blur(background) and no object colour bleeds into it as a halo
+    /// around the silhouette.
+    fn blurred_background(&mut self, pixels: &[u8], alpha: &[u8], size: [usize; 2]) -> Vec<u8> {
         let mut weighted = pixels.to_vec();
-        for (px, &label) in weighted.chunks_exact_mut(4).zip(&mask.labels) {
-            px[3] = if self.styles[usize::from(label)].foreground {
-                0
-            } else {
-                255
-            };
+        for (px, a) in weighted.chunks_exact_mut(4).zip(alpha) {
+            px[3] = 255 - a;
         }
         let small = [size[0].div_ceil(BLUR_FACTOR), size[1].div_ceil(BLUR_FACTOR)];
         let shrunk = self.scaler.rgba_weighted(&weighted, size, small);
@@ -219,7 +254,6 @@ impl Compositor {
     pub fn run_i420(&mut self, pixels: &mut [u8], info: &gst_video::VideoInfo, mask: &Mask) {
         let layout = I420Layout::new(info);
         let matrix = YuvMatrix::new(&info.colorimetry());
-        let labels = &mask.labels;
         let colors = |color: &dyn Fn(&LabelStyle) -> Option<[u8; 3]>| -> Vec<Option<[u8; 3]>> {
             self.styles
                 .iter()
@@ -230,43 +264,48 @@ impl Compositor {
             Mode::Passthrough => return,
             Mode::Overlay { opacity } => (colors(&|style| style.color), tint_weight(*opacity)),
             Mode::Mask => (colors(&|style| Some([style.mask_value; 3])), 256),
-            Mode::Cutout {
-                background: background @ (Background::Transparent | Background::Color(_)),
-            } => {
-                let fill = match background {
-                    Background::Color(color) => *color,
-                    _ => [0; 3],
-                };
-                (colors(&|style| (!style.foreground).then_some(fill)), 256)
+            Mode::Matte => {
+                let alpha = self.alpha(&pixels[layout.offsets[0]..], layout.strides[0], mask);
+                let grey: [u8; 256] = std::array::from_fn(|a| matrix.from_rgb([a as u8; 3])[0]);
+                // Neutral chroma everywhere; the luma of each pixel's grey.
+                pixels.copy_from_slice(&solid_i420(&layout, matrix.from_rgb([0; 3])));
+                for (y, row) in alpha.chunks_exact(mask.width).enumerate() {
+                    let start = layout.offsets[0] + y * layout.strides[0];
+                    for (value, &a) in pixels[start..start + mask.width].iter_mut().zip(row) {
+                        *value = grey[usize::from(a)];
+                    }
+                }
+                return;
             }
             Mode::Cutout { background } => {
                 let background = background.clone();
-                self.prepare_background_i420(&background, pixels, &layout, &matrix, labels);
-                let replaced: Vec<bool> = self.styles.iter().map(|s| !s.foreground).collect();
+                let alpha = self.alpha(&pixels[layout.offsets[0]..], layout.strides[0], mask);
+                self.prepare_background_i420(&background, pixels, &layout, &matrix, &alpha);
                 let fill = self
                     .background
                     .as_ref()
                     .map_or(&[][..], |p| p.fill.as_slice());
-                let target = Target::Picture {
-                    pixels: fill,
-                    replaced: &replaced,
-                };
-                blend_i420(pixels, &layout, labels, &target, 256);
+                blend_towards_picture(pixels, &layout, fill, &alpha);
                 return;
             }
         };
-        blend_i420(pixels, &layout, labels, &Target::Colors(&colors), alpha);
+        blend_i420(pixels, &layout, &mask.labels, &colors, alpha);
     }
 
     /// Makes `self.background` the replacement background at frame size: recomputed for each
     /// frame when blurred, kept while the size stays the same otherwise.
-    fn prepare_background(&mut self, background: &Background, pixels: &[u8], mask: &Mask) {
-        let size = [mask.width, mask.height];
+    fn prepare_background(
+        &mut self,
+        background: &Background,
+        pixels: &[u8],
+        alpha: &[u8],
+        size: [usize; 2],
+    ) {
         if self.is_prepared(background, size, false) {
             return;
         }
         let fill = match (background, &self.background_image) {
-            (Background::Blur, _) => self.blurred_background(pixels, mask, size),
+            (Background::Blur, _) => self.blurred_background(pixels, alpha, size),
             (Background::Image(_), Some(image)) => stretched(&mut self.scaler, image, size),
             (Background::Color([r, g, b]), _) => [*r, *g, *b, 255].repeat(size[0] * size[1]),
             _ => vec![0; size[0] * size[1] * 4],
@@ -278,26 +317,28 @@ impl Compositor {
         });
     }
 
-    /// As [`Compositor::prepare_background`], in I420 laid out as `layout` (an image or a blur:
-    /// colours are drawn without a picture).
+    /// As [`Compositor::prepare_background`], in I420 laid out as `layout` (a transparent
+    /// background is black).
     fn prepare_background_i420(
         &mut self,
         background: &Background,
         pixels: &[u8],
         layout: &I420Layout,
         matrix: &YuvMatrix,
-        labels: &[u8],
+        alpha: &[u8],
     ) {
         if self.is_prepared(background, layout.size, true) {
             return;
         }
         let fill = match (background, &self.background_image) {
+            (Background::Blur, _) => self.blurred_background_i420(pixels, layout, alpha),
             (Background::Image(_), Some(image)) => rgba_to_i420(
                 &stretched(&mut self.scaler, image, layout.size),
                 layout,
                 matrix,
             ),
-            _ => self.blurred_background_i420(pixels, layout, labels),
+            (Background::Color(color), _) => solid_i420(layout, matrix.from_rgb(*color)),
+            _ => solid_i420(layout, matrix.from_rgb([0; 3])),
         };
         self.background = Some(Prepared {
             size: layout.size,
@@ -318,39 +359,35 @@ impl Compositor {
 
     /// As [`Compositor::blurred_background`], in I420. The blur is far wider than a chroma
     /// block, so it starts from the picture at chroma resolution: each 2×2 block becomes one
-    /// pixel (the mean luma of its background pixels, its U and V, and the share of it that is
-    /// background as the weight), which is shrunk and grown back weighted as the RGBA frame
-    /// is; the grown U and V are the chroma planes, and the grown luma is scaled up to the
-    /// frame.
+    /// pixel (the luma of its pixels weighted by how much they are background, its U and V,
+    /// and the block's mean background share as the weight), which is shrunk and grown back
+    /// weighted as the RGBA frame is; the grown U and V are the chroma planes, and the grown
+    /// luma is scaled up to the frame.
     fn blurred_background_i420(
         &mut self,
         pixels: &[u8],
         layout: &I420Layout,
-        labels: &[u8],
+        alpha: &[u8],
     ) -> Vec<u8> {
-        let mut background = [0u32; 256];
-        for (weight, style) in background.iter_mut().zip(&self.styles) {
-            *weight = u32::from(!style.foreground);
-        }
         let [width, height] = layout.size;
         let blocks = layout.plane_size(1);
         let mut coarse = Vec::with_capacity(blocks[0] * blocks[1] * 4);
         for by in 0..blocks[1] {
             let rows = [2 * by, (2 * by + 1).min(height - 1)];
             let luma = rows.map(|y| layout.row(pixels, 0, y));
-            let marks = rows.map(|y| &labels[y * width..][..width]);
+            let marks = rows.map(|y| &alpha[y * width..][..width]);
             let (u, v) = (layout.row(pixels, 1, by), layout.row(pixels, 2, by));
             for bx in 0..blocks[0] {
                 let (mut sum, mut count) = (0u32, 0u32);
                 for x in [2 * bx, (2 * bx + 1).min(width - 1)] {
                     for row in 0..2 {
-                        let weight = background[usize::from(marks[row][x])];
+                        let weight = 255 - u32::from(marks[row][x]);
                         sum += weight * u32::from(luma[row][x]);
                         count += weight;
                     }
                 }
                 let mean = (sum + count / 2).checked_div(count).unwrap_or(0);
-                coarse.extend([mean as u8, u[bx], v[bx], (count * 255 / 4) as u8]);
+                coarse.extend([mean as u8, u[bx], v[bx], (count / 4) as u8]);
             }
         }
         let small = layout.size.map(|side| side.div_ceil(BLUR_FACTOR));
@@ -372,6 +409,39 @@ impl Compositor {
             out[start..start + width].copy_from_slice(row);
         }
         out
+    }
+}
+
+/// The luma of packed RGBA `pixels` (BT.601 weights: the guide for soft edges).
+fn luma(pixels: &[u8]) -> Vec<u8> {
+    pixels
+        .chunks_exact(4)
+        .map(|px| {
+            ((77 * u32::from(px[0]) + 150 * u32::from(px[1]) + 29 * u32::from(px[2]) + 128) >> 8)
+                as u8
+        })
+        .collect()
+}
+
+/// Blends packed RGBA `pixels` towards `picture` (the same size) by 255 − the object's `alpha`
+/// per pixel; the alpha channel stays.
+fn blend_rgba_towards(pixels: &mut [u8], picture: &[u8], alpha: &[u8]) {
+    for ((px, bg), &a) in pixels
+        .chunks_exact_mut(4)
+        .zip(picture.chunks_exact(4))
+        .zip(alpha)
+    {
+        match a {
+            255 => {}
+            0 => px[..3].copy_from_slice(&bg[..3]),
+            _ => {
+                let a = u32::from(a);
+                for (value, &to) in px[..3].iter_mut().zip(&bg[..3]) {
+                    *value =
+                        ((u32::from(*value) * a + u32::from(to) * (255 - a) + 127) / 255) as u8;
+                }
+            }
+        }
     }
 }
 
@@ -410,6 +480,7 @@ mod tests {
             width: 2,
             height: 1,
             labels: vec![0, 1],
+            coverage: None,
         }
     }
 
@@ -452,6 +523,7 @@ mod tests {
             width: size,
             height: size,
             labels,
+            coverage: None,
         };
         let mode = Mode::Cutout {
             background: Background::Blur,

@@ -1,7 +1,9 @@
 //! Pixel work around the model: pre-processing (resize + normalise), post-processing (logits
-//! to a label mask at frame size), composition (overlay, cut-out, mask) and contact sheets.
+//! to a label mask at frame size), soft alpha along the edges, composition (overlay, cut-out,
+//! mask) and contact sheets.
 
 pub mod compose;
+pub mod matte;
 pub mod postprocess;
 pub mod preprocess;
 pub mod resize;
@@ -10,6 +12,7 @@ mod styles;
 pub mod yuv;
 
 pub use compose::{Background, Compositor, LabelStyle, Mode};
+pub use matte::Edge;
 pub use postprocess::{Mask, Postprocessor};
 pub use preprocess::{Normalizer, Preprocessor};
 pub use resize::Scaler;

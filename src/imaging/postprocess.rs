@@ -7,6 +7,7 @@
 
 use ndarray::{Array3, ArrayView3};
 
+use super::matte;
 use super::resize::Scaler;
 
 /// Per-pixel labels at frame size.
@@ -18,6 +19,18 @@ pub struct Mask {
     pub height: usize,
     /// Row-major labels: 0/1 for binary models, the class index for multi-class ones.
     pub labels: Vec<u8>,
+    /// The object's coverage for soft edges, when asked of a binary model's post-processor.
+    pub coverage: Option<Coverage>,
+}
+
+/// A binary model's object coverage at frame size: the up-sampled probability through
+/// [`matte::coverage`]'s contrast curve (128 at the threshold).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Coverage {
+    /// Row-major, 0..=255.
+    pub values: Vec<u8>,
+    /// Frame pixels per model pixel (the larger of the two axes).
+    pub cell: f32,
 }
 
 /// Turns logits into masks; one per worker (it owns a [`Scaler`] and scratch planes).
@@ -25,6 +38,7 @@ pub struct Postprocessor {
     scaler: Scaler,
     threshold: f32,
     smoothing: f32,
+    coverage: bool,
     previous: Vec<f32>,
     probabilities: Vec<f32>,
     upsampled: Vec<f32>,
@@ -39,6 +53,7 @@ impl Postprocessor {
             scaler: Scaler::default(),
             threshold,
             smoothing: 0.0,
+            coverage: false,
             previous: Vec::new(),
             probabilities: Vec::new(),
             upsampled: Vec::new(),
@@ -50,6 +65,12 @@ impl Postprocessor {
     /// post-processor that sees every frame of one stream in order.
     pub fn with_smoothing(mut self, smoothing: f32) -> Self {
         self.smoothing = smoothing.clamp(0.0, 0.99);
+        self
+    }
+
+    /// Has binary masks carry the object's [`Coverage`] (for soft edges).
+    pub fn with_coverage(mut self, coverage: bool) -> Self {
+        self.coverage = coverage;
         self
     }
 
@@ -77,6 +98,7 @@ impl Postprocessor {
         let pixels = width * height;
         self.upsampled.resize(pixels, 0.0);
         let mut labels = vec![0u8; pixels];
+        let mut coverage = None;
         if classes == 1 {
             self.scaler.plane(
                 &self.probabilities,
@@ -87,6 +109,14 @@ impl Postprocessor {
             for (label, &p) in labels.iter_mut().zip(&self.upsampled) {
                 *label = u8::from(p >= self.threshold);
             }
+            coverage = self.coverage.then(|| Coverage {
+                values: self
+                    .upsampled
+                    .iter()
+                    .map(|&p| matte::coverage(p, self.threshold))
+                    .collect(),
+                cell: (width as f32 / w as f32).max(height as f32 / h as f32),
+            });
         } else {
             self.coarse.clear();
             self.coarse
@@ -103,6 +133,7 @@ impl Postprocessor {
             width,
             height,
             labels,
+            coverage,
         }
     }
 }

@@ -166,79 +166,26 @@ impl I420Layout {
     }
 }
 
-/// What the pixels of a label are blended towards.
-#[derive(Debug, Clone, Copy)]
-pub enum Target<'a> {
-    /// A colour (Y, U, V) per label; labels without one are left as they are.
-    Colors(&'a [Option<[u8; 3]>]),
-    /// The same pixel of another picture of the same layout, for the labels marked `true`.
-    Picture {
-        /// The other picture's I420 bytes.
-        pixels: &'a [u8],
-        /// Whether each label takes the other picture's pixels.
-        replaced: &'a [bool],
-    },
-}
-
-/// Blends the pixels whose label the `target` touches towards it at `alpha` (0..=256 of 256),
-/// in place, in I420 `pixels` laid out as `layout`: luma per pixel, chroma per 2×2 block by
-/// the share of the block that is touched (see the module's note). `alpha` 256 replaces.
+/// Blends the pixels whose label has a colour (Y, U, V) in `colors` towards it at `alpha`
+/// (0..=256 of 256), in place, in I420 `pixels` laid out as `layout`: luma per pixel, chroma
+/// per 2×2 block by the share of the block that is touched (see the module's note). `alpha`
+/// 256 replaces.
 pub fn blend_i420(
     pixels: &mut [u8],
     layout: &I420Layout,
     labels: &[u8],
-    target: &Target<'_>,
+    colors: &[Option<[u8; 3]>],
     alpha: u32,
 ) {
-    let mut touched = [false; 256];
-    match *target {
-        Target::Colors(colors) => {
-            let mut values = [[0u8; 3]; 256];
-            for (label, color) in colors.iter().enumerate() {
-                if let Some(color) = color {
-                    (touched[label], values[label]) = (true, *color);
-                }
-            }
-            blend_with(
-                pixels,
-                layout,
-                labels,
-                alpha,
-                &touched,
-                |label, plane, _| values[label][plane],
-            );
-        }
-        Target::Picture {
-            pixels: picture,
-            replaced,
-        } => {
-            touched[..replaced.len()].copy_from_slice(replaced);
-            blend_with(pixels, layout, labels, alpha, &touched, |_, _, at| {
-                picture[at]
-            });
-        }
-    }
-}
-
-/// [`blend_i420`] for the labels marked in `touched`, each sample blended towards
-/// `towards(label, plane, byte)`.
-fn blend_with(
-    pixels: &mut [u8],
-    layout: &I420Layout,
-    labels: &[u8],
-    alpha: u32,
-    touched: &[bool; 256],
-    towards: impl Fn(usize, usize, usize) -> u8,
-) {
+    let mut touched = [None; 256];
+    touched[..colors.len()].copy_from_slice(colors);
     let [width, height] = layout.size;
     let keep = 256 - alpha;
     for (y, row_labels) in labels.chunks_exact(width).enumerate() {
         let row = layout.offsets[0] + y * layout.strides[0];
         let luma = &mut pixels[row..row + width];
-        for (x, (value, &label)) in luma.iter_mut().zip(row_labels).enumerate() {
-            let label = usize::from(label);
-            if touched[label] {
-                let to = towards(label, 0, row + x);
+        for (value, &label) in luma.iter_mut().zip(row_labels) {
+            if let Some([to, ..]) = touched[usize::from(label)] {
                 *value = match alpha {
                     256 => to,
                     _ => ((u32::from(*value) * keep + u32::from(to) * alpha + 128) >> 8) as u8,
@@ -253,19 +200,16 @@ fn blend_with(
         let bottom = &labels[(2 * by + 1).min(height - 1) * width..][..width];
         for bx in 0..blocks_x {
             let (left, right) = (2 * bx, (2 * bx + 1).min(width - 1));
-            let block = [top[left], top[right], bottom[left], bottom[right]].map(usize::from);
-            let count: i32 = block.iter().map(|&label| i32::from(touched[label])).sum();
+            let block = [top[left], top[right], bottom[left], bottom[right]]
+                .map(|label| touched[usize::from(label)]);
+            let count = block.iter().flatten().count() as i32;
             if count == 0 {
                 continue;
             }
             for plane in 1..3 {
                 let at = layout.offsets[plane] + by * layout.strides[plane] + bx;
                 let value = i32::from(pixels[at]);
-                let sum: i32 = block
-                    .iter()
-                    .filter(|&&label| touched[label])
-                    .map(|&label| i32::from(towards(label, plane, at)))
-                    .sum();
+                let sum: i32 = block.iter().flatten().map(|c| i32::from(c[plane])).sum();
                 // value + (Σ towards − count·value)·α ÷ (4 · 256), rounded half away from 0.
                 let pull = sum - count * value;
                 let shift = (pull * alpha as i32 + 512 * pull.signum()) / 1024;
@@ -273,6 +217,55 @@ fn blend_with(
             }
         }
     }
+}
+
+/// Blends I420 `pixels` towards `picture` (the same layout, `layout`) by 255 − the object's
+/// `alpha` (0..=255 per pixel, row-major): luma per pixel, chroma per 2×2 block by the block's
+/// mean background share, as for a tint (see the module's note).
+pub fn blend_towards_picture(pixels: &mut [u8], layout: &I420Layout, picture: &[u8], alpha: &[u8]) {
+    let [width, height] = layout.size;
+    for (y, row_alpha) in alpha.chunks_exact(width).enumerate() {
+        let row = layout.offsets[0] + y * layout.strides[0];
+        let (luma, to) = (&mut pixels[row..row + width], &picture[row..row + width]);
+        for ((value, &to), &a) in luma.iter_mut().zip(to).zip(row_alpha) {
+            if a < 255 {
+                let a = u32::from(a);
+                *value = ((u32::from(*value) * a + u32::from(to) * (255 - a) + 127) / 255) as u8;
+            }
+        }
+    }
+    let [blocks_x, blocks_y] = layout.plane_size(1);
+    for by in 0..blocks_y {
+        let top = &alpha[2 * by * width..][..width];
+        let bottom = &alpha[(2 * by + 1).min(height - 1) * width..][..width];
+        for bx in 0..blocks_x {
+            let (left, right) = (2 * bx, (2 * bx + 1).min(width - 1));
+            // The block's background share, 0..=1020 (four pixels of 0..=255).
+            let share: u32 = [top[left], top[right], bottom[left], bottom[right]]
+                .iter()
+                .map(|&a| 255 - u32::from(a))
+                .sum();
+            if share == 0 {
+                continue;
+            }
+            for plane in 1..3 {
+                let at = layout.offsets[plane] + by * layout.strides[plane] + bx;
+                let (value, to) = (u32::from(pixels[at]), u32::from(picture[at]));
+                pixels[at] = ((value * (1020 - share) + to * share + 510) / 1020) as u8;
+            }
+        }
+    }
+}
+
+/// An I420 picture laid out as `layout`, every pixel the colour `yuv`.
+pub fn solid_i420(layout: &I420Layout, yuv: [u8; 3]) -> Vec<u8> {
+    let mut pixels = vec![0u8; layout.byte_len()];
+    for (plane, value) in yuv.into_iter().enumerate() {
+        let rows = layout.plane_size(plane)[1];
+        let start = layout.offsets[plane];
+        pixels[start..start + rows * layout.strides[plane]].fill(value);
+    }
+    pixels
 }
 
 /// Packed RGBA `rgba` of `layout.size` as I420 bytes laid out as `layout`, each block's chroma
@@ -418,7 +411,7 @@ mod tests {
             &mut tinted,
             &layout,
             &labels,
-            &Target::Colors(&[None, Some(m.from_rgb(red))]),
+            &[None, Some(m.from_rgb(red))],
             128,
         );
         let after = to_rgb(&m, &tinted, &layout);

@@ -396,11 +396,13 @@ pub(super) fn postprocess_scores(
     output_tx: &Sender<Frame>,
 ) -> Result<(StageStats, Flicker)> {
     let mut stats = StageStats::new("postprocess");
-    let mut post = Postprocessor::new(config.threshold).with_smoothing(config.smoothing);
+    let mut post = Postprocessor::new(config.threshold)
+        .with_smoothing(config.smoothing)
+        .with_coverage(compositor.wants_coverage());
     let (mut flicker, mut previous) = (Flicker::default(), Vec::<u8>::new());
     for Scores { mut frame, logits } in scores_rx.iter() {
         let started = Instant::now();
-        let mask = post.run(logits.view(), frame.width(), frame.height());
+        let mut mask = post.run(logits.view(), frame.width(), frame.height());
         match frame.i420_layout() {
             Some(_) => compositor.run_i420(&mut frame.pixels, &frame.info, &mask),
             None => frame.pixels = compositor.run(std::mem::take(&mut frame.pixels), &mask),
@@ -413,6 +415,8 @@ pub(super) fn postprocess_scores(
             }
             previous.clone_from(&mask.labels);
         }
+        // The mask travels on with its labels; the coverage was only for composing.
+        mask.coverage = None;
         frame.mask = Some(mask);
         if output_tx.send(frame).is_err() {
             break;

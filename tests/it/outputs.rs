@@ -93,13 +93,10 @@ fn a_mov_cutout_keeps_the_alpha_channel() {
     let mut index = 0;
     decode(&output, |frame| {
         for (pixel, &red) in frame.pixels.chunks_exact(4).zip(&expected[index]) {
+            // Soft edges: alpha may be partial along the boundary; half or more is the object.
             let alpha = pixel[3];
-            assert!(
-                alpha == 0 || alpha == 255,
-                "alpha {alpha}: a mask is 0 or 255"
-            );
-            agree += u64::from((alpha == 255) == red);
-            opaque += u64::from(alpha == 255);
+            agree += u64::from((alpha >= 128) == red);
+            opaque += u64::from(alpha >= 128);
             total += 1;
         }
         index += 1;

@@ -75,7 +75,7 @@ fn cutout_alpha_matches_the_expected_mask() {
     for (frame, png) in inputs.iter().zip(&outputs) {
         for (pixel, out) in frame.pixels.chunks_exact(4).zip(png.pixels()) {
             let expected = is_red(pixel);
-            let actual = out[3] == 255;
+            let actual = out[3] >= 128;
             both += u64::from(expected && actual);
             either += u64::from(expected || actual);
             rgb_changed += u64::from(pixel[..3] != out.0[..3]);
@@ -88,6 +88,70 @@ fn cutout_alpha_matches_the_expected_mask() {
     );
     assert!(iou >= 0.99, "alpha vs expected mask: IoU {iou:.4}");
     assert_eq!(rgb_changed, 0, "a cut-out keeps the colours");
+}
+
+/// The shipped people model over the people clip into PNG frames with `extra` options.
+fn people_pngs(extra: &[&str]) -> Vec<image::RgbaImage> {
+    let dir = tempfile::tempdir().unwrap();
+    let frames = dir.path().join("frames");
+    let input = generated("people.mkv");
+    let mut args = vec![
+        "segment",
+        input.to_str().unwrap(),
+        "-o",
+        frames.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    run_ok(&args);
+    png_frames(&frames)
+}
+
+#[test]
+fn soft_edges_are_partial_only_along_the_boundary_and_the_matte_is_that_alpha() {
+    let soft = people_pngs(&["--mode", "cutout"]);
+    let hard = people_pngs(&["--mode", "cutout", "--edge", "hard"]);
+    let matte = people_pngs(&["--mode", "mask", "--mask-format", "alpha"]);
+    assert!(soft.len() > 50 && soft.len() == hard.len() && soft.len() == matte.len());
+    let (width, height) = soft[0].dimensions();
+    let (mut partial, mut agree, mut total) = (0u64, 0u64, 0u64);
+    for ((soft, hard), matte) in soft.iter().zip(&hard).zip(&matte) {
+        let alpha = |image: &image::RgbaImage, x: u32, y: u32| image.get_pixel(x, y)[3];
+        for (x, y, px) in soft.enumerate_pixels() {
+            let (a, h) = (px[3], alpha(hard, x, y));
+            assert!(h == 0 || h == 255, "hard edges are 0 or 255, not {h}");
+            let grey = matte.get_pixel(x, y);
+            assert_eq!(
+                [grey[0], grey[1], grey[2]],
+                [a; 3],
+                "the matte is the cut-out's alpha"
+            );
+            agree += u64::from((a >= 128) == (h == 255));
+            total += 1;
+            if a == 0 || a == 255 {
+                continue;
+            }
+            partial += 1;
+            // A partial pixel lies within 8 pixels of the hard mask's boundary.
+            let near = |lo: u32, hi: u32, at: u32| at.saturating_sub(8).max(lo)..=(at + 8).min(hi);
+            let window: Vec<u8> = near(0, height - 1, y)
+                .flat_map(|wy| near(0, width - 1, x).map(move |wx| (wx, wy)))
+                .map(|(wx, wy)| alpha(hard, wx, wy))
+                .collect();
+            assert!(
+                window.contains(&0) && window.contains(&255),
+                "partial alpha {a} at ({x}, {y}), far from the boundary"
+            );
+        }
+    }
+    let (share, agreement) = (partial as f64 / total as f64, agree as f64 / total as f64);
+    assert!(
+        share > 0.0005 && share < 0.03,
+        "partial alpha on {share:.4} of pixels"
+    );
+    assert!(
+        agreement > 0.98,
+        "soft and hard masks agree on {agreement:.4}"
+    );
 }
 
 #[test]

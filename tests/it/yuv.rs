@@ -72,6 +72,7 @@ fn dark_mask(rgba: &[u8], [width, height]: [usize; 2]) -> Mask {
             .chunks_exact(4)
             .map(|px| u8::from(u32::from(px[0]) + u32::from(px[1]) + u32::from(px[2]) < 300))
             .collect(),
+        coverage: None,
     }
 }
 
