@@ -224,6 +224,9 @@ pub struct Stability {
     pub flip_rate: f64,
     /// Flip rate with smoothing.
     pub flip_rate_smoothed: f64,
+    /// Lag of the smoothed mask: the share of pixels it still marks as object that the
+    /// unsmoothed mask of the same frame no longer does (a ghost trailing motion).
+    pub lag_smoothed: f64,
     /// The smoothing weight used.
     pub smoothing: f32,
 }
@@ -248,6 +251,7 @@ pub fn temporal_stability(
     source.start()?;
     let (mut previous, mut flips, mut flips_smoothed, mut pixels, mut frames) =
         (None::<(Vec<u8>, Vec<u8>)>, 0u64, 0u64, 0u64, 0usize);
+    let mut lagging = 0u64;
     while let Some(frame) = source.next_frame(gst::ClockTime::from_seconds(10))? {
         let input = preprocessor.run(
             &frame.pixels,
@@ -260,6 +264,12 @@ pub fn temporal_stability(
             raw.run(logits, w, h).labels,
             smoothed.run(logits, w, h).labels,
         );
+        lagging += masks
+            .0
+            .iter()
+            .zip(&masks.1)
+            .filter(|&(&raw, &smooth)| raw == 0 && smooth != 0)
+            .count() as u64;
         if let Some((a, b)) = &previous {
             flips += changed_labels(a, &masks.0);
             flips_smoothed += changed_labels(b, &masks.1);
@@ -274,6 +284,7 @@ pub fn temporal_stability(
         frames,
         flip_rate: rate(flips),
         flip_rate_smoothed: rate(flips_smoothed),
+        lag_smoothed: lagging as f64 / (frames * w * h).max(1) as f64,
         smoothing,
     })
 }

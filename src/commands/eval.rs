@@ -33,12 +33,14 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         if !args.json {
             println!(
                 "temporal stability on {} ({} frames): {:.4} of mask pixels flip per frame, \
-                 {:.4} with --smooth {}",
+                 {:.4} with --smooth {} (lag: {:.4} of pixels still marked that the unsmoothed \
+                 mask has left)",
                 shown(video),
                 stability.frames,
                 stability.flip_rate,
                 stability.flip_rate_smoothed,
-                stability.smoothing
+                stability.smoothing,
+                stability.lag_smoothed
             );
         }
         summary["temporal"] = json!(stability);

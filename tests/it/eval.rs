@@ -131,3 +131,28 @@ fn smoothing_steadies_masks_over_a_clip() {
         "raw {raw}, smoothed {smoothed}"
     );
 }
+
+#[test]
+fn smoothing_lags_behind_motion_and_no_smoothing_does_not() {
+    // A person signing before a still camera: the hands move, the smoothed mask trails them.
+    let clip = crate::media::clip("asl_book.mkv");
+    let lag = |smooth: &str| {
+        let model = crate::helpers::shipped("people.onnx");
+        let args = [
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--video",
+            clip.to_str().unwrap(),
+            "--smooth",
+            smooth,
+            "--json",
+        ];
+        run_json(&args)["temporal"]["lag_smoothed"]
+            .as_f64()
+            .unwrap()
+    };
+    let (none, strong) = (lag("0"), lag("0.9"));
+    assert_eq!(none, 0.0, "an unsmoothed mask cannot trail itself");
+    assert!(strong > 0.0001 && strong < 0.05, "lag {strong}");
+}
