@@ -28,7 +28,7 @@ use super::instances::{self, SharedEngine};
 use super::latency::LatencyWatch;
 use super::output;
 use super::settings::{INPUT_FORMATS, PROPERTIES, Settings, output_format};
-use crate::imaging::{Compositor, LabelStyle, Mode, label_styles};
+use crate::imaging::{Compositor, Edge, LabelStyle, Mode, label_styles};
 use crate::stream::lane::{self, LaneInput, LaneOutput, LaneWorkers};
 use crate::stream::{EngineConfig, Reorder};
 use crate::video::Frame;
@@ -71,6 +71,8 @@ struct State {
     /// Settings frozen when the element started.
     config: Option<EngineConfig>,
     mode: Option<Mode>,
+    /// How cut-out edges are drawn.
+    edge: Edge,
     /// How each label is drawn, for the compositors of each new lane.
     styles: Vec<LabelStyle>,
     /// The model's class names, comma-separated, for the mask meta.
@@ -92,6 +94,7 @@ impl Default for State {
             engine: None,
             config: None,
             mode: None,
+            edge: Edge::default(),
             styles: Vec::new(),
             classes: Arc::from(""),
             info: None,
@@ -280,7 +283,7 @@ impl Segstream {
             let cutout = matches!(mode, Mode::Cutout { .. });
             let styles = label_styles(card, &settings.classes, cutout)?;
             // Reads a background image now, so that a bad one fails the start.
-            compositors(&mode, &styles, 1)?;
+            compositors(&mode, &styles, settings.edge(), 1)?;
             Ok((engine, joined, mode, styles))
         });
         let (engine, joined, mode, styles) = prepared.map_err(|error| {
@@ -309,6 +312,7 @@ impl Segstream {
         state.engine = Some(engine);
         state.config = Some(settings.engine_config());
         state.mode = Some(mode);
+        state.edge = settings.edge();
         state.styles = styles;
         state.flow = Ok(gst::FlowSuccess::Ok);
         Ok(())
@@ -391,7 +395,7 @@ impl Segstream {
         else {
             return Err(gst::FlowError::Flushing);
         };
-        let attached = compositors(mode, &state.styles, config.workers)
+        let attached = compositors(mode, &state.styles, state.edge, config.workers)
             .and_then(|compositors| lane::attach(engine.engine(), config, compositors));
         let (input, output, workers) = attached.map_err(|error| {
             gst::element_imp_error!(self, gst::StreamError::Failed, ("{error}"));
@@ -797,13 +801,14 @@ impl Segstream {
     }
 }
 
-/// `workers` compositors drawing `mode` with one style per label.
+/// `workers` compositors drawing `mode` with one style per label and `edge` edges.
 fn compositors(
     mode: &Mode,
     styles: &[LabelStyle],
+    edge: Edge,
     workers: usize,
 ) -> crate::Result<Vec<Compositor>> {
     (0..workers)
-        .map(|_| Compositor::new(mode.clone(), styles.to_vec()))
+        .map(|_| Compositor::new(mode.clone(), styles.to_vec()).map(|c| c.with_edge(edge)))
         .collect()
 }

@@ -11,7 +11,7 @@ use gst_video::VideoFormat;
 use gstreamer as gst;
 use gstreamer_video as gst_video;
 
-use crate::imaging::{Background, Mode};
+use crate::imaging::{Background, Edge, Mode};
 use crate::infer::{DeviceChoice, SegmenterOptions};
 use crate::paths::{DEFAULT_MODEL, default_model};
 use crate::stream::{Batching, EngineConfig, Policy};
@@ -92,6 +92,8 @@ pub struct Settings {
     pub threshold: f32,
     pub opacity: f32,
     pub classes: Vec<String>,
+    pub soft_edges: bool,
+    pub feather: f32,
     pub provider: ProviderChoice,
     pub threads: u32,
     pub batch: u32,
@@ -111,6 +113,8 @@ impl Default for Settings {
             threshold: 0.5,
             opacity: 0.5,
             classes: Vec::new(),
+            soft_edges: true,
+            feather: 0.0,
             provider: ProviderChoice::Auto,
             threads: 0,
             batch: 0,
@@ -166,6 +170,23 @@ pub static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
         glib::ParamSpecString::builder("classes")
             .nick("Classes")
             .blurb("Classes to draw, by name or index, comma-separated (unset: all)")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecBoolean::builder("soft-edges")
+            .nick("Soft edges")
+            .blurb(
+                "Cutout, blur and replace: partial alpha along the edge, refined along the \
+                 frame's own edges (one-class models); off: alpha 0 or 255",
+            )
+            .default_value(defaults.soft_edges)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecFloat::builder("feather")
+            .nick("Feather")
+            .blurb("Soft edges: the refinement's radius in pixels (0: one model pixel, at least 2)")
+            .minimum(0.0)
+            .maximum(100.0)
+            .default_value(defaults.feather)
             .mutable_ready()
             .build(),
         glib::ParamSpecEnum::builder_with_default("provider", defaults.provider)
@@ -254,6 +275,8 @@ impl Settings {
                     .map(String::from)
                     .collect();
             }
+            "soft-edges" => self.soft_edges = value.get().unwrap_or(true),
+            "feather" => self.feather = float(),
             "provider" => self.provider = value.get().unwrap_or_default(),
             "threads" => self.threads = unsigned(),
             "batch" => self.batch = unsigned(),
@@ -280,6 +303,8 @@ impl Settings {
             "threshold" => self.threshold.to_value(),
             "opacity" => self.opacity.to_value(),
             "classes" => self.classes.join(",").to_value(),
+            "soft-edges" => self.soft_edges.to_value(),
+            "feather" => self.feather.to_value(),
             "provider" => self.provider.to_value(),
             "threads" => self.threads.to_value(),
             "batch" => self.batch.to_value(),
@@ -352,6 +377,16 @@ impl Settings {
             every: u64::from(self.every),
             smoothing: self.smooth,
             patience: None,
+        }
+    }
+
+    /// How the compositors draw cut-out edges.
+    pub fn edge(&self) -> Edge {
+        match self.soft_edges {
+            true => Edge::Soft {
+                feather: (self.feather > 0.0).then_some(self.feather),
+            },
+            false => Edge::Hard,
         }
     }
 

@@ -183,6 +183,41 @@ fn bgrx_overlay_and_passthrough_keep_the_format_and_carry_the_mask() {
 }
 
 #[test]
+fn cutout_edges_are_soft_unless_turned_off() {
+    let frames = people_frames(4);
+    let alphas = |properties: &[(&str, &str)]| -> Vec<u8> {
+        let mut h = harness(properties, "RGBA", &frames[0]);
+        for frame in &frames {
+            h.push(buffer(frame, false)).unwrap();
+        }
+        h.push_event(gst::event::Eos::new());
+        let out = pull_to_eos(&mut h);
+        assert_eq!(out.len(), frames.len());
+        out.iter()
+            .flat_map(|b| {
+                b.map_readable()
+                    .unwrap()
+                    .chunks(4)
+                    .map(|px| px[3])
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let partial = |alpha: &[u8]| alpha.iter().filter(|&&a| a != 0 && a != 255).count();
+    let (soft, hard) = (
+        alphas(&[("mode", "cutout")]),
+        alphas(&[("mode", "cutout"), ("soft-edges", "false")]),
+    );
+    assert!(hard.contains(&255), "people were kept");
+    assert_eq!(partial(&hard), 0, "hard edges are 0 or 255");
+    let share = partial(&soft) as f64 / soft.len() as f64;
+    assert!(
+        share > 0.0005 && share < 0.03,
+        "partial alpha on {share:.4}"
+    );
+}
+
+#[test]
 fn a_flush_discards_the_frames_in_flight_and_the_next_ones_all_come() {
     let frames = people_frames(20);
     let mut h = harness(&[("mode", "overlay"), ("batch", "4")], "RGBA", &frames[0]);
