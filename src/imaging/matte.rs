@@ -63,8 +63,8 @@ pub struct Matte {
 }
 
 impl Matte {
-    /// The alpha (0..=255, row-major at `size`) of the foreground whose coverage (see [`coverage`]) is
-    /// `coverage`, refined along `guide` (the frame's luma, rows `stride` bytes apart) over
+    /// The alpha (0..=255, row-major at `size`) of the foreground of `coverage` (see
+    /// [`coverage`]), refined along `guide` (the frame's luma, rows `stride` bytes apart) over
     /// `radius` frame pixels.
     pub fn alpha(
         &mut self,
