@@ -277,13 +277,14 @@ impl Segstream {
     /// fails the change to PAUSED with a message naming it.
     fn start(&self) -> Result<(), gst::StateChangeError> {
         let settings = lock(&self.settings).clone();
+        let edge = settings.edge();
         let prepared = instances::acquire(&settings).and_then(|(engine, joined)| {
             let mode = settings.mode()?;
             let card = engine.engine().card();
             let cutout = matches!(mode, Mode::Cutout { .. });
             let styles = label_styles(card, &settings.classes, cutout)?;
             // Reads a background image now, so that a bad one fails the start.
-            compositors(&mode, &styles, settings.edge(), 1)?;
+            compositors(&mode, &styles, edge, 1)?;
             Ok((engine, joined, mode, styles))
         });
         let (engine, joined, mode, styles) = prepared.map_err(|error| {
@@ -312,7 +313,7 @@ impl Segstream {
         state.engine = Some(engine);
         state.config = Some(settings.engine_config());
         state.mode = Some(mode);
-        state.edge = settings.edge();
+        state.edge = edge;
         state.styles = styles;
         state.flow = Ok(gst::FlowSuccess::Ok);
         Ok(())

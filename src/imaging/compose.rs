@@ -4,6 +4,7 @@
 //! [`super::matte`]) for binary models whose masks carry their coverage, 0 or 255 from the
 //! labels otherwise.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use gstreamer_video as gst_video;
@@ -159,15 +160,20 @@ impl Compositor {
     }
 
     /// The object's alpha for `mask`: soft when the edge is soft and the mask carries its
-    /// coverage, refined along `guide` (the frame's luma, rows `stride` bytes apart); else 255
-    /// on the labels kept in a cut-out, 0 elsewhere.
-    fn alpha(&mut self, guide: &[u8], stride: usize, mask: &Mask) -> Vec<u8> {
+    /// coverage, refined along the frame's luma that `guide` gives (with its row stride),
+    /// asked for only then; else 255 on the labels kept in a cut-out, 0 elsewhere.
+    fn alpha<'g>(
+        &mut self,
+        mask: &Mask,
+        guide: impl FnOnce() -> (Cow<'g, [u8]>, usize),
+    ) -> Vec<u8> {
         if let (Edge::Soft { feather }, Some(coverage)) = (self.edge, &mask.coverage) {
             let radius = feather.unwrap_or(coverage.cell.max(2.0));
             let size = [mask.width, mask.height];
+            let (guide, stride) = guide();
             return self
                 .matte
-                .alpha(guide, stride, &coverage.values, size, radius);
+                .alpha(&guide, stride, &coverage.values, size, radius);
         }
         let kept: Vec<u8> = self
             .styles
@@ -176,6 +182,18 @@ impl Compositor {
             .collect();
         mask.labels.iter().map(|&l| kept[usize::from(l)]).collect()
     }
+
+    /// [`Compositor::alpha`] of packed RGBA `pixels`, guided by their luma.
+    fn rgba_alpha(&mut self, pixels: &[u8], mask: &Mask) -> Vec<u8> {
+        self.alpha(mask, || (Cow::Owned(luma(pixels)), mask.width))
+    }
+
+    /// [`Compositor::alpha`] of I420 `pixels` laid out as `layout`, guided by their Y plane.
+    fn i420_alpha(&mut self, pixels: &[u8], layout: &I420Layout, mask: &Mask) -> Vec<u8> {
+        let luma = &pixels[layout.offsets[0]..];
+        self.alpha(mask, || (Cow::Borrowed(luma), layout.strides[0]))
+    }
+
     /// The output picture (packed RGBA) for `pixels` (packed RGBA, drawn on in place) and
     /// its `mask`.
     pub fn run(&mut self, mut pixels: Vec<u8>, mask: &Mask) -> Vec<u8> {
@@ -202,7 +220,7 @@ impl Compositor {
                 }
             }
             Mode::Matte => {
-                let alpha = self.alpha(&luma(&pixels), mask.width, mask);
+                let alpha = self.rgba_alpha(&pixels, mask);
                 for (px, a) in pixels.chunks_exact_mut(4).zip(alpha) {
                     px.copy_from_slice(&[a, a, a, 255]);
                 }
@@ -210,14 +228,14 @@ impl Compositor {
             Mode::Cutout {
                 background: Background::Transparent,
             } => {
-                let alpha = self.alpha(&luma(&pixels), mask.width, mask);
+                let alpha = self.rgba_alpha(&pixels, mask);
                 for (px, a) in pixels.chunks_exact_mut(4).zip(alpha) {
                     px[3] = a;
                 }
             }
             Mode::Cutout { background } => {
                 let background = background.clone();
-                let alpha = self.alpha(&luma(&pixels), mask.width, mask);
+                let alpha = self.rgba_alpha(&pixels, mask);
                 self.prepare_background(&background, &pixels, &alpha, [mask.width, mask.height]);
                 let fill = self
                     .background
@@ -265,7 +283,7 @@ impl Compositor {
             Mode::Overlay { opacity } => (colors(&|style| style.color), tint_weight(*opacity)),
             Mode::Mask => (colors(&|style| Some([style.mask_value; 3])), 256),
             Mode::Matte => {
-                let alpha = self.alpha(&pixels[layout.offsets[0]..], layout.strides[0], mask);
+                let alpha = self.i420_alpha(pixels, &layout, mask);
                 let grey: [u8; 256] = std::array::from_fn(|a| matrix.from_rgb([a as u8; 3])[0]);
                 // Neutral chroma everywhere; the luma of each pixel's grey.
                 pixels.copy_from_slice(&solid_i420(&layout, matrix.from_rgb([0; 3])));
@@ -279,7 +297,7 @@ impl Compositor {
             }
             Mode::Cutout { background } => {
                 let background = background.clone();
-                let alpha = self.alpha(&pixels[layout.offsets[0]..], layout.strides[0], mask);
+                let alpha = self.i420_alpha(pixels, &layout, mask);
                 self.prepare_background_i420(&background, pixels, &layout, &matrix, &alpha);
                 let fill = self
                     .background

@@ -179,7 +179,7 @@ pub fn blend_i420(
 ) {
     let mut touched = [None; 256];
     touched[..colors.len()].copy_from_slice(colors);
-    let [width, height] = layout.size;
+    let width = layout.size[0];
     let keep = 256 - alpha;
     for (y, row_labels) in labels.chunks_exact(width).enumerate() {
         let row = layout.offsets[0] + y * layout.strides[0];
@@ -193,28 +193,36 @@ pub fn blend_i420(
             }
         }
     }
-    // A block on an odd edge repeats its last column or row: the share it gives is the same.
-    let [blocks_x, blocks_y] = layout.plane_size(1);
-    for by in 0..blocks_y {
-        let top = &labels[2 * by * width..][..width];
-        let bottom = &labels[(2 * by + 1).min(height - 1) * width..][..width];
-        for bx in 0..blocks_x {
+    for_each_block(labels, layout.size, |bx, by, block| {
+        let block = block.map(|label| touched[usize::from(label)]);
+        let count = block.iter().flatten().count() as i32;
+        if count == 0 {
+            return;
+        }
+        for plane in 1..3 {
+            let at = layout.offsets[plane] + by * layout.strides[plane] + bx;
+            let value = i32::from(pixels[at]);
+            let sum: i32 = block.iter().flatten().map(|c| i32::from(c[plane])).sum();
+            // value + (Σ towards − count·value)·α ÷ (4 · 256), rounded half away from 0.
+            let pull = sum - count * value;
+            let shift = (pull * alpha as i32 + 512 * pull.signum()) / 1024;
+            pixels[at] = (value + shift).clamp(0, 255) as u8;
+        }
+    });
+}
+
+/// Calls `visit(bx, by, samples)` for each 2×2 block of the row-major per-pixel `values` of
+/// `size` (the blocks of a 4:2:0 chroma sample), its samples top-left, top-right,
+/// bottom-left, bottom-right. A block on an odd edge repeats its last column or row, so the
+/// share it gives is the same as a whole block's.
+fn for_each_block(values: &[u8], size: [usize; 2], mut visit: impl FnMut(usize, usize, [u8; 4])) {
+    let [width, height] = size;
+    for by in 0..height.div_ceil(2) {
+        let top = &values[2 * by * width..][..width];
+        let bottom = &values[(2 * by + 1).min(height - 1) * width..][..width];
+        for bx in 0..width.div_ceil(2) {
             let (left, right) = (2 * bx, (2 * bx + 1).min(width - 1));
-            let block = [top[left], top[right], bottom[left], bottom[right]]
-                .map(|label| touched[usize::from(label)]);
-            let count = block.iter().flatten().count() as i32;
-            if count == 0 {
-                continue;
-            }
-            for plane in 1..3 {
-                let at = layout.offsets[plane] + by * layout.strides[plane] + bx;
-                let value = i32::from(pixels[at]);
-                let sum: i32 = block.iter().flatten().map(|c| i32::from(c[plane])).sum();
-                // value + (Σ towards − count·value)·α ÷ (4 · 256), rounded half away from 0.
-                let pull = sum - count * value;
-                let shift = (pull * alpha as i32 + 512 * pull.signum()) / 1024;
-                pixels[at] = (value + shift).clamp(0, 255) as u8;
-            }
+            visit(bx, by, [top[left], top[right], bottom[left], bottom[right]]);
         }
     }
 }
@@ -223,7 +231,7 @@ pub fn blend_i420(
 /// `alpha` (0..=255 per pixel, row-major): luma per pixel, chroma per 2×2 block by the block's
 /// mean background share, as for a tint (see the module's note).
 pub fn blend_towards_picture(pixels: &mut [u8], layout: &I420Layout, picture: &[u8], alpha: &[u8]) {
-    let [width, height] = layout.size;
+    let width = layout.size[0];
     for (y, row_alpha) in alpha.chunks_exact(width).enumerate() {
         let row = layout.offsets[0] + y * layout.strides[0];
         let (luma, to) = (&mut pixels[row..row + width], &picture[row..row + width]);
@@ -234,27 +242,18 @@ pub fn blend_towards_picture(pixels: &mut [u8], layout: &I420Layout, picture: &[
             }
         }
     }
-    let [blocks_x, blocks_y] = layout.plane_size(1);
-    for by in 0..blocks_y {
-        let top = &alpha[2 * by * width..][..width];
-        let bottom = &alpha[(2 * by + 1).min(height - 1) * width..][..width];
-        for bx in 0..blocks_x {
-            let (left, right) = (2 * bx, (2 * bx + 1).min(width - 1));
-            // The block's background share, 0..=1020 (four pixels of 0..=255).
-            let share: u32 = [top[left], top[right], bottom[left], bottom[right]]
-                .iter()
-                .map(|&a| 255 - u32::from(a))
-                .sum();
-            if share == 0 {
-                continue;
-            }
-            for plane in 1..3 {
-                let at = layout.offsets[plane] + by * layout.strides[plane] + bx;
-                let (value, to) = (u32::from(pixels[at]), u32::from(picture[at]));
-                pixels[at] = ((value * (1020 - share) + to * share + 510) / 1020) as u8;
-            }
+    for_each_block(alpha, layout.size, |bx, by, block| {
+        // The block's background share, 0..=1020 (four pixels of 0..=255).
+        let share: u32 = block.iter().map(|&a| 255 - u32::from(a)).sum();
+        if share == 0 {
+            return;
         }
-    }
+        for plane in 1..3 {
+            let at = layout.offsets[plane] + by * layout.strides[plane] + bx;
+            let (value, to) = (u32::from(pixels[at]), u32::from(picture[at]));
+            pixels[at] = ((value * (1020 - share) + to * share + 510) / 1020) as u8;
+        }
+    });
 }
 
 /// An I420 picture laid out as `layout`, every pixel the colour `yuv`.

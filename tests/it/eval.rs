@@ -103,12 +103,8 @@ fn masks_with_more_classes_than_the_model_are_refused() {
     assert_fails(&args, &[], 1, &["mask value"]);
 }
 
-#[test]
-fn smoothing_steadies_masks_over_a_clip() {
-    // "Red ≥ 128" flickers where codec noise crosses the threshold, like a real model's edges.
-    let dir = tempfile::tempdir().unwrap();
-    let model = red_detector(dir.path(), [96, 128]);
-    let clip = crate::media::generated("bars.mkv");
+/// `eval --video`'s temporal figures for `model` on `clip` with `--smooth smooth`.
+fn temporal(model: &Path, clip: &Path, smooth: &str) -> serde_json::Value {
     let args = [
         "eval",
         "--model",
@@ -116,12 +112,19 @@ fn smoothing_steadies_masks_over_a_clip() {
         "--video",
         clip.to_str().unwrap(),
         "--smooth",
-        "0.8",
+        smooth,
         "--json",
     ];
-    let json = run_json(&args);
-    let temporal = &json["temporal"];
-    assert!(temporal["frames"].as_u64().unwrap() > 50, "{json}");
+    run_json(&args)["temporal"].clone()
+}
+
+#[test]
+fn smoothing_steadies_masks_over_a_clip() {
+    // "Red ≥ 128" flickers where codec noise crosses the threshold, like a real model's edges.
+    let dir = tempfile::tempdir().unwrap();
+    let model = red_detector(dir.path(), [96, 128]);
+    let temporal = temporal(&model, &crate::media::generated("bars.mkv"), "0.8");
+    assert!(temporal["frames"].as_u64().unwrap() > 50, "{temporal}");
     let (raw, smoothed) = (
         temporal["flip_rate"].as_f64().unwrap(),
         temporal["flip_rate_smoothed"].as_f64().unwrap(),
@@ -135,20 +138,12 @@ fn smoothing_steadies_masks_over_a_clip() {
 #[test]
 fn smoothing_lags_behind_motion_and_no_smoothing_does_not() {
     // A person signing before a still camera: the hands move, the smoothed mask trails them.
-    let clip = crate::media::clip("asl_book.mkv");
-    let lag = |smooth: &str| {
-        let model = crate::helpers::shipped("people.onnx");
-        let args = [
-            "eval",
-            "--model",
-            model.to_str().unwrap(),
-            "--video",
-            clip.to_str().unwrap(),
-            "--smooth",
-            smooth,
-            "--json",
-        ];
-        run_json(&args)["temporal"]["lag_smoothed"]
+    let (model, clip) = (
+        crate::helpers::shipped("people.onnx"),
+        crate::media::clip("asl_book.mkv"),
+    );
+    let lag = |smooth| {
+        temporal(&model, &clip, smooth)["lag_smoothed"]
             .as_f64()
             .unwrap()
     };

@@ -7,7 +7,7 @@ use std::time::Duration;
 use segstream::video::{Frame, probe_file};
 
 use crate::helpers::{
-    assert_fails, count_after, fixture_model, interrupt, run_ok, segment_with_fixture,
+    assert_fails, count_after, fixture_model, interrupt, run_ok, segment_with_fixture, shipped,
 };
 use crate::media::{
     channel_classifier, decode, dominant_channel, generated, identity_model, is_red, opencv_clip,
@@ -92,18 +92,7 @@ fn cutout_alpha_matches_the_expected_mask() {
 
 /// The shipped people model over the people clip into PNG frames with `extra` options.
 fn people_pngs(extra: &[&str]) -> Vec<image::RgbaImage> {
-    let dir = tempfile::tempdir().unwrap();
-    let frames = dir.path().join("frames");
-    let input = generated("people.mkv");
-    let mut args = vec![
-        "segment",
-        input.to_str().unwrap(),
-        "-o",
-        frames.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    run_ok(&args);
-    png_frames(&frames)
+    model_pngs("people.mkv", |_, _| shipped("people.onnx"), extra).1
 }
 
 #[test]
