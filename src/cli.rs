@@ -32,6 +32,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Measure decode, inference and end-to-end speed, and where the time goes.
     Bench(BenchArgs),
+    /// Correct the model's most instructive frames in a local web page; saves a dataset.
+    Label(LabelArgs),
     /// Show a model's card (classes, colours, normalisation, input size) and check it loads.
     Inspect(InspectArgs),
     /// Rewrite another program's ONNX segmentation model into segstream's contract.
@@ -385,6 +387,35 @@ pub struct BenchArgs {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+/// `segstream label`.
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    /// A video (frames sampled over its whole length) or a folder of images.
+    pub input: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The dataset folder: images/ + masks/ (what `train --data` reads), test/ for frames
+    /// held back, manifest.json. Earlier labels there are kept and added to.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Frames to queue, most instructive first.
+    #[arg(long, default_value_t = 20)]
+    pub frames: usize,
+    /// Pictures scored to choose them from (default: 5 × --frames).
+    #[arg(long)]
+    pub candidates: Option<usize>,
+    /// Port of the page on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// When the page's Finish is pressed, fine-tune the model on the dataset and evaluate it
+    /// against the model on the frames held back for testing.
+    #[arg(long)]
+    pub train: bool,
+    /// Epochs of that fine-tuning.
+    #[arg(long, default_value_t = 10, requires = "train")]
+    pub epochs: usize,
 }
 
 /// `segstream inspect`.

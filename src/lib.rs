@@ -8,6 +8,7 @@
 //! - [`onnx`]: writing ONNX graphs;
 //! - [`dataset`], [`metrics`] and [`eval`]: labelled images, their scores, model evaluation;
 //! - [`element`]: the GStreamer plugin (`segstream` element), one more door into the engine;
+//! - [`label`]: the labelling page, which turns corrected frames into a dataset;
 //! - [`bench`]: decode, inference and end-to-end throughput; [`bench_streams`]: N streams in
 //!   one process against N processes;
 //! - `train` (feature `train`): the U-Nets in burn, export, parity.
@@ -22,6 +23,7 @@ mod error;
 pub mod eval;
 pub mod imaging;
 pub mod infer;
+pub mod label;
 pub mod metrics;
 pub mod onnx;
 pub mod paths;

@@ -12,6 +12,7 @@ mod import;
 mod init_model;
 mod inspect;
 pub mod interrupt;
+mod label;
 mod output;
 mod quantize;
 mod report;
@@ -49,6 +50,7 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
         Command::Train(args) => train::run(&args),
         Command::Eval(args) => eval::run(&args).map(|()| 0),
         Command::Bench(args) => bench::run(&args).map(|()| 0),
+        Command::Label(args) => label::run(&args),
     }
 }
 

@@ -16,6 +16,8 @@ mod fine_tune;
 mod gpu;
 mod helpers;
 mod import;
+mod label;
+mod label_page;
 mod many;
 mod media;
 mod model_errors;

@@ -1,0 +1,241 @@
+//! The labelling page in a real browser: Debian's Chromium, driven through WebDriver
+//! (`chromedriver`), paints on the canvas with the mouse, undoes a stroke and saves; the mask
+//! on disk must hold the painted pixels exactly there.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::interrupt;
+use crate::label::{Labeller, SIZE, manifest, picture, red_model};
+
+/// Chromium and its driver, as Debian installs them (`scripts/setup`).
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A WebDriver session on a headless Chromium; ends both when dropped.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start() -> Self {
+        for program in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(program).exists(),
+                "{program} is missing: run scripts/setup"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while ureq::get(&format!("{base}/status")).call().is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "chromedriver did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let capabilities = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--window-size=1200,900", "--force-device-scale-factor=1",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+        }}});
+        let mut browser = Browser {
+            driver,
+            base,
+            session: String::new(),
+            _profile: profile,
+        };
+        let created = browser.send("/session", &capabilities);
+        browser.session = created["sessionId"]
+            .as_str()
+            .expect("a session")
+            .to_string();
+        browser
+    }
+
+    /// POSTs `body` to the driver (relative to the session once there is one).
+    fn send(&self, path: &str, body: &Value) -> Value {
+        let url = match self.session.as_str() {
+            "" => format!("{}{path}", self.base),
+            session => format!("{}/session/{session}{path}", self.base),
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent.post(&url).send_json(body).unwrap();
+        let answer: Value = response.body_mut().read_json().unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "WebDriver {path}: {answer}"
+        );
+        answer["value"].clone()
+    }
+
+    /// Runs `script` in the page; returns its value.
+    fn script(&self, script: &str) -> Value {
+        self.send("/execute/sync", &json!({ "script": script, "args": [] }))
+    }
+
+    /// Waits until `script` returns true.
+    fn until(&self, script: &str) {
+        let started = Instant::now();
+        while self.script(script) != json!(true) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "waited in vain for {script}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Drags the mouse from `from` to `to` (viewport pixels) with the button down.
+    fn drag(&self, from: [i64; 2], to: [i64; 2]) {
+        let mv = |[x, y]: [i64; 2], duration: u64| json!({ "type": "pointerMove", "origin": "viewport", "x": x, "y": y, "duration": duration });
+        let actions = json!({ "actions": [{
+            "type": "pointer", "id": "mouse", "parameters": { "pointerType": "mouse" },
+            "actions": [
+                mv(from, 0),
+                { "type": "pointerDown", "button": 0 },
+                mv(to, 200),
+                { "type": "pointerUp", "button": 0 },
+            ],
+        }]});
+        self.send("/actions", &actions);
+    }
+
+    /// Presses `keys` together (WebDriver key codes), then lets them go.
+    fn press(&self, keys: &[&str]) {
+        let mut actions: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({ "type": "keyDown", "value": k }))
+            .collect();
+        actions.extend(
+            keys.iter()
+                .rev()
+                .map(|k| json!({ "type": "keyUp", "value": k })),
+        );
+        self.send(
+            "/actions",
+            &json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] }),
+        );
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = ureq::delete(&format!("{}/session/{}", self.base, self.session)).call();
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// WebDriver's code of the Control key.
+const CONTROL: &str = "\u{E009}";
+
+#[test]
+fn strokes_painted_in_the_browser_are_saved_exactly_and_undo_takes_one_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("pictures");
+    std::fs::create_dir_all(&folder).unwrap();
+    // No red anywhere: the model's mask is empty, so every object pixel saved was painted.
+    picture(&folder, "plain.png", |_, _| 0);
+    let model = red_model(dir.path());
+    let dataset = dir.path().join("dataset");
+    let labeller = Labeller::start(&folder, &model, &dataset, &[]);
+    let browser = Browser::start();
+    browser.send("/url", &json!({ "url": format!("{}/", labeller.base) }));
+    browser.until("return document.body.dataset.ready === 'true'");
+    browser.script("document.getElementById('size').value = 5; return true");
+    let origin = browser.script(
+        "const r = document.getElementById('guide').getBoundingClientRect(); \
+         return [r.left, r.top, r.width, state.zoom]",
+    );
+    let [left, top, width, zoom] = [0, 1, 2, 3].map(|i| origin[i].as_f64().unwrap());
+    assert_eq!(
+        (width, zoom),
+        (f64::from(SIZE[0]), 1.0),
+        "the frame is shown at 100 %"
+    );
+    let at = |x: f64, y: f64| [(left + x).round() as i64, (top + y).round() as i64];
+    // Stroke one along row 20 from x 10 to 60; stroke two down column 80, then undone.
+    browser.drag(at(10.0, 20.0), at(60.0, 20.0));
+    browser.drag(at(80.0, 5.0), at(80.0, 55.0));
+    browser.press(&[CONTROL, "z"]);
+    browser.press(&["s"]);
+    let started = Instant::now();
+    while !dataset.join("masks/plain.png").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the page did not save"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mask = image::open(dataset.join("masks/plain.png"))
+        .unwrap()
+        .to_luma8();
+    // Where the stroke's centre line ran, every pixel is the object; nothing further than
+    // the brush's radius (and a pixel of rounding) from it changed; the undone stroke left
+    // nothing; only ids 0 and 1 (0/255 on disk) are there.
+    let image_x = |x: f64| (left + x).round() - left;
+    let (x0, x1, y, reach) = (
+        image_x(10.0),
+        image_x(60.0),
+        (top + 20.0).round() - top,
+        2.5 + 1.5,
+    );
+    for (x, py, value) in mask.enumerate_pixels().map(|(x, y, p)| (x, y, p[0])) {
+        assert!(value == 0 || value == 255, "value {value} at ({x}, {py})");
+        let (cx, cy) = (f64::from(x) + 0.5, f64::from(py) + 0.5);
+        let nearest_x = cx.clamp(x0, x1);
+        let distance = ((cx - nearest_x).powi(2) + (cy - y).powi(2)).sqrt();
+        if value == 255 {
+            assert!(
+                distance <= reach,
+                "({x}, {py}) painted {distance:.1} px from the stroke"
+            );
+        }
+        if distance <= 1.0 {
+            assert_eq!(
+                value, 255,
+                "({x}, {py}) lies on the stroke but was not painted"
+            );
+        }
+        if x == 80 {
+            assert_eq!(value, 0, "the undone stroke left ({x}, {py})");
+        }
+    }
+    let entries = manifest(&dataset)["entries"].clone();
+    assert_eq!(entries[0]["decision"], "edited", "{entries}");
+    drop(browser);
+    interrupt(&labeller.child);
+    let (code, _) = labeller.wait();
+    assert_eq!(code, Some(130));
+}
