@@ -105,6 +105,8 @@ fn fine_tune(
     let run = free_run_folder(&args.output.join("runs"));
     let data = args.output.to_string_lossy();
     let (size, epochs) = (format!("{h}x{w}"), args.epochs.to_string());
+    // A fifth of the frames validate, and at least one does.
+    let valid_frac = (1.0 / trained as f64).max(0.2).to_string();
     let model_arg = model.to_string_lossy();
     let run_arg = run.to_string_lossy();
     let train = [
@@ -117,6 +119,8 @@ fn fine_tune(
         &size,
         "--epochs",
         &epochs,
+        "--valid-frac",
+        &valid_frac,
         "-o",
         &run_arg,
     ];

@@ -78,6 +78,8 @@ fn the_ambiguous_picture_comes_first_and_copies_are_left_out() {
 pub struct Labeller {
     pub child: Child,
     lines: mpsc::Receiver<String>,
+    /// The thread reading stdout: done once the process has printed its last line.
+    reader: std::thread::JoinHandle<()>,
     pub base: String,
     port: u16,
 }
@@ -99,7 +101,7 @@ impl Labeller {
             .unwrap();
         let (tx, lines) = mpsc::channel();
         let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let _ = tx.send(line);
             }
@@ -124,6 +126,7 @@ impl Labeller {
         Labeller {
             child,
             lines,
+            reader,
             base,
             port,
         }
@@ -171,6 +174,7 @@ impl Labeller {
     /// Waits for the process to end; returns its exit code and everything it printed.
     pub fn wait(mut self) -> (Option<i32>, String) {
         let status = self.child.wait().unwrap();
+        self.reader.join().unwrap();
         let printed: Vec<String> = self.lines.try_iter().collect();
         (status.code(), printed.join("\n"))
     }
@@ -419,4 +423,97 @@ fn a_video_is_sampled_over_its_length_with_flicker_scored() {
     interrupt(&labeller.child);
     let (code, _) = labeller.wait();
     assert_eq!(code, Some(130));
+}
+
+#[test]
+fn a_correction_is_carried_to_the_frames_of_its_scene_that_barely_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("scene");
+    std::fs::create_dir_all(&folder).unwrap();
+    let top = |_: u32, y: u32| if y < SIZE[1] / 2 { 255 } else { 0 };
+    picture(&folder, "a-other.png", |x, _| {
+        if x < SIZE[0] / 2 { 255 } else { 0 }
+    });
+    picture(&folder, "s1.png", top);
+    // The same picture with a 6×6 red square more: a frame later in the same shot.
+    let moved = move |x: u32, y: u32| match (x, y) {
+        (70..76, 50..56) => 255,
+        _ => top(x, y),
+    };
+    picture(&folder, "s2.png", moved);
+    let model = red_model(dir.path());
+    let dataset = dir.path().join("dataset");
+    let labeller = Labeller::start(&folder, &model, &dataset, &[]);
+    let queue = labeller.queue();
+    assert_eq!(queue["items"].as_array().unwrap().len(), 3, "{queue}");
+    let (s1, s2) = (
+        item(&queue, "s1")["id"].clone(),
+        item(&queue, "s2")["id"].clone(),
+    );
+    let edited = vec![1u8; (SIZE[0] * SIZE[1]) as usize];
+    let (status, answer) = labeller.post(&format!("/api/items/{s1}/save?carry=1"), &edited);
+    assert_eq!(status, 200, "{answer}");
+    let next = answer["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["status"] == "pending")
+        .unwrap();
+    assert_eq!(
+        next["name"], "s2",
+        "the scene's next frame comes first: {answer}"
+    );
+    assert_eq!(next["carried_from"], "s1");
+    assert_eq!(
+        item(&answer, "a-other")["carried_from"],
+        serde_json::Value::Null
+    );
+    assert_eq!(labeller.get(&format!("/api/items/{s2}/mask")), edited);
+    let (status, _) = labeller.post(&format!("/api/items/{s2}/accept"), &[]);
+    assert_eq!(status, 200);
+    let entries = manifest(&dataset)["entries"].clone();
+    assert_eq!(entries[1]["carried_from"], "s1", "{entries}");
+    assert_eq!(entries[1]["decision"], "accepted");
+    interrupt(&labeller.child);
+    let (code, _) = labeller.wait();
+    assert_eq!(code, Some(130));
+}
+
+#[cfg(feature = "train")]
+#[test]
+fn finish_with_train_fine_tunes_and_scores_the_held_back_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let (folder, model) = (pictures(dir.path()), red_model(dir.path()));
+    let dataset = dir.path().join("dataset");
+    let labeller = Labeller::start(&folder, &model, &dataset, &["--train", "--epochs", "2"]);
+    for (k, queued) in labeller.queue()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let split = if k == 0 { "test" } else { "train" };
+        let (status, answer) = labeller.post(
+            &format!("/api/items/{}/accept?split={split}", queued["id"]),
+            &[],
+        );
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (status, _) = labeller.post("/api/finish", &[]);
+    assert_eq!(status, 200);
+    let (code, printed) = labeller.wait();
+    assert_eq!(code, Some(0), "{printed}");
+    assert!(
+        dataset.join("runs/fine-tune/model.onnx").exists(),
+        "{printed}"
+    );
+    for needle in [
+        "segstream train --data",
+        "before: segstream eval",
+        "after: segstream eval",
+    ] {
+        assert!(printed.contains(needle), "{needle}: {printed}");
+    }
+    let scored = printed.lines().filter(|l| l.starts_with("iou ")).count();
+    assert_eq!(scored, 2, "two evaluations: {printed}");
 }
