@@ -16,8 +16,10 @@ use super::{EXIT_INTERRUPTED, interrupt, model_path};
 use crate::cli::Cli;
 use crate::cli::LabelArgs;
 use crate::infer::Segmenter;
+#[cfg(feature = "train")]
+use crate::label::Split;
 use crate::label::store::model_identity;
-use crate::label::{Listener, Ranker, Session, Split, Store, ranked_queue};
+use crate::label::{Listener, Ranker, Session, Store, ranked_queue};
 use crate::paths::shown;
 
 pub fn run(args: &LabelArgs) -> anyhow::Result<u8> {

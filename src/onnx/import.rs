@@ -13,6 +13,7 @@
 use std::collections::HashSet;
 
 use super::graph::{dim_param, dim_value, ints_attribute, string_attribute, tensor_info};
+#[cfg(feature = "train")]
 use super::interpret::GraphModel;
 use super::proto::tensor_proto::DataType;
 use super::proto::tensor_shape_proto::dimension::Value;
@@ -274,11 +275,23 @@ pub fn rewrite(mut model: ModelProto, options: &ImportOptions) -> Result<Importe
     })
 }
 
+/// Without the graph interpreter (a build without `train`), graphs keep the size they were
+/// converted at.
+#[cfg(not(feature = "train"))]
+fn make_size_agnostic(
+    _: &mut ModelProto,
+    _: [usize; 2],
+    _: &mut Vec<String>,
+) -> Result<Option<usize>, String> {
+    Ok(None)
+}
+
 /// Frees a graph from the input size it was converted at: whole-frame pools become
 /// GlobalAveragePool (the same result at that size) and the height and width become dynamic
 /// (the caller checks that another size runs, else imports the graph with its own size).
 /// Returns the stride input sides must be multiples of, or `None` when the graph was left as
 /// it is (ops the interpreter does not run).
+#[cfg(feature = "train")]
 fn make_size_agnostic(
     model: &mut ModelProto,
     size: [usize; 2],
@@ -314,6 +327,7 @@ fn make_size_agnostic(
 }
 
 /// Sets dimensions 2 and 3 (height, width) of an N×C×H×W tensor's type.
+#[cfg(feature = "train")]
 fn set_spatial_dims(
     info: &mut ValueInfoProto,
     dims: [super::proto::tensor_shape_proto::Dimension; 2],
