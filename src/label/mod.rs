@@ -24,6 +24,11 @@ pub use store::{Entry, Split, Store};
 
 use crate::Result;
 
+/// Candidates kept per queued frame while scoring: the best-scored ones, so that memory holds
+/// a few frames for each queued one however many are scored (near-duplicates, the only ones
+/// the queue leaves out for other reasons, are rare at [`rank::DUPLICATE`]).
+const KEPT_PER_FRAME: usize = 2;
+
 /// Scores up to `candidates` pictures of `input` that `store` does not hold yet, calling
 /// `progress` after each, and returns the ranked, diverse queue of at most `frames`.
 ///
@@ -37,12 +42,18 @@ pub fn ranked_queue(
     candidates: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Scored>> {
+    let kept = frames.saturating_mul(KEPT_PER_FRAME);
     let mut scored = Vec::new();
+    let mut read = 0;
     candidates::read(input, candidates, |candidate| {
         if !store.has(input, &candidate.origin) {
             scored.push(ranker.score(candidate)?);
+            if scored.len() >= 2 * kept {
+                rank::keep_best(&mut scored, kept);
+            }
         }
-        progress(scored.len());
+        read += 1;
+        progress(read);
         Ok(())
     })?;
     Ok(rank::select(scored, frames))

@@ -104,13 +104,13 @@ impl Ranker {
     ///
     /// # Errors
     /// A failed inference.
-    pub fn score(&mut self, candidate: Candidate) -> Result<Scored> {
+    pub fn score(&mut self, mut candidate: Candidate) -> Result<Scored> {
         let [width, height] = candidate.size;
+        let following = candidate.next.take();
         let input = self.preprocessor.run(&candidate.rgba, width, height);
         let mirrored = input.slice(s![.., .., ..;-1]).to_owned();
         let mut views = vec![input.view(), mirrored.view()];
-        let next = candidate
-            .next
+        let next = following
             .as_ref()
             .map(|next| self.preprocessor.run(next, width, height));
         views.extend(next.as_ref().map(|n| n.view()));
@@ -123,7 +123,7 @@ impl Ranker {
         unmirrored
             .chunks_exact_mut(model_w)
             .for_each(<[u8]>::reverse);
-        let flicker = match candidate.next {
+        let flicker = match next {
             Some(_) => {
                 let next = probabilities(logits.index_axis(Axis(0), 2));
                 1.0 - iou(&labels, &coarse_labels(next.view()))
@@ -174,10 +174,16 @@ impl Ranker {
     }
 }
 
+/// Keeps the `count` best-scored of `scored`.
+pub fn keep_best(scored: &mut Vec<Scored>, count: usize) {
+    scored.sort_by(|a, b| b.scores.total().total_cmp(&a.scores.total()));
+    scored.truncate(count);
+}
+
 /// The ranked queue: highest total score first, each picture at least [`DUPLICATE`] away from
 /// every one queued before it, at most `count` of them.
 pub fn select(mut scored: Vec<Scored>, count: usize) -> Vec<Scored> {
-    scored.sort_by(|a, b| b.scores.total().total_cmp(&a.scores.total()));
+    keep_best(&mut scored, usize::MAX);
     let mut queue: Vec<Scored> = Vec::with_capacity(count);
     for candidate in scored {
         if queue.len() == count {
