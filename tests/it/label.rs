@@ -79,7 +79,7 @@ pub struct Labeller {
     pub child: Child,
     lines: mpsc::Receiver<String>,
     /// The thread reading stdout: done once the process has printed its last line.
-    reader: std::thread::JoinHandle<()>,
+    reader: Option<std::thread::JoinHandle<()>>,
     pub base: String,
     port: u16,
 }
@@ -126,7 +126,7 @@ impl Labeller {
         Labeller {
             child,
             lines,
-            reader,
+            reader: Some(reader),
             base,
             port,
         }
@@ -174,9 +174,19 @@ impl Labeller {
     /// Waits for the process to end; returns its exit code and everything it printed.
     pub fn wait(mut self) -> (Option<i32>, String) {
         let status = self.child.wait().unwrap();
-        self.reader.join().unwrap();
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
         let printed: Vec<String> = self.lines.try_iter().collect();
         (status.code(), printed.join("\n"))
+    }
+}
+
+/// A test that fails half-way leaves no server running.
+impl Drop for Labeller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

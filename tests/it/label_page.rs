@@ -16,11 +16,37 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// A WebDriver session on a headless Chromium; ends both when dropped.
+///
+/// The test starts Chromium itself, with its DevTools on `127.0.0.1:PORT`, and hands that
+/// address to the driver: a driver that launches the browser reaches it as `localhost`,
+/// which a machine without `/etc/hosts` (a bare chroot) does not resolve.
 struct Browser {
+    chromium: Child,
     driver: Child,
     base: String,
     session: String,
     _profile: tempfile::TempDir,
+}
+
+/// A port free at the time of asking, on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `url` answers.
+fn until_up(url: &str, what: &str) {
+    let started = Instant::now();
+    while ureq::get(url).call().is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 impl Browser {
@@ -31,44 +57,48 @@ impl Browser {
                 "{program} is missing: run scripts/setup"
             );
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let profile = tempfile::tempdir().unwrap();
+        let devtools = free_port();
+        let chromium = Command::new(CHROMIUM)
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--window-size=1200,900",
+                "--force-device-scale-factor=1",
+                "--remote-debugging-address=127.0.0.1",
+            ])
+            .arg(format!("--remote-debugging-port={devtools}"))
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let port = free_port();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        while ureq::get(&format!("{base}/status")).call().is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "chromedriver did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let profile = tempfile::tempdir().unwrap();
-        let capabilities = json!({ "capabilities": { "alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--window-size=1200,900", "--force-device-scale-factor=1",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            },
-        }}});
         let mut browser = Browser {
+            chromium,
             driver,
-            base,
+            base: format!("http://127.0.0.1:{port}"),
             session: String::new(),
             _profile: profile,
         };
+        until_up(
+            &format!("http://127.0.0.1:{devtools}/json/version"),
+            "chromium",
+        );
+        until_up(&format!("{}/status", browser.base), "chromedriver");
+        let capabilities = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": { "debuggerAddress": format!("127.0.0.1:{devtools}") },
+        }}});
         let created = browser.send("/session", &capabilities);
         browser.session = created["sessionId"]
             .as_str()
@@ -152,8 +182,10 @@ impl Drop for Browser {
         if !self.session.is_empty() {
             let _ = ureq::delete(&format!("{}/session/{}", self.base, self.session)).call();
         }
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        for process in [&mut self.driver, &mut self.chromium] {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
     }
 }
 
