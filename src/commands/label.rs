@@ -98,9 +98,10 @@ fn fine_tune(
         .iter()
         .filter(|e| e.split == Split::Train)
         .count();
-    if trained == 0 {
+    if trained < 2 {
         anyhow::bail!(
-            "--train: no masks saved for training in {}",
+            "--train: {trained} masks saved for training in {}; fine-tuning needs at least 2 \
+             (one is held for validation)",
             shown(&args.output)
         );
     }

@@ -431,7 +431,7 @@ impl Compositor {
 }
 
 /// The luma of packed RGBA `pixels` (BT.601 weights: the guide for soft edges).
-fn luma(pixels: &[u8]) -> Vec<u8> {
+pub(crate) fn luma(pixels: &[u8]) -> Vec<u8> {
     pixels
         .chunks_exact(4)
         .map(|px| {

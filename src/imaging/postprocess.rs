@@ -139,7 +139,7 @@ impl Postprocessor {
 }
 
 /// The class with the highest probability at grid point `i` (planes of `plane` values).
-fn arg_max(probabilities: &[f32], plane: usize, classes: usize, i: usize) -> u8 {
+pub(crate) fn arg_max(probabilities: &[f32], plane: usize, classes: usize, i: usize) -> u8 {
     let mut best = 0;
     for class in 1..classes {
         if probabilities[class * plane + i] > probabilities[best * plane + i] {

@@ -7,9 +7,10 @@ use ndarray::{ArrayView3, Axis, s};
 
 use super::candidates::Candidate;
 use crate::Result;
-use crate::imaging::postprocess::probabilities;
+use crate::imaging::compose::luma;
+use crate::imaging::postprocess::{arg_max, probabilities};
 use crate::imaging::{Postprocessor, Preprocessor, Scaler};
-use crate::infer::{ModelCard, Segmenter};
+use crate::infer::Segmenter;
 use crate::metrics::band_width;
 
 /// Side of the grey thumbnails frames are compared by.
@@ -72,7 +73,6 @@ pub struct Scored {
 /// Scores candidates with one model.
 pub struct Ranker {
     segmenter: Segmenter,
-    card: ModelCard,
     preprocessor: Preprocessor,
     postprocessor: Postprocessor,
     scaler: Scaler,
@@ -83,20 +83,13 @@ pub struct Ranker {
 impl Ranker {
     /// A ranker running `segmenter`.
     pub fn new(segmenter: Segmenter) -> Self {
-        let card = segmenter.card().clone();
         Ranker {
-            preprocessor: Preprocessor::new(&card),
+            preprocessor: Preprocessor::new(segmenter.card()),
             postprocessor: Postprocessor::new(THRESHOLD),
             scaler: Scaler::default(),
             segmenter,
-            card,
             last: None,
         }
-    }
-
-    /// The model's card.
-    pub fn card(&self) -> &ModelCard {
-        &self.card
     }
 
     /// Runs the model on `candidate`, its mirror image and its next frame (one batch), and
@@ -164,13 +157,7 @@ impl Ranker {
 
     /// The grey thumbnail of an RGBA picture.
     fn thumbnail(&mut self, rgba: &[u8], size: [usize; 2]) -> Vec<u8> {
-        let grey: Vec<u8> = rgba
-            .chunks_exact(4)
-            .map(|p| {
-                ((u16::from(p[0]) * 77 + u16::from(p[1]) * 150 + u16::from(p[2]) * 29) >> 8) as u8
-            })
-            .collect();
-        self.scaler.gray(&grey, size, [THUMBNAIL; 2])
+        self.scaler.gray(&luma(rgba), size, [THUMBNAIL; 2])
     }
 }
 
@@ -227,19 +214,11 @@ fn coarse_labels(probabilities: ArrayView3<'_, f32>) -> Vec<u8> {
             .iter()
             .map(|&p| u8::from(p > THRESHOLD))
             .collect(),
-        _ => {
-            let (classes, h, w) = probabilities.dim();
-            (0..h * w)
-                .map(|i| {
-                    let p = |c: usize| probabilities[[c, i / w, i % w]];
-                    (0..classes).fold(0u8, |best, c| {
-                        if p(c) > p(usize::from(best)) {
-                            c as u8
-                        } else {
-                            best
-                        }
-                    })
-                })
+        classes => {
+            let plane = probabilities.dim().1 * probabilities.dim().2;
+            let values = probabilities.as_slice().expect("planes in standard layout");
+            (0..plane)
+                .map(|i| arg_max(values, plane, classes, i))
                 .collect()
         }
     }
