@@ -1,5 +1,6 @@
 //! Post-processing and composition cost per frame on a 960×540 frame: logits to a mask (one
-//! class at 256×352, eleven at 96×128 like the CamVid model), then overlay, a colour cut-out
+//! class at 256×352, eleven at 96×128 like the CamVid model; without and with motion-aware
+//! smoothing, the frame's luma shrunk to the model's grid included), then overlay, a colour cut-out
 //! and the halo-free blurred background with a person-sized object, each in RGBA and in I420
 //! (frames kept in the decoder's format), side by side; and pre-processing of either format to
 //! the people model's 384×288 input.
@@ -11,7 +12,7 @@ use std::time::Instant;
 
 use gstreamer_video as gst_video;
 use segstream::imaging::{
-    Background, Compositor, LabelStyle, Mask, Mode, Postprocessor, Preprocessor,
+    Background, Compositor, LabelStyle, Mask, Mode, Postprocessor, Preprocessor, Scaler, Smoothing,
 };
 use segstream::infer::ModelCard;
 
@@ -52,6 +53,11 @@ fn main() -> anyhow::Result<()> {
             mask_value: 255,
         },
     ];
+    gstreamer::init()?;
+    let i420 =
+        gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, WIDTH as u32, HEIGHT as u32)
+            .build()?;
+    let yuv: Vec<u8> = (0..i420.size()).map(|i| (i % 251) as u8).collect();
     println!("{WIDTH}x{HEIGHT}, {frames} frames");
     for (classes, [h, w]) in [(1, [256, 352]), (11, [96, 128])] {
         // Smooth class fields, each peaking somewhere else: regions with boundaries between.
@@ -62,6 +68,14 @@ fn main() -> anyhow::Result<()> {
         let mut post = Postprocessor::new(0.5);
         let ms = ms_per_frame(frames, || post.run(logits.view(), WIDTH, HEIGHT));
         println!("mask, {classes:>2} class(es) {ms:6.2} ms per frame");
+        // Motion-aware smoothing: the frame's luma shrunk to the grid, then the blend.
+        let mut smoothed = Postprocessor::new(0.5).with_smoothing(Smoothing::following_motion(0.8));
+        let mut scaler = Scaler::default();
+        let ms = ms_per_frame(frames, || {
+            let luma = scaler.gray(&yuv[..WIDTH * HEIGHT], [WIDTH, HEIGHT], [w, h]);
+            smoothed.run_moving(logits.view(), WIDTH, HEIGHT, Some(&luma))
+        });
+        println!("  + smoothing       {ms:6.2} ms per frame");
     }
     // Eleven classes, every pixel coloured (a road scene): stripes of all labels.
     let classes = 11u8;
@@ -78,11 +92,6 @@ fn main() -> anyhow::Result<()> {
             mask_value: c,
         })
         .collect();
-    gstreamer::init()?;
-    let i420 =
-        gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, WIDTH as u32, HEIGHT as u32)
-            .build()?;
-    let yuv: Vec<u8> = (0..i420.size()).map(|i| (i % 251) as u8).collect();
     let mut pre = Preprocessor::new(&ModelCard::with_defaults(1, [288, 384]));
     let rgba_ms = ms_per_frame(frames, || pre.run(&pixels, WIDTH, HEIGHT));
     let i420_ms = ms_per_frame(frames, || pre.run_i420(&yuv, &i420));

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::dataset::DataSource;
+use crate::imaging::Smoothing;
 use crate::infer::{CudnnOptions, CudnnSearch, DeviceChoice, SegmenterOptions};
 use crate::onnx::import::{LayoutChoice, OutputChoice};
 
@@ -283,9 +284,14 @@ pub struct CameraArgs {
     /// Run the model on every Nth frame and reuse its mask for the frames in between.
     #[arg(long, default_value_t = 1)]
     pub every: u64,
-    /// Temporal smoothing of the mask, 0..1: p = s·previous + (1 − s)·current (0 = off).
-    #[arg(long, default_value_t = 0.5)]
+    /// Temporal smoothing of the mask, 0..1: where the picture is still, p = s·previous +
+    /// (1 − s)·current (0 = off).
+    #[arg(long, default_value_t = 0.8)]
     pub smooth: f32,
+    /// How far a model pixel's luma must move (levels of 255) for smoothing to let go of it,
+    /// so the mask follows motion without a trailing ghost; 0: smooth everywhere alike.
+    #[arg(long, default_value_t = Smoothing::MOTION)]
+    pub smooth_motion: f32,
     /// Seconds to wait for the first frame before failing.
     #[arg(long, default_value_t = 10.0)]
     pub start_timeout: f64,
@@ -322,9 +328,14 @@ pub struct EvalArgs {
     /// flip between consecutive frames, without and with smoothing.
     #[arg(long)]
     pub video: Option<PathBuf>,
-    /// Smoothing weight for --video (EMA of probabilities: p = s·previous + (1 − s)·current).
-    #[arg(long, default_value_t = 0.6)]
+    /// Smoothing weight for --video (p = s·previous + (1 − s)·current where the picture is
+    /// still; camera's default).
+    #[arg(long, default_value_t = 0.8)]
     pub smooth: f32,
+    /// Motion scale of --video's smoothing (as `camera --smooth-motion`; 0: plain moving
+    /// average).
+    #[arg(long, default_value_t = Smoothing::MOTION)]
+    pub smooth_motion: f32,
     /// Which images: val (the layout's validation folder, else train's grouped split), train
     /// or all.
     #[arg(long, default_value = "val", value_parser = ["val", "train", "all"])]

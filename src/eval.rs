@@ -13,7 +13,8 @@ use gstreamer as gst;
 
 use crate::dataset::{ClassSet, LabelledImage, Pair, read_pair};
 use crate::imaging::postprocess::changed_labels;
-use crate::imaging::{Postprocessor, Preprocessor, Scaler};
+use crate::imaging::smoothing::picture_change;
+use crate::imaging::{Postprocessor, Preprocessor, Scaler, Smoothing};
 use crate::infer::Segmenter;
 use crate::metrics::{BoundaryCounts, Confusion, Scores, band_width};
 use crate::video::{FrameSource, probe_file};
@@ -214,55 +215,107 @@ pub fn distribution(images: &[ImageScore], worst: usize) -> (f64, f64, Vec<&Imag
     (mean, median, sorted.into_iter().take(worst).collect())
 }
 
-/// How steady masks are over a clip: the share of mask pixels whose label changes between
-/// consecutive frames (lower is steadier), without and with temporal smoothing.
+/// A grid point stands still between two frames when its luma, and its neighbours', moved by
+/// at most this many levels (compression and sensor noise; a quarter of
+/// [`Smoothing::MOTION`]).
+const STILL_LEVELS: u8 = 6;
+
+/// How steady masks are over a clip, without and with temporal smoothing (lower is steadier).
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Stability {
     /// Frames compared.
     pub frames: usize,
-    /// Flip rate without smoothing.
+    /// Flip rate without smoothing: the share of mask pixels whose label changes between
+    /// consecutive frames (motion included).
     pub flip_rate: f64,
     /// Flip rate with smoothing.
     pub flip_rate_smoothed: f64,
+    /// Blink rate without smoothing: the share of pixels whose label differs from both
+    /// neighbouring frames' while those two agree — a flip that comes straight back, which
+    /// steady motion does not make (flicker proper).
+    pub blink_rate: f64,
+    /// Blink rate with smoothing.
+    pub blink_rate_smoothed: f64,
+    /// Blink rate without smoothing where the picture stands still (over both frame pairs,
+    /// [`STILL_LEVELS`]), as a share of such pixels: a model's flicker on a still scene.
+    pub still_blink_rate: f64,
+    /// The same with smoothing.
+    pub still_blink_rate_smoothed: f64,
+    /// Share of the pixels that stood still.
+    pub still_share: f64,
     /// Lag of the smoothed mask: the share of pixels it still marks as object that the
     /// unsmoothed mask of the same frame no longer does (a ghost trailing motion).
     pub lag_smoothed: f64,
-    /// The smoothing weight used.
+    /// The smoothing used.
     pub smoothing: f32,
+    /// Its motion scale (0: plain moving average).
+    pub motion: f32,
 }
 
-/// Runs `segmenter` over every frame of `video` and measures mask
-/// flicker at the model's size, raw and smoothed with `smoothing`.
+/// Flips and blinks of one sequence of masks.
+#[derive(Default)]
+struct Steadiness {
+    /// The last two masks, older first.
+    last: [Vec<u8>; 2],
+    flips: u64,
+    blinks: u64,
+    still_blinks: u64,
+}
+
+impl Steadiness {
+    /// Counts `mask`'s flips, and the blinks of the mask before it, which stood still where
+    /// `still` (of that mask's frame) says.
+    fn push(&mut self, mask: Vec<u8>, still: Option<&[bool]>) {
+        let [older, last] = &self.last;
+        if last.len() == mask.len() {
+            self.flips += changed_labels(last, &mask);
+        }
+        if older.len() == mask.len() {
+            let blinking = older
+                .iter()
+                .zip(last)
+                .zip(&mask)
+                .map(|((&a, &b), &c)| a == c && b != a);
+            for (i, blink) in blinking.enumerate() {
+                self.blinks += u64::from(blink);
+                self.still_blinks += u64::from(blink && still.is_some_and(|s| s[i]));
+            }
+        }
+        self.last = [std::mem::take(&mut self.last[1]), mask];
+    }
+}
+
+/// Runs `segmenter` over every frame of `video` and measures mask flicker at the model's
+/// size, raw and with `smoothing`.
 ///
 /// # Errors
 /// An unreadable clip or a failed inference.
 pub fn temporal_stability(
     segmenter: &mut Segmenter,
     video: &Path,
-    smoothing: f32,
+    smoothing: Smoothing,
 ) -> Result<Stability> {
     let card = segmenter.card().clone();
     let [h, w] = card.input_size;
     let mut preprocessor = Preprocessor::new(&card);
     let mut raw = Postprocessor::new(0.5);
     let mut smoothed = Postprocessor::new(0.5).with_smoothing(smoothing);
+    let mut scaler = Scaler::default();
     probe_file(video)?;
     let mut source = FrameSource::file(video)?;
     source.start()?;
-    let (mut previous, mut flips, mut flips_smoothed, mut pixels, mut frames) =
-        (None::<(Vec<u8>, Vec<u8>)>, 0u64, 0u64, 0u64, 0usize);
-    let mut lagging = 0u64;
+    let (mut plain, mut steadied) = (Steadiness::default(), Steadiness::default());
+    let (mut lagging, mut frames, mut still_pixels) = (0u64, 0usize, 0u64);
+    // The last frame's luma and how it moved from the one before.
+    let (mut last_luma, mut last_change) = (None::<Vec<u8>>, None::<Vec<u8>>);
     while let Some(frame) = source.next_frame(gst::ClockTime::from_seconds(10))? {
-        let input = preprocessor.run(
-            &frame.pixels,
-            frame.info.width() as usize,
-            frame.info.height() as usize,
-        );
+        let input = preprocessor.run(&frame.pixels, frame.width(), frame.height());
         let logits = segmenter.run(input.insert_axis(Axis(0)).view())?;
         let logits = logits.index_axis(Axis(0), 0);
+        let luma = frame.luma_at(&mut scaler, [w, h]);
         let masks = (
             raw.run(logits, w, h).labels,
-            smoothed.run(logits, w, h).labels,
+            smoothed.run_moving(logits, w, h, Some(&luma)).labels,
         );
         lagging += masks
             .0
@@ -270,21 +323,36 @@ pub fn temporal_stability(
             .zip(&masks.1)
             .filter(|&(&raw, &smooth)| raw == 0 && smooth != 0)
             .count() as u64;
-        if let Some((a, b)) = &previous {
-            flips += changed_labels(a, &masks.0);
-            flips_smoothed += changed_labels(b, &masks.1);
-            pixels += (w * h) as u64;
-        }
-        previous = Some(masks);
+        let change = last_luma
+            .as_ref()
+            .map(|last| picture_change(last, &luma, [w, h]));
+        // The last frame stood still where it moved little from the frame before and to this.
+        let still: Option<Vec<bool>> = last_change.as_ref().zip(change.as_ref()).map(|(a, b)| {
+            a.iter()
+                .zip(b)
+                .map(|(&a, &b)| a.max(b) <= STILL_LEVELS)
+                .collect()
+        });
+        still_pixels += still.iter().flatten().filter(|&&s| s).count() as u64;
+        plain.push(masks.0, still.as_deref());
+        steadied.push(masks.1, still.as_deref());
+        (last_luma, last_change) = (Some(luma), change);
         frames += 1;
     }
     source.stop();
-    let rate = |n: u64| n as f64 / pixels.max(1) as f64;
+    let rate = |n: u64, compared: usize| n as f64 / (compared * w * h).max(1) as f64;
+    let still_rate = |n: u64| n as f64 / still_pixels.max(1) as f64;
     Ok(Stability {
         frames,
-        flip_rate: rate(flips),
-        flip_rate_smoothed: rate(flips_smoothed),
-        lag_smoothed: lagging as f64 / (frames * w * h).max(1) as f64,
-        smoothing,
+        flip_rate: rate(plain.flips, frames.saturating_sub(1)),
+        flip_rate_smoothed: rate(steadied.flips, frames.saturating_sub(1)),
+        blink_rate: rate(plain.blinks, frames.saturating_sub(2)),
+        blink_rate_smoothed: rate(steadied.blinks, frames.saturating_sub(2)),
+        still_blink_rate: still_rate(plain.still_blinks),
+        still_blink_rate_smoothed: still_rate(steadied.still_blinks),
+        still_share: rate(still_pixels, frames.saturating_sub(2)),
+        lag_smoothed: rate(lagging, frames),
+        smoothing: smoothing.strength,
+        motion: smoothing.motion,
     })
 }

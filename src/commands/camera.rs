@@ -10,6 +10,7 @@ use indicatif::ProgressBar;
 
 use crate::Error;
 use crate::cli::CameraArgs;
+use crate::imaging::Smoothing;
 use crate::paths::shown;
 use crate::stream::{
     Door, Ending, Engine, EngineConfig, Interval, Patience, Policy, Report, Ticker,
@@ -370,6 +371,9 @@ fn engine_config(args: &CameraArgs, sources: usize) -> crate::Result<EngineConfi
     if !(0.0..=1.0).contains(&args.smooth) {
         return usage("--smooth is between 0 (off) and 1");
     }
+    if !(args.smooth_motion >= 0.0 && args.smooth_motion.is_finite()) {
+        return usage("--smooth-motion is a change of luma from 0 (ignore motion) to 255");
+    }
     let positive = |s: f64| s > 0.0 && s.is_finite();
     if ![args.start_timeout, args.reconnect_timeout]
         .into_iter()
@@ -387,7 +391,10 @@ fn engine_config(args: &CameraArgs, sources: usize) -> crate::Result<EngineConfi
         threshold: args.draw.threshold,
         policy: Policy::DropOldest,
         every: args.every,
-        smoothing: args.smooth,
+        smoothing: Smoothing {
+            strength: args.smooth,
+            motion: args.smooth_motion,
+        },
         patience: Some(Patience {
             first_frame: Duration::from_secs_f64(args.start_timeout),
             reconnect: Duration::from_secs_f64(args.reconnect_timeout),

@@ -12,7 +12,7 @@ use crate::dataset::{ClassSet, DataSource, Dataset, Layout, read_pair};
 use crate::eval::{
     EvalOptions, Evaluation, Evaluator, ImageScore, distribution, temporal_stability,
 };
-use crate::imaging::{LabelColors, Scaler, SheetRow};
+use crate::imaging::{LabelColors, Scaler, SheetRow, Smoothing};
 use crate::infer::Segmenter;
 use crate::paths::shown;
 
@@ -29,17 +29,30 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         summary = score_dataset(args, data, &mut segmenter)?;
     }
     if let Some(video) = &args.video {
-        let stability = temporal_stability(&mut segmenter, video, args.smooth)?;
+        if !(args.smooth_motion >= 0.0 && args.smooth_motion.is_finite()) {
+            return Err(
+                Error::Config("--smooth-motion is a change of luma from 0 to 255".into()).into(),
+            );
+        }
+        let smoothing = Smoothing {
+            strength: args.smooth,
+            motion: args.smooth_motion,
+        };
+        let stability = temporal_stability(&mut segmenter, video, smoothing)?;
         if !args.json {
             println!(
-                "temporal stability on {} ({} frames): {:.4} of mask pixels flip per frame, \
-                 {:.4} with --smooth {} (lag: {:.4} of pixels still marked that the unsmoothed \
+                "temporal stability on {} ({} frames), per frame: {:.5} of mask pixels flip, \
+                 {:.5} blink (flip and come straight back); with --smooth {} --smooth-motion {}: \
+                 {:.5} flip, {:.5} blink, lag {:.5} (pixels still marked that the unsmoothed \
                  mask has left)",
                 shown(video),
                 stability.frames,
                 stability.flip_rate,
-                stability.flip_rate_smoothed,
+                stability.blink_rate,
                 stability.smoothing,
+                stability.motion,
+                stability.flip_rate_smoothed,
+                stability.blink_rate_smoothed,
                 stability.lag_smoothed
             );
         }

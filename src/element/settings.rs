@@ -11,7 +11,7 @@ use gst_video::VideoFormat;
 use gstreamer as gst;
 use gstreamer_video as gst_video;
 
-use crate::imaging::{Background, Edge, Mode};
+use crate::imaging::{Background, Edge, Mode, Smoothing};
 use crate::infer::{DeviceChoice, SegmenterOptions};
 use crate::paths::{DEFAULT_MODEL, default_model};
 use crate::stream::{Batching, EngineConfig, Policy};
@@ -99,6 +99,7 @@ pub struct Settings {
     pub batch: u32,
     pub max_wait_ms: u32,
     pub smooth: f32,
+    pub smooth_motion: f32,
     pub every: u32,
     pub leaky: bool,
     pub model_instance: Option<String>,
@@ -120,6 +121,7 @@ impl Default for Settings {
             batch: 0,
             max_wait_ms: 50,
             smooth: 0.0,
+            smooth_motion: Smoothing::MOTION,
             every: 1,
             leaky: false,
             model_instance: None,
@@ -220,10 +222,24 @@ pub static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             .build(),
         glib::ParamSpecFloat::builder("smooth")
             .nick("Smooth")
-            .blurb("Temporal smoothing of the mask: p = s·previous + (1 − s)·current (0: off)")
+            .blurb(
+                "Temporal smoothing of the mask where the picture is still: \
+                 p = s·previous + (1 − s)·current (0: off)",
+            )
             .minimum(0.0)
             .maximum(0.99)
             .default_value(defaults.smooth)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecFloat::builder("smooth-motion")
+            .nick("Smooth motion")
+            .blurb(
+                "Luma change (of 255, per model pixel) at which smoothing lets go, so the mask \
+                 follows motion (0: smooth everywhere alike)",
+            )
+            .minimum(0.0)
+            .maximum(255.0)
+            .default_value(defaults.smooth_motion)
             .mutable_ready()
             .build(),
         glib::ParamSpecUInt::builder("every")
@@ -282,6 +298,7 @@ impl Settings {
             "batch" => self.batch = unsigned(),
             "max-wait-ms" => self.max_wait_ms = unsigned(),
             "smooth" => self.smooth = float(),
+            "smooth-motion" => self.smooth_motion = float(),
             "every" => self.every = unsigned().max(1),
             "leaky" => self.leaky = value.get().unwrap_or_default(),
             "model-instance" => self.model_instance = text().filter(|t| !t.is_empty()),
@@ -310,6 +327,7 @@ impl Settings {
             "batch" => self.batch.to_value(),
             "max-wait-ms" => self.max_wait_ms.to_value(),
             "smooth" => self.smooth.to_value(),
+            "smooth-motion" => self.smooth_motion.to_value(),
             "every" => self.every.to_value(),
             "leaky" => self.leaky.to_value(),
             _ => self.model_instance.to_value(),
@@ -375,7 +393,10 @@ impl Settings {
                 false => Policy::Block,
             },
             every: u64::from(self.every),
-            smoothing: self.smooth,
+            smoothing: Smoothing {
+                strength: self.smooth,
+                motion: self.smooth_motion,
+            },
             patience: None,
         }
     }

@@ -8,6 +8,7 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod resize;
 pub mod sheet;
+pub mod smoothing;
 mod styles;
 pub mod yuv;
 
@@ -17,4 +18,5 @@ pub use postprocess::{Mask, Postprocessor};
 pub use preprocess::{Normalizer, Preprocessor};
 pub use resize::Scaler;
 pub use sheet::{LabelColors, SheetRow};
+pub use smoothing::Smoothing;
 pub use styles::label_styles;

@@ -9,6 +9,7 @@ use ndarray::{Array3, ArrayView3};
 
 use super::matte;
 use super::resize::Scaler;
+use super::smoothing::{Smoother, Smoothing};
 
 /// Per-pixel labels at frame size.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,9 +38,8 @@ pub struct Coverage {
 pub struct Postprocessor {
     scaler: Scaler,
     threshold: f32,
-    smoothing: f32,
+    smoother: Option<Smoother>,
     coverage: bool,
-    previous: Vec<f32>,
     probabilities: Vec<f32>,
     upsampled: Vec<f32>,
     /// Arg-max labels on the model's grid.
@@ -52,19 +52,18 @@ impl Postprocessor {
         Postprocessor {
             scaler: Scaler::default(),
             threshold,
-            smoothing: 0.0,
+            smoother: None,
             coverage: false,
-            previous: Vec::new(),
             probabilities: Vec::new(),
             upsampled: Vec::new(),
             coarse: Vec::new(),
         }
     }
 
-    /// Smooths probabilities over time: `p ← s·p_previous + (1 − s)·p` (0 = off). Only for a
-    /// post-processor that sees every frame of one stream in order.
-    pub fn with_smoothing(mut self, smoothing: f32) -> Self {
-        self.smoothing = smoothing.clamp(0.0, 0.99);
+    /// Smooths probabilities over time (see [`super::smoothing`]). Only for a post-processor
+    /// that sees every frame of one stream in order.
+    pub fn with_smoothing(mut self, smoothing: Smoothing) -> Self {
+        self.smoother = smoothing.is_on().then(|| Smoother::new(smoothing));
         self
     }
 
@@ -76,6 +75,18 @@ impl Postprocessor {
 
     /// The mask at `width`×`height` for C×h×w `logits`.
     pub fn run(&mut self, logits: ArrayView3<'_, f32>, width: usize, height: usize) -> Mask {
+        self.run_moving(logits, width, height, None)
+    }
+
+    /// [`Postprocessor::run`] for a frame whose luma at the model's grid (h×w) is `luma`:
+    /// what motion-aware smoothing follows.
+    pub fn run_moving(
+        &mut self,
+        logits: ArrayView3<'_, f32>,
+        width: usize,
+        height: usize,
+        luma: Option<&[u8]>,
+    ) -> Mask {
         let (classes, h, w) = logits.dim();
         let plane = h * w;
         self.probabilities.clear();
@@ -86,14 +97,8 @@ impl Postprocessor {
             self.probabilities.resize(classes * plane, 0.0);
             softmax_over_channels(logits, &mut self.probabilities);
         }
-        if self.smoothing > 0.0 {
-            if self.previous.len() == self.probabilities.len() {
-                let s = self.smoothing;
-                for (p, &old) in self.probabilities.iter_mut().zip(&self.previous) {
-                    *p = s * old + (1.0 - s) * *p;
-                }
-            }
-            self.previous.clone_from(&self.probabilities);
+        if let Some(smoother) = &mut self.smoother {
+            smoother.smooth(&mut self.probabilities, [w, h], luma);
         }
         let pixels = width * height;
         self.upsampled.resize(pixels, 0.0);

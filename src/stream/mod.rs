@@ -37,7 +37,7 @@ use engine::{join, spawn};
 use indicatif::ProgressBar;
 use lane::LaneWorkers;
 
-use crate::imaging::Compositor;
+use crate::imaging::{Compositor, Smoothing};
 use crate::infer::Segmenter;
 use crate::video::{FrameOutput, FrameSource};
 use crate::{Error, Result};
@@ -71,8 +71,8 @@ pub struct EngineConfig {
     pub policy: Policy,
     /// Run the model on every `every`-th frame and reuse the last logits in between (1 = all).
     pub every: u64,
-    /// Temporal smoothing of mask probabilities, 0..1 (0 = off); needs one post-processor.
-    pub smoothing: f32,
+    /// Temporal smoothing of mask probabilities; needs one post-processor.
+    pub smoothing: Smoothing,
     /// Live: how long to wait for a source's frames before giving up (none: files, which end).
     pub patience: Option<Patience>,
 }
@@ -91,7 +91,7 @@ impl EngineConfig {
     /// post-processing worker: live runs (a reorder buffer would wait forever for a dropped
     /// frame) and temporal smoothing.
     pub fn in_order(&self) -> bool {
-        self.policy == Policy::DropOldest || self.smoothing > 0.0
+        self.policy == Policy::DropOldest || self.smoothing.is_on()
     }
 
     /// How the shared stages batch under these settings.
@@ -114,7 +114,7 @@ impl Default for EngineConfig {
             threshold: 0.5,
             policy: Policy::Block,
             every: 1,
-            smoothing: 0.0,
+            smoothing: Smoothing::OFF,
             patience: None,
         }
     }

@@ -17,7 +17,7 @@ use super::stats::StageStats;
 use super::{Counters, Ending, EngineConfig, Patience};
 use crate::Result;
 use crate::imaging::postprocess::changed_labels;
-use crate::imaging::{Compositor, Postprocessor, Preprocessor};
+use crate::imaging::{Compositor, Postprocessor, Preprocessor, Scaler};
 use crate::infer::{ModelCard, Segmenter};
 use crate::video::{Frame, FrameOutput, FrameSource, Pulled};
 
@@ -400,9 +400,20 @@ pub(super) fn postprocess_scores(
         .with_smoothing(config.smoothing)
         .with_coverage(compositor.wants_coverage());
     let (mut flicker, mut previous) = (Flicker::default(), Vec::<u8>::new());
+    let mut scaler = Scaler::default();
     for Scores { mut frame, logits } in scores_rx.iter() {
         let started = Instant::now();
-        let mut mask = post.run(logits.view(), frame.width(), frame.height());
+        let (_, h, w) = logits.dim();
+        let luma = config
+            .smoothing
+            .follows_motion()
+            .then(|| frame.luma_at(&mut scaler, [w, h]));
+        let mut mask = post.run_moving(
+            logits.view(),
+            frame.width(),
+            frame.height(),
+            luma.as_deref(),
+        );
         match frame.i420_layout() {
             Some(_) => compositor.run_i420(&mut frame.pixels, &frame.info, &mask),
             None => frame.pixels = compositor.run(std::mem::take(&mut frame.pixels), &mask),

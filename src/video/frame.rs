@@ -6,8 +6,9 @@ use gstreamer as gst;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
-use crate::imaging::Mask;
+use crate::imaging::compose::luma;
 use crate::imaging::yuv::I420Layout;
+use crate::imaging::{Mask, Scaler};
 use crate::{Error, Result};
 
 /// A picture with its position in the stream: packed RGBA, or I420 in GStreamer's default
@@ -47,6 +48,15 @@ impl Frame {
     /// Where the planes lie, when the frame is I420 (`None` for RGBA).
     pub fn i420_layout(&self) -> Option<I420Layout> {
         (self.info.format() == gst_video::VideoFormat::I420).then(|| I420Layout::new(&self.info))
+    }
+
+    /// The frame's luma shrunk to `size` (width, height), each value the mean of its area.
+    pub fn luma_at(&self, scaler: &mut Scaler, size: [usize; 2]) -> Vec<u8> {
+        let full = [self.width(), self.height()];
+        match self.i420_layout() {
+            Some(layout) => scaler.gray(&layout.packed_plane(&self.pixels, 0), full, size),
+            None => luma(&scaler.rgba(&self.pixels, full, size)),
+        }
     }
 
     /// The same frame (source, sequence, timestamps, geometry, arrival) with other pixels and

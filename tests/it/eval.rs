@@ -103,8 +103,9 @@ fn masks_with_more_classes_than_the_model_are_refused() {
     assert_fails(&args, &[], 1, &["mask value"]);
 }
 
-/// `eval --video`'s temporal figures for `model` on `clip` with `--smooth smooth`.
-fn temporal(model: &Path, clip: &Path, smooth: &str) -> serde_json::Value {
+/// `eval --video`'s temporal figures for `model` on `clip` with `--smooth smooth` and
+/// `--smooth-motion motion`.
+fn temporal(model: &Path, clip: &Path, smooth: &str, motion: &str) -> serde_json::Value {
     let args = [
         "eval",
         "--model",
@@ -113,9 +114,18 @@ fn temporal(model: &Path, clip: &Path, smooth: &str) -> serde_json::Value {
         clip.to_str().unwrap(),
         "--smooth",
         smooth,
+        "--smooth-motion",
+        motion,
         "--json",
     ];
     run_json(&args)["temporal"].clone()
+}
+
+/// A figure of `eval --video`'s temporal JSON.
+fn figure(temporal: &serde_json::Value, name: &str) -> f64 {
+    temporal[name]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no {name} in {temporal}"))
 }
 
 #[test]
@@ -123,11 +133,11 @@ fn smoothing_steadies_masks_over_a_clip() {
     // "Red ≥ 128" flickers where codec noise crosses the threshold, like a real model's edges.
     let dir = tempfile::tempdir().unwrap();
     let model = red_detector(dir.path(), [96, 128]);
-    let temporal = temporal(&model, &crate::media::generated("bars.mkv"), "0.8");
+    let temporal = temporal(&model, &crate::media::generated("bars.mkv"), "0.8", "0");
     assert!(temporal["frames"].as_u64().unwrap() > 50, "{temporal}");
     let (raw, smoothed) = (
-        temporal["flip_rate"].as_f64().unwrap(),
-        temporal["flip_rate_smoothed"].as_f64().unwrap(),
+        figure(&temporal, "flip_rate"),
+        figure(&temporal, "flip_rate_smoothed"),
     );
     assert!(
         raw > 0.0 && smoothed < raw,
@@ -142,12 +152,40 @@ fn smoothing_lags_behind_motion_and_no_smoothing_does_not() {
         crate::helpers::shipped("people.onnx"),
         crate::media::clip("asl_book.mkv"),
     );
-    let lag = |smooth| {
-        temporal(&model, &clip, smooth)["lag_smoothed"]
-            .as_f64()
-            .unwrap()
-    };
+    let lag = |smooth| figure(&temporal(&model, &clip, smooth, "0"), "lag_smoothed");
     let (none, strong) = (lag("0"), lag("0.9"));
     assert_eq!(none, 0.0, "an unsmoothed mask cannot trail itself");
     assert!(strong > 0.0001 && strong < 0.05, "lag {strong}");
+}
+
+#[test]
+fn motion_aware_smoothing_follows_a_moving_square_and_steadies_the_still_part() {
+    // The red detector at the clip's own size: the square must be followed, the noisy still
+    // band flickers (see media::make_moving_square).
+    let dir = tempfile::tempdir().unwrap();
+    let model = red_detector(dir.path(), [240, 320]);
+    let clip = crate::media::generated("moving-square.mkv");
+    let plain = temporal(&model, &clip, "0.6", "0");
+    let aware = temporal(&model, &clip, "0.6", "24");
+    assert_eq!(plain["frames"], 60, "{plain}");
+    let raw_blinks = figure(&plain, "blink_rate");
+    let blinks = |t: &serde_json::Value| figure(t, "blink_rate_smoothed");
+    let lag = |t: &serde_json::Value| figure(t, "lag_smoothed");
+    assert!(raw_blinks > 0.01, "the still band flickers: {plain}");
+    assert!(
+        blinks(&plain) < raw_blinks * 0.8,
+        "the moving average steadies it: {plain}"
+    );
+    assert!(
+        blinks(&aware) <= blinks(&plain) * 1.05,
+        "as steady as the moving average on the still part: {aware} against {plain}"
+    );
+    // Both smoothings hold some sparkles of the still band a frame longer than the raw mask,
+    // alike at equal flicker; the moving average also trails the square by a frame: its
+    // trailing edge, 4 columns × 60 rows of the 76,800 pixels, 0.0031 of each frame.
+    let trailing_edge = 4.0 * 60.0 / 76_800.0;
+    assert!(
+        lag(&plain) - lag(&aware) > 0.8 * trailing_edge,
+        "motion-aware smoothing follows the square: {aware} against {plain}"
+    );
 }

@@ -61,7 +61,11 @@ pub fn people_clip() -> PathBuf {
 ///   H.264 coded as fields, as broadcast and camcorder footage is;
 /// - `vfr.mkv`: 50 frames, 160×120, in irregular gaps of 40 to 120 ms over 3.4 s, in a stream
 ///   whose nominal rate is 25 fps (a variable-frame-rate file: phone clips, screen captures);
-/// - `forever.gif`: an animated GIF of 20 frames, 160×120, 100 ms each, set to loop forever.
+/// - `forever.gif`: an animated GIF of 20 frames, 160×120, 100 ms each, set to loop forever;
+/// - `moving-square.mkv`: 60 frames, 320×240 at 30 fps, lossless (FFV1, RGB): a red square
+///   crossing a still dark background left to right, 4 pixels a frame, above a still band
+///   whose red hovers around the red detector's threshold with noise (see
+///   [`make_moving_square`]).
 pub fn generated(name: &str) -> PathBuf {
     static MADE: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("clips");
@@ -147,6 +151,7 @@ pub fn generated(name: &str) -> PathBuf {
         ),
         "vfr.mkv" => make_vfr_clip(&path),
         "forever.gif" => make_looping_gif(&path),
+        "moving-square.mkv" => make_moving_square(&path),
         other => panic!("no recipe for the generated clip {other}"),
     }
     made.push(name.to_string());
@@ -225,6 +230,64 @@ fn make_vfr_clip(path: &Path) {
         }
         src.push_buffer(buffer).unwrap();
         pts += gap;
+    }
+    src.end_of_stream().unwrap();
+    wait_for_end(&pipeline, path);
+}
+
+/// Writes `moving-square.mkv` (see [`generated`]): what motion-aware smoothing must tell
+/// apart. The square (red 255 on grey 40) moves, so the mask must follow it; in the band below
+/// (rows 160 up) the picture stands still while each pixel's red is drawn from 118..=131 in
+/// every frame, crossing the red detector's threshold (127.5) about one frame in four: false
+/// detections that come and go without anything moving, the way a model's mask sparkles on a
+/// still background.
+fn make_moving_square(path: &Path) {
+    use gstreamer_app::AppSrc;
+    let (width, height) = (320usize, 240usize);
+    let pipeline = writing(
+        "appsrc name=src format=time ! videoconvert ! video/x-raw,format=BGRA ! avenc_ffv1 ! \
+         matroskamux ! filesink name=file",
+        path,
+    );
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<AppSrc>()
+        .unwrap();
+    src.set_caps(Some(
+        &gstreamer::Caps::builder("video/x-raw")
+            .field("format", "RGBA")
+            .field("width", width as i32)
+            .field("height", height as i32)
+            .field("framerate", gstreamer::Fraction::new(30, 1))
+            .build(),
+    ));
+    pipeline.set_state(gstreamer::State::Playing).unwrap();
+    let mut noise = 0x2545_f491_u32;
+    for i in 0..60usize {
+        let mut pixels = vec![0u8; width * height * 4];
+        for (p, px) in pixels.chunks_exact_mut(4).enumerate() {
+            let (x, y) = (p % width, p / width);
+            let red = if y >= 160 {
+                // xorshift32: the same noise on every run.
+                noise ^= noise << 13;
+                noise ^= noise >> 17;
+                noise ^= noise << 5;
+                118 + (noise % 14) as u8
+            } else if (40..100).contains(&y) && (i * 4..i * 4 + 40).contains(&x) {
+                255
+            } else {
+                40
+            };
+            px.copy_from_slice(&[red, 40, 40, 255]);
+        }
+        let mut buffer = gstreamer::Buffer::from_mut_slice(pixels);
+        {
+            let buffer = buffer.get_mut().unwrap();
+            buffer.set_pts(gstreamer::ClockTime::from_mseconds(i as u64 * 1000 / 30));
+            buffer.set_duration(gstreamer::ClockTime::from_mseconds(33));
+        }
+        src.push_buffer(buffer).unwrap();
     }
     src.end_of_stream().unwrap();
     wait_for_end(&pipeline, path);
