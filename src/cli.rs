@@ -332,6 +332,10 @@ pub struct EvalArgs {
     /// still; camera's default).
     #[arg(long, default_value_t = 0.8)]
     pub smooth: f32,
+    /// Binary models: score the labels (hard) or the soft alpha that cut-outs draw, refined
+    /// along the image's own edges, where it is at least half (soft).
+    #[arg(long, value_enum, default_value_t = EdgeArg::Hard)]
+    pub edge: EdgeArg,
     /// Motion scale of --video's smoothing (as `camera --smooth-motion`; 0: plain moving
     /// average).
     #[arg(long, default_value_t = Smoothing::MOTION)]

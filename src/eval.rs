@@ -14,7 +14,9 @@ use gstreamer as gst;
 use crate::dataset::{ClassSet, LabelledImage, Pair, read_pair};
 use crate::imaging::postprocess::changed_labels;
 use crate::imaging::smoothing::picture_change;
-use crate::imaging::{Postprocessor, Preprocessor, Scaler, Smoothing};
+use crate::imaging::compose::luma;
+use crate::imaging::matte::Matte;
+use crate::imaging::{Edge, Postprocessor, Preprocessor, Scaler, Smoothing};
 use crate::infer::Segmenter;
 use crate::metrics::{BoundaryCounts, Confusion, Scores, band_width};
 use crate::video::{FrameSource, probe_file};
@@ -27,6 +29,9 @@ pub struct EvalOptions {
     pub at_model_size: bool,
     /// Binary threshold on the probability.
     pub threshold: f32,
+    /// Binary models at original resolution: score the labels (hard) or the soft alpha that
+    /// cut-outs draw, refined along the image's edges, where it is at least half (soft).
+    pub edge: Edge,
 }
 
 /// One image's result.
@@ -83,6 +88,7 @@ pub struct Evaluator<'a> {
     preprocessor: Preprocessor,
     postprocessor: Postprocessor,
     scaler: Scaler,
+    matte: Matte,
 }
 
 impl<'a> Evaluator<'a> {
@@ -109,8 +115,10 @@ impl<'a> Evaluator<'a> {
             classes,
             options,
             preprocessor: Preprocessor::new(&card),
-            postprocessor: Postprocessor::new(options.threshold),
+            postprocessor: Postprocessor::new(options.threshold)
+                .with_coverage(options.edge != Edge::Hard && !options.at_model_size),
             scaler: Scaler::default(),
+            matte: Matte::default(),
         })
     }
 
@@ -192,10 +200,19 @@ impl<'a> Evaluator<'a> {
             });
         }
         let mask = self.postprocessor.run(logits, width, height);
+        let predicted = match (&mask.coverage, self.options.edge) {
+            (Some(coverage), Edge::Soft { feather }) => self
+                .matte
+                .of_coverage(&luma(&rgba), width, coverage, image.size, feather)
+                .into_iter()
+                .map(|alpha| u8::from(alpha >= 128))
+                .collect(),
+            _ => mask.labels,
+        };
         Ok(Prediction {
             size: image.size,
             rgb: image.rgb,
-            predicted: mask.labels,
+            predicted,
             truth: image.labels,
         })
     }

@@ -7,12 +7,12 @@ use regex::Regex;
 use serde_json::{Value, json};
 
 use crate::Error;
-use crate::cli::EvalArgs;
+use crate::cli::{EdgeArg, EvalArgs};
 use crate::dataset::{ClassSet, DataSource, Dataset, Layout, read_pair};
 use crate::eval::{
     EvalOptions, Evaluation, Evaluator, ImageScore, distribution, temporal_stability,
 };
-use crate::imaging::{LabelColors, Scaler, SheetRow, Smoothing};
+use crate::imaging::{Edge, LabelColors, Scaler, SheetRow, Smoothing};
 use crate::infer::Segmenter;
 use crate::paths::shown;
 
@@ -114,6 +114,10 @@ fn score_dataset(
     let eval_options = EvalOptions {
         at_model_size: args.at_model_size,
         threshold: args.threshold,
+        edge: match args.edge {
+            EdgeArg::Soft => Edge::Soft { feather: None },
+            EdgeArg::Hard => Edge::Hard,
+        },
     };
     let mut evaluator = Evaluator::new(segmenter, &classes, eval_options)?;
     let evaluation = evaluator.run(&pairs)?;

@@ -168,12 +168,11 @@ impl Compositor {
         guide: impl FnOnce() -> (Cow<'g, [u8]>, usize),
     ) -> Vec<u8> {
         if let (Edge::Soft { feather }, Some(coverage)) = (self.edge, &mask.coverage) {
-            let radius = feather.unwrap_or(coverage.cell.max(2.0));
-            let size = [mask.width, mask.height];
             let (guide, stride) = guide();
+            let size = [mask.width, mask.height];
             return self
                 .matte
-                .alpha(&guide, stride, &coverage.values, size, radius);
+                .of_coverage(&guide, stride, coverage, size, feather);
         }
         let kept: Vec<u8> = self
             .styles

@@ -16,6 +16,7 @@
 
 use std::borrow::Cow;
 
+use super::postprocess::Coverage;
 use super::resize::Scaler;
 
 /// How a cut-out's edge is drawn.
@@ -63,6 +64,20 @@ pub struct Matte {
 }
 
 impl Matte {
+    /// [`Matte::alpha`] of a mask's `coverage`, over `feather` frame pixels (default: one
+    /// model pixel, at least 2).
+    pub fn of_coverage(
+        &mut self,
+        guide: &[u8],
+        stride: usize,
+        coverage: &Coverage,
+        size: [usize; 2],
+        feather: Option<f32>,
+    ) -> Vec<u8> {
+        let radius = feather.unwrap_or(coverage.cell.max(2.0));
+        self.alpha(guide, stride, &coverage.values, size, radius)
+    }
+
     /// The alpha (0..=255, row-major at `size`) of the foreground of `coverage` (see
     /// [`coverage`]), refined along `guide` (the frame's luma, rows `stride` bytes apart) over
     /// `radius` frame pixels.
