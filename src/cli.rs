@@ -373,6 +373,10 @@ pub struct EvalArgs {
     /// Report folder: metrics.json, per_image.csv, worst_best.png.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// The report's worst/best sheet shows each image at 100 % around where prediction and
+    /// truth disagree most (the edges) instead of whole and shrunk.
+    #[arg(long)]
+    pub sheet_zoom: bool,
     /// Print the metrics as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -140,7 +140,13 @@ fn score_dataset(
             &per_image_csv(&evaluation.images),
         )?;
         let sheet = folder.join("worst_best.png");
-        worst_and_best_sheet(&mut evaluator, &classes, &evaluation, &sheet)?;
+        worst_and_best_sheet(
+            &mut evaluator,
+            &classes,
+            &evaluation,
+            &sheet,
+            args.sheet_zoom,
+        )?;
     }
     Ok(summary)
 }
@@ -246,12 +252,14 @@ fn per_image_csv(images: &[ImageScore]) -> String {
     csv
 }
 
-/// The worst and the best images: image, predicted overlay, true overlay.
+/// The worst and the best images: image, predicted overlay, true overlay; shrunk to the
+/// sheet's width, or with `zoom` a window of that size at 100 % where they disagree most.
 fn worst_and_best_sheet(
     evaluator: &mut Evaluator<'_>,
     classes: &ClassSet,
     evaluation: &Evaluation,
     path: &Path,
+    zoom: bool,
 ) -> anyhow::Result<()> {
     let mut ranked: Vec<&ImageScore> = evaluation.images.iter().collect();
     ranked.sort_by(|a, b| a.scores.headline().total_cmp(&b.scores.headline()));
@@ -264,6 +272,11 @@ fn worst_and_best_sheet(
     for image in chosen {
         let prediction = evaluator.predict(read_pair(&image.pair, classes, &mut scaler)?)?;
         let [w, h] = prediction.size;
+        if zoom {
+            let zoomed = prediction.zoomed([SHEET_WIDTH, SHEET_WIDTH * 3 / 4]);
+            rows.push((zoomed.size, zoomed.rgb, zoomed.predicted, zoomed.truth));
+            continue;
+        }
         let size = [SHEET_WIDTH, (h * SHEET_WIDTH / w).max(1)];
         rows.push((
             size,
