@@ -429,7 +429,9 @@ mod tests {
             predicted[y * w + 40..y * w + 50].fill(0);
         }
         predicted[2 * w + 2] = 0;
-        let rgb: Vec<u8> = (0..w * h).flat_map(|i| [i as u8, (i / w) as u8, 0]).collect();
+        let rgb: Vec<u8> = (0..w * h)
+            .flat_map(|i| [i as u8, (i / w) as u8, 0])
+            .collect();
         let prediction = Prediction {
             size: [w, h],
             rgb,

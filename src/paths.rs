@@ -80,6 +80,29 @@ pub fn escaped(text: &str) -> String {
         .collect()
 }
 
+/// Writes `path` through a temporary file beside it (`.NAME.part`), moved into place only when
+/// `write` (given the temporary path) succeeds and removed when it fails, so a reader never
+/// sees a half-written file and an earlier one stays whole until the new one is.
+///
+/// # Errors
+/// `write`'s error, or [`crate::Error::Io`] when the rename fails.
+pub fn write_through_temp<E: From<crate::Error>>(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), E> {
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let temp = path.with_file_name(format!(".{name}.part"));
+    let result = write(&temp).and_then(|()| {
+        std::fs::rename(&temp, path).map_err(|e| E::from(crate::Error::io(path, e)))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

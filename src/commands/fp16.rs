@@ -4,13 +4,14 @@
 use prost::Message;
 use serde_json::json;
 
-use super::{contract_model, cpu_options, written_through_temp};
+use super::{contract_model, cpu_options};
 use crate::Error;
 use crate::cli::Fp16Args;
 use crate::infer::Segmenter;
 use crate::onnx::half::to_half;
 use crate::onnx::metadata_entries;
 use crate::paths::shown;
+use crate::paths::write_through_temp;
 
 pub fn run(args: &Fp16Args) -> anyhow::Result<()> {
     let (mut card, model) = contract_model(&args.model)?;
@@ -21,7 +22,7 @@ pub fn run(args: &Fp16Args) -> anyhow::Result<()> {
     });
     half.metadata_props = metadata_entries(card.to_metadata());
     let encoded = half.encode_to_vec();
-    written_through_temp(&args.output, |temp| {
+    write_through_temp(&args.output, |temp| {
         std::fs::write(temp, &encoded).map_err(|e| Error::io(temp, e))?;
         Segmenter::load(temp, &cpu_options())
             .map(drop)

@@ -8,7 +8,6 @@ use ndarray::{Array4, Axis, s};
 use prost::Message;
 use rand::{RngExt as _, SeedableRng, rngs::StdRng};
 
-use super::written_through_temp;
 use crate::Error;
 use crate::cli::ImportArgs;
 use crate::imaging::postprocess::probabilities;
@@ -20,13 +19,14 @@ use crate::onnx::import::{ImportOptions, Imported, rewrite};
 use crate::onnx::proto::ModelProto;
 use crate::onnx::read_model;
 use crate::paths::shown;
+use crate::paths::write_through_temp;
 
 /// Largest difference between the original's output and the imported model's that counts as
 /// the same model (f32 arithmetic in another order).
 const AGREEMENT: f32 = 1e-4;
 
 pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
-    written_through_temp(&args.output, |temp| import_into(args, temp))
+    write_through_temp(&args.output, |temp| import_into(args, temp))
 }
 
 fn import_into(args: &ImportArgs, temp: &Path) -> anyhow::Result<()> {

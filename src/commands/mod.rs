@@ -54,24 +54,6 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
     }
 }
 
-/// Runs `write` on a temporary name beside `output` (`OUTPUT.onnx.tmp`), where it writes and
-/// checks the file, and gives the file its name only when `write` succeeds: a model that fails
-/// a check is never left where the output should be.
-fn written_through_temp(
-    output: &Path,
-    write: impl FnOnce(&Path) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let temp = output.with_extension("onnx.tmp");
-    let result = write(&temp);
-    match &result {
-        Ok(()) => std::fs::rename(&temp, output).map_err(|e| crate::Error::io(output, e))?,
-        Err(_) => {
-            let _ = std::fs::remove_file(&temp);
-        }
-    }
-    result
-}
-
 /// The card and the graph of the model at `path`, which must load under the contract (on the
 /// CPU provider, so that rewriting a model needs no GPU).
 fn contract_model(path: &Path) -> anyhow::Result<(ModelCard, ModelProto)> {

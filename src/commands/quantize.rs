@@ -9,7 +9,7 @@ use ndarray::{ArrayD, Axis, Ix4};
 use prost::Message;
 use serde_json::json;
 
-use super::{contract_model, written_through_temp};
+use super::contract_model;
 use crate::cli::QuantizeArgs;
 use crate::dataset::Dataset;
 use crate::dataset::read::decode;
@@ -19,6 +19,7 @@ use crate::infer::{ModelCard, Segmenter, SegmenterOptions};
 use crate::onnx::quantize::{Ranges, calibrated_tensors, quantize, with_outputs};
 use crate::onnx::{OUTPUT, metadata_entries};
 use crate::paths::shown;
+use crate::paths::write_through_temp;
 use crate::{Error, Result};
 
 /// How the quantized model is described in its card.
@@ -69,7 +70,7 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
         agreeing += got.iter().zip(expected).filter(|(a, b)| a == b).count();
         total += got.len();
     }
-    written_through_temp(&args.output, |temp| {
+    write_through_temp(&args.output, |temp| -> crate::Result<()> {
         std::fs::write(temp, &encoded).map_err(|e| Error::io(temp, e))?;
         Segmenter::load(temp, &SegmenterOptions::default())?;
         Ok(())

@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::candidates::Origin;
 use super::rank::Scores;
+use crate::paths::write_through_temp;
 use crate::{Error, Result};
 
 /// The manifest's file name in the dataset folder.
@@ -125,6 +126,8 @@ struct Manifest {
 pub struct Store {
     root: PathBuf,
     manifest: Manifest,
+    /// Each entry's input as [`same_file_key`] gives it, worked out once.
+    input_keys: Vec<PathBuf>,
     model: ModelIdentity,
     binary: bool,
 }
@@ -154,9 +157,15 @@ impl Store {
                 std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             }
         }
+        let input_keys = manifest
+            .entries
+            .iter()
+            .map(|e: &Entry| same_file_key(Path::new(&e.input)))
+            .collect();
         Ok(Store {
             root: root.to_path_buf(),
             manifest,
+            input_keys,
             model,
             binary,
         })
@@ -170,8 +179,9 @@ impl Store {
     /// Whether the picture at `origin` of `input` was saved by an earlier run.
     pub fn has(&self, input: &Path, origin: &Origin) -> bool {
         let wanted = same_file_key(input);
-        self.manifest.entries.iter().any(|entry| {
-            same_file_key(Path::new(&entry.input)) == wanted
+        let entries = self.manifest.entries.iter().zip(&self.input_keys);
+        entries.into_iter().any(|(entry, key)| {
+            *key == wanted
                 && match origin {
                     Origin::Frame(index) => entry.frame == Some(*index),
                     Origin::File(path) => entry.file.as_deref() == file_name(path).as_deref(),
@@ -240,11 +250,13 @@ impl Store {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
         };
+        self.input_keys.push(same_file_key(provenance.input));
         self.manifest.entries.push(entry.clone());
         let json = serde_json::to_vec_pretty(&self.manifest)
             .map_err(|e| Error::Config(format!("writing the manifest: {e}")))?;
-        write_through_temp(&self.root.join(MANIFEST), |path| {
-            std::fs::write(path, &json)
+        let manifest = self.root.join(MANIFEST);
+        write_through_temp(&manifest, |path| {
+            std::fs::write(path, &json).map_err(|e| Error::io(path, e))
         })?;
         Ok(entry)
     }
@@ -286,21 +298,8 @@ fn write_png(path: &Path, image: Option<image::DynamicImage>) -> Result<()> {
     write_through_temp(path, |temp| {
         image
             .save_with_format(temp, image::ImageFormat::Png)
-            .map_err(std::io::Error::other)
+            .map_err(|e| Error::io(temp, std::io::Error::other(e)))
     })
-}
-
-/// Runs `write` on `.NAME.part` beside `path` and renames it to `path` when it succeeds.
-fn write_through_temp(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<()> {
-    let name = path
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let temp = path.with_file_name(format!(".{name}.part"));
-    let result = write(&temp).and_then(|()| std::fs::rename(&temp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result.map_err(|e| Error::io(path, e))
 }
 
 /// The identity of the model file at `path` with its card's `classes` and `architecture`.
