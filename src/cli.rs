@@ -8,6 +8,7 @@ use crate::dataset::DataSource;
 use crate::imaging::Smoothing;
 use crate::infer::{CudnnOptions, CudnnSearch, DeviceChoice, SegmenterOptions};
 use crate::onnx::import::{LayoutChoice, OutputChoice};
+use crate::video::DecoderChoice;
 
 /// Segment video as it streams: GStreamer in and out, a U-Net run by ONNX Runtime in between.
 #[derive(Debug, Parser)]
@@ -204,6 +205,10 @@ pub struct SegmentArgs {
     /// Several inputs: how many are read and written at a time.
     #[arg(long, default_value_t = 4)]
     pub parallel: usize,
+    /// Where frames are decoded: auto (NVDEC when GStreamer's nvcodec plugin finds an NVIDIA
+    /// GPU, else the CPU; said in the log), cpu, or nvdec (an error when it cannot be used).
+    #[arg(long, value_enum, default_value_t = DecoderChoice::Auto)]
+    pub decoder: DecoderChoice,
     #[command(flatten)]
     pub draw: DrawArgs,
     #[command(flatten)]
@@ -269,6 +274,10 @@ pub struct CameraArgs {
     /// tiled into it.
     #[arg(long, conflicts_with = "output")]
     pub sink_pipeline: Option<String>,
+    /// Where frames are decoded: auto (NVDEC when GStreamer's nvcodec plugin finds an NVIDIA
+    /// GPU, else the CPU; said in the log), cpu, or nvdec (an error when it cannot be used).
+    #[arg(long, value_enum, default_value_t = DecoderChoice::Auto)]
+    pub decoder: DecoderChoice,
     #[command(flatten)]
     pub draw: DrawArgs,
     #[command(flatten)]
@@ -392,6 +401,10 @@ pub struct BenchArgs {
     /// Compare N streams of the one clip served by one process against N processes.
     #[arg(long, default_value_t = 1)]
     pub streams: usize,
+    /// Where frames are decoded: auto (NVDEC when GStreamer's nvcodec plugin finds an NVIDIA
+    /// GPU, else the CPU; said in the log), cpu, or nvdec (an error when it cannot be used).
+    #[arg(long, value_enum, default_value_t = DecoderChoice::Auto)]
+    pub decoder: DecoderChoice,
     #[command(flatten)]
     pub model: ModelArgs,
     /// Batch sizes for the inference-only and end-to-end figures.

@@ -12,10 +12,11 @@ use crate::cli::BenchArgs;
 use crate::infer::Segmenter;
 use crate::paths::shown;
 
-use super::model_path;
+use super::{choose_decoder, model_path};
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let model = model_path(&args.model)?;
+    choose_decoder(args.decoder)?;
     if args.input.len() > 1 || args.streams > 1 {
         return run_streams(args, &model);
     }
@@ -50,6 +51,9 @@ fn run_streams(args: &BenchArgs, model: &std::path::Path) -> anyhow::Result<()> 
     let runtime = &args.model.runtime;
     let mut segment_options: Vec<OsString> =
         vec!["--model".into(), model.into(), "--no-audio".into()];
+    if let Some(decoder) = args.decoder.to_possible_value() {
+        segment_options.extend(["--decoder".into(), decoder.get_name().into()]);
+    }
     if let Some(provider) = runtime.provider.to_possible_value() {
         segment_options.extend(["--provider".into(), provider.get_name().into()]);
     }

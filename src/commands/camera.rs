@@ -20,7 +20,7 @@ use crate::video::{
 };
 
 use super::segment::check_output_folder;
-use super::{EXIT_INTERRUPTED, draw, interrupt, load_model, output, report};
+use super::{EXIT_INTERRUPTED, choose_decoder, draw, interrupt, load_model, output, report};
 
 /// The camera used when no source is given.
 const DEFAULT_DEVICE: &str = "/dev/video0";
@@ -30,6 +30,7 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
     let stop = interrupt::claim("stopping: finishing the frames in flight");
     let inputs = live_inputs(args)?;
     let config = engine_config(args, inputs.len())?;
+    choose_decoder(args.decoder)?;
     let outputs = live_outputs(args, inputs.len())?;
     for output in outputs.named() {
         if let LiveOutput::File(path, kind) = output {

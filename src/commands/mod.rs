@@ -54,6 +54,13 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
     }
 }
 
+/// Applies `--decoder` to every source pipeline of this run and says in the log what decodes.
+fn choose_decoder(choice: crate::video::DecoderChoice) -> anyhow::Result<()> {
+    let decoding = crate::video::choose_decoder(choice)?;
+    tracing::info!("decoding on {decoding}");
+    Ok(())
+}
+
 /// The card and the graph of the model at `path`, which must load under the contract (on the
 /// CPU provider, so that rewriting a model needs no GPU).
 fn contract_model(path: &Path) -> anyhow::Result<(ModelCard, ModelProto)> {

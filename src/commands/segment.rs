@@ -14,7 +14,7 @@ use crate::paths::shown;
 use crate::stream::{self, Door, EngineConfig, Report};
 use crate::video::{self, FrameSink, FrameSource, InputInfo, OutputKind, StagedOutput};
 
-use super::{EXIT_INTERRUPTED, batch, draw, interrupt, load_model, output, report};
+use super::{EXIT_INTERRUPTED, batch, choose_decoder, draw, interrupt, load_model, output, report};
 
 /// Share of the frames the container announces below which the input looks truncated.
 const TRUNCATED_SHARE: f64 = 0.9;
@@ -27,6 +27,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
             Error::Config("--batch, --workers and --parallel must be at least 1".into()).into(),
         );
     }
+    choose_decoder(args.decoder)?;
     if batch::wanted(args) {
         return batch::run(args, &stop);
     }

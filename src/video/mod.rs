@@ -2,6 +2,7 @@
 //! pipeline taking them through an appsrc, and the templates in `pipelines/`.
 
 mod bus;
+mod decoder;
 mod frame;
 mod live;
 mod mosaic;
@@ -10,6 +11,7 @@ mod source;
 mod staged;
 pub mod templates;
 
+pub use decoder::{DecoderChoice, choose as choose_decoder};
 pub use frame::{Frame, swap_red_and_blue};
 pub use live::{CameraFormat, LiveInput, LiveOutput};
 pub use mosaic::Mosaic;

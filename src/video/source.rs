@@ -200,6 +200,7 @@ impl FrameSource {
         let (pipeline, appsink) =
             launch::<gst_app::AppSink>(description, "source", "appsink", APPSINK)?;
         deliver(&appsink, VideoFormat::Rgba);
+        super::decoder::watch(&pipeline);
         appsink.set_max_buffers(APPSINK_MAX_BUFFERS);
         appsink.set_drop(false);
         appsink.set_sync(false);

@@ -143,6 +143,26 @@ fn interlaced_input_comes_out_progressive_without_combing() {
 }
 
 #[test]
+fn nvdec_without_an_nvidia_gpu_is_refused_with_the_reason_and_auto_decodes_on_the_cpu() {
+    gstreamer::init().unwrap();
+    if gstreamer::ElementFactory::find("nvh264dec").is_some() {
+        return; // NVDEC is there: the device kit measures it.
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.mp4");
+    let (clip, model) = (generated("bars.mkv"), fixture_model());
+    let mut args = segment_args(&clip, &output, &model);
+    args.extend(["--decoder", "nvdec"]);
+    assert_fails(&args, &[], 2, &["--decoder nvdec", "nvcodec", "libnvcuvid"]);
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    args.pop();
+    args.push("auto");
+    let run = run_ok(&args);
+    assert!(run.stderr.contains("decoding on the CPU"), "{}", run.stderr);
+    assert_eq!(frame_count(&output), 60);
+}
+
+#[test]
 fn standard_input_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.mp4");
