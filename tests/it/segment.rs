@@ -120,7 +120,12 @@ fn soft_edges_are_partial_only_along_the_boundary_and_the_matte_is_that_alpha() 
                 continue;
             }
             partial += 1;
-            // A partial pixel lies within 8 pixels of the hard mask's boundary.
+            // A visible partial pixel lies within 8 pixels of the hard mask's boundary. (Alpha
+            // within 3 % of 0 or 255 is not visible: a faint probability that never reaches
+            // the threshold, which the model's float rounding may leave anywhere, gives such.)
+            if !(8..=247).contains(&a) {
+                continue;
+            }
             let near = |lo: u32, hi: u32, at: u32| at.saturating_sub(8).max(lo)..=(at + 8).min(hi);
             let window: Vec<u8> = near(0, height - 1, y)
                 .flat_map(|wy| near(0, width - 1, x).map(move |wx| (wx, wy)))
