@@ -82,21 +82,17 @@ impl Smoother {
     pub fn smooth(&mut self, probabilities: &mut [f32], [w, h]: [usize; 2], luma: Option<&[u8]>) {
         let plane = w * h;
         let fresh = self.previous.len() != probabilities.len();
-        match luma.filter(|l| self.smoothing.motion > 0.0 && l.len() == plane) {
-            Some(luma) => {
-                if self.previous_luma.len() == plane {
-                    self.keep_where_still(luma, [w, h]);
-                } else {
-                    self.keep.clear();
-                    self.keep.resize(plane, self.smoothing.strength);
-                }
-                self.previous_luma.clear();
-                self.previous_luma.extend_from_slice(luma);
-            }
+        let luma = luma.filter(|l| self.smoothing.motion > 0.0 && l.len() == plane);
+        match luma.filter(|_| self.previous_luma.len() == plane) {
+            Some(luma) => self.keep_where_still(luma, [w, h]),
             None => {
                 self.keep.clear();
                 self.keep.resize(plane, self.smoothing.strength);
             }
+        }
+        if let Some(luma) = luma {
+            self.previous_luma.clear();
+            self.previous_luma.extend_from_slice(luma);
         }
         if !fresh {
             for (class, old) in probabilities
