@@ -198,41 +198,59 @@ const VFR_GAPS_MS: [u64; 5] = [40, 120, 40, 80, 60];
 /// Writes `vfr.mkv` (see [`generated`]): frames pushed with their own timestamps into an H.264
 /// Matroska file whose caps say 25 fps.
 fn make_vfr_clip(path: &Path) {
-    use gstreamer_app::AppSrc;
-    let pipeline = writing(
+    let (pipeline, src) = pushing_rgba(
         "appsrc name=src format=time ! videoconvert ! x264enc speed-preset=ultrafast ! \
          matroskamux ! filesink name=file",
         path,
+        [160, 120],
+        25,
     );
-    let src = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<AppSrc>()
-        .unwrap();
-    src.set_caps(Some(
-        &gstreamer::Caps::builder("video/x-raw")
-            .field("format", "RGBA")
-            .field("width", 160)
-            .field("height", 120)
-            .field("framerate", gstreamer::Fraction::new(25, 1))
-            .build(),
-    ));
-    pipeline.set_state(gstreamer::State::Playing).unwrap();
     let mut pts = 0;
     for i in 0..50u64 {
         let gap = VFR_GAPS_MS[i as usize % VFR_GAPS_MS.len()];
         let shade = (i * 5) as u8;
-        let mut buffer = gstreamer::Buffer::from_mut_slice(vec![shade; 160 * 120 * 4]);
-        {
-            let buffer = buffer.get_mut().unwrap();
-            buffer.set_pts(gstreamer::ClockTime::from_mseconds(pts));
-            buffer.set_duration(gstreamer::ClockTime::from_mseconds(gap));
-        }
-        src.push_buffer(buffer).unwrap();
+        push_rgba(&src, vec![shade; 160 * 120 * 4], pts, gap);
         pts += gap;
     }
     src.end_of_stream().unwrap();
     wait_for_end(&pipeline, path);
+}
+
+/// The gst-launch `description` writing `path`, playing, with its `appsrc name=src` taking
+/// RGBA frames of `[width, height]` at `fps` (caps; timestamps are the pushed buffers').
+fn pushing_rgba(
+    description: &str,
+    path: &Path,
+    [width, height]: [usize; 2],
+    fps: i32,
+) -> (gstreamer::Pipeline, gstreamer_app::AppSrc) {
+    let pipeline = writing(description, path);
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gstreamer_app::AppSrc>()
+        .unwrap();
+    src.set_caps(Some(
+        &gstreamer::Caps::builder("video/x-raw")
+            .field("format", "RGBA")
+            .field("width", width as i32)
+            .field("height", height as i32)
+            .field("framerate", gstreamer::Fraction::new(fps, 1))
+            .build(),
+    ));
+    pipeline.set_state(gstreamer::State::Playing).unwrap();
+    (pipeline, src)
+}
+
+/// Pushes one RGBA frame into `src`, shown at `pts_ms` for `duration_ms`.
+fn push_rgba(src: &gstreamer_app::AppSrc, pixels: Vec<u8>, pts_ms: u64, duration_ms: u64) {
+    let mut buffer = gstreamer::Buffer::from_mut_slice(pixels);
+    {
+        let buffer = buffer.get_mut().unwrap();
+        buffer.set_pts(gstreamer::ClockTime::from_mseconds(pts_ms));
+        buffer.set_duration(gstreamer::ClockTime::from_mseconds(duration_ms));
+    }
+    src.push_buffer(buffer).unwrap();
 }
 
 /// Writes `moving-square.mkv` (see [`generated`]): what motion-aware smoothing must tell
@@ -242,27 +260,14 @@ fn make_vfr_clip(path: &Path) {
 /// detections that come and go without anything moving, the way a model's mask sparkles on a
 /// still background.
 fn make_moving_square(path: &Path) {
-    use gstreamer_app::AppSrc;
     let (width, height) = (320usize, 240usize);
-    let pipeline = writing(
+    let (pipeline, src) = pushing_rgba(
         "appsrc name=src format=time ! videoconvert ! video/x-raw,format=BGRA ! avenc_ffv1 ! \
          matroskamux ! filesink name=file",
         path,
+        [width, height],
+        30,
     );
-    let src = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<AppSrc>()
-        .unwrap();
-    src.set_caps(Some(
-        &gstreamer::Caps::builder("video/x-raw")
-            .field("format", "RGBA")
-            .field("width", width as i32)
-            .field("height", height as i32)
-            .field("framerate", gstreamer::Fraction::new(30, 1))
-            .build(),
-    ));
-    pipeline.set_state(gstreamer::State::Playing).unwrap();
     let mut noise = 0x2545_f491_u32;
     for i in 0..60usize {
         let mut pixels = vec![0u8; width * height * 4];
@@ -281,13 +286,7 @@ fn make_moving_square(path: &Path) {
             };
             px.copy_from_slice(&[red, 40, 40, 255]);
         }
-        let mut buffer = gstreamer::Buffer::from_mut_slice(pixels);
-        {
-            let buffer = buffer.get_mut().unwrap();
-            buffer.set_pts(gstreamer::ClockTime::from_mseconds(i as u64 * 1000 / 30));
-            buffer.set_duration(gstreamer::ClockTime::from_mseconds(33));
-        }
-        src.push_buffer(buffer).unwrap();
+        push_rgba(&src, pixels, i as u64 * 1000 / 30, 33);
     }
     src.end_of_stream().unwrap();
     wait_for_end(&pipeline, path);
