@@ -86,6 +86,15 @@ pub struct RuntimeArgs {
     pub input_size: Option<[usize; 2]>,
 }
 
+/// Where `segment`, `camera` and `bench` decode their input.
+#[derive(Debug, Args)]
+pub struct DecodingArgs {
+    /// Where frames are decoded: auto (NVDEC when GStreamer's nvcodec plugin finds an NVIDIA
+    /// GPU, else the CPU; said in the log), cpu, or nvdec (an error when it cannot be used).
+    #[arg(long, value_enum, default_value_t = DecoderChoice::Auto)]
+    pub decoder: DecoderChoice,
+}
+
 /// The model `segment`, `camera` and `bench` run, and how.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
@@ -205,10 +214,8 @@ pub struct SegmentArgs {
     /// Several inputs: how many are read and written at a time.
     #[arg(long, default_value_t = 4)]
     pub parallel: usize,
-    /// Where frames are decoded: auto (NVDEC when GStreamer's nvcodec plugin finds an NVIDIA
-    /// GPU, else the CPU; said in the log), cpu, or nvdec (an error when it cannot be used).
-    #[arg(long, value_enum, default_value_t = DecoderChoice::Auto)]
-    pub decoder: DecoderChoice,
+    #[command(flatten)]
+    pub decoding: DecodingArgs,
     #[command(flatten)]
     pub draw: DrawArgs,
     #[command(flatten)]
@@ -274,10 +281,8 @@ pub struct CameraArgs {
     /// tiled into it.
     #[arg(long, conflicts_with = "output")]
     pub sink_pipeline: Option<String>,
-    /// Where frames are decoded: auto (NVDEC when GStreamer's nvcodec plugin finds an NVIDIA
-    /// GPU, else the CPU; said in the log), cpu, or nvdec (an error when it cannot be used).
-    #[arg(long, value_enum, default_value_t = DecoderChoice::Auto)]
-    pub decoder: DecoderChoice,
+    #[command(flatten)]
+    pub decoding: DecodingArgs,
     #[command(flatten)]
     pub draw: DrawArgs,
     #[command(flatten)]
@@ -401,10 +406,8 @@ pub struct BenchArgs {
     /// Compare N streams of the one clip served by one process against N processes.
     #[arg(long, default_value_t = 1)]
     pub streams: usize,
-    /// Where frames are decoded: auto (NVDEC when GStreamer's nvcodec plugin finds an NVIDIA
-    /// GPU, else the CPU; said in the log), cpu, or nvdec (an error when it cannot be used).
-    #[arg(long, value_enum, default_value_t = DecoderChoice::Auto)]
-    pub decoder: DecoderChoice,
+    #[command(flatten)]
+    pub decoding: DecodingArgs,
     #[command(flatten)]
     pub model: ModelArgs,
     /// Batch sizes for the inference-only and end-to-end figures.

@@ -16,7 +16,7 @@ use super::{choose_decoder, model_path};
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let model = model_path(&args.model)?;
-    choose_decoder(args.decoder)?;
+    choose_decoder(args.decoding.decoder)?;
     if args.input.len() > 1 || args.streams > 1 {
         return run_streams(args, &model);
     }
@@ -51,7 +51,7 @@ fn run_streams(args: &BenchArgs, model: &std::path::Path) -> anyhow::Result<()> 
     let runtime = &args.model.runtime;
     let mut segment_options: Vec<OsString> =
         vec!["--model".into(), model.into(), "--no-audio".into()];
-    if let Some(decoder) = args.decoder.to_possible_value() {
+    if let Some(decoder) = args.decoding.decoder.to_possible_value() {
         segment_options.extend(["--decoder".into(), decoder.get_name().into()]);
     }
     if let Some(provider) = runtime.provider.to_possible_value() {

@@ -30,7 +30,7 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
     let stop = interrupt::claim("stopping: finishing the frames in flight");
     let inputs = live_inputs(args)?;
     let config = engine_config(args, inputs.len())?;
-    choose_decoder(args.decoder)?;
+    choose_decoder(args.decoding.decoder)?;
     let outputs = live_outputs(args, inputs.len())?;
     for output in outputs.named() {
         if let LiveOutput::File(path, kind) = output {
@@ -372,9 +372,6 @@ fn engine_config(args: &CameraArgs, sources: usize) -> crate::Result<EngineConfi
     if !(0.0..=1.0).contains(&args.smooth) {
         return usage("--smooth is between 0 (off) and 1");
     }
-    if !(args.smooth_motion >= 0.0 && args.smooth_motion.is_finite()) {
-        return usage("--smooth-motion is a change of luma from 0 (ignore motion) to 255");
-    }
     let positive = |s: f64| s > 0.0 && s.is_finite();
     if ![args.start_timeout, args.reconnect_timeout]
         .into_iter()
@@ -392,10 +389,7 @@ fn engine_config(args: &CameraArgs, sources: usize) -> crate::Result<EngineConfi
         threshold: args.draw.threshold,
         policy: Policy::DropOldest,
         every: args.every,
-        smoothing: Smoothing {
-            strength: args.smooth,
-            motion: args.smooth_motion,
-        },
+        smoothing: Smoothing::checked(args.smooth, args.smooth_motion)?,
         patience: Some(Patience {
             first_frame: Duration::from_secs_f64(args.start_timeout),
             reconnect: Duration::from_secs_f64(args.reconnect_timeout),

@@ -29,15 +29,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         summary = score_dataset(args, data, &mut segmenter)?;
     }
     if let Some(video) = &args.video {
-        if !(args.smooth_motion >= 0.0 && args.smooth_motion.is_finite()) {
-            return Err(
-                Error::Config("--smooth-motion is a change of luma from 0 to 255".into()).into(),
-            );
-        }
-        let smoothing = Smoothing {
-            strength: args.smooth,
-            motion: args.smooth_motion,
-        };
+        let smoothing = Smoothing::checked(args.smooth, args.smooth_motion)?;
         let stability = temporal_stability(&mut segmenter, video, smoothing)?;
         if !args.json {
             println!(

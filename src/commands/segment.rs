@@ -27,7 +27,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
             Error::Config("--batch, --workers and --parallel must be at least 1".into()).into(),
         );
     }
-    choose_decoder(args.decoder)?;
+    choose_decoder(args.decoding.decoder)?;
     if batch::wanted(args) {
         return batch::run(args, &stop);
     }

@@ -12,6 +12,8 @@
 //! stays smoothed; a moving arm changes the picture where it leaves and arrives, so there the
 //! mask follows at once.
 
+use crate::{Error, Result};
+
 /// How a stream's probabilities are smoothed over time.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Smoothing {
@@ -32,6 +34,19 @@ impl Smoothing {
     /// The default motion scale: a grid cell whose mean luma moved by this many levels is
     /// not smoothed (chosen by measurement; see README, "Temporal smoothing").
     pub const MOTION: f32 = 24.0;
+
+    /// Smoothing of `strength` (as given) with the motion scale `motion` from a user.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `--smooth-motion` when `motion` is negative or not finite.
+    pub fn checked(strength: f32, motion: f32) -> Result<Smoothing> {
+        if !(motion >= 0.0 && motion.is_finite()) {
+            return Err(Error::Config(
+                "--smooth-motion is a change of luma from 0 (ignore motion) to 255".into(),
+            ));
+        }
+        Ok(Smoothing { strength, motion })
+    }
 
     /// Smoothing of `strength` that follows motion at the default scale.
     pub fn following_motion(strength: f32) -> Smoothing {

@@ -179,8 +179,8 @@ impl Store {
     /// Whether the picture at `origin` of `input` was saved by an earlier run.
     pub fn has(&self, input: &Path, origin: &Origin) -> bool {
         let wanted = same_file_key(input);
-        let entries = self.manifest.entries.iter().zip(&self.input_keys);
-        entries.into_iter().any(|(entry, key)| {
+        let mut entries = self.manifest.entries.iter().zip(&self.input_keys);
+        entries.any(|(entry, key)| {
             *key == wanted
                 && match origin {
                     Origin::Frame(index) => entry.frame == Some(*index),
@@ -255,8 +255,8 @@ impl Store {
         let json = serde_json::to_vec_pretty(&self.manifest)
             .map_err(|e| Error::Config(format!("writing the manifest: {e}")))?;
         let manifest = self.root.join(MANIFEST);
-        write_through_temp(&manifest, |path| {
-            std::fs::write(path, &json).map_err(|e| Error::io(path, e))
+        write_through_temp(&manifest, |temp| {
+            std::fs::write(temp, &json).map_err(|e| Error::io(&manifest, e))
         })?;
         Ok(entry)
     }
@@ -298,7 +298,7 @@ fn write_png(path: &Path, image: Option<image::DynamicImage>) -> Result<()> {
     write_through_temp(path, |temp| {
         image
             .save_with_format(temp, image::ImageFormat::Png)
-            .map_err(|e| Error::io(temp, std::io::Error::other(e)))
+            .map_err(|e| Error::io(path, std::io::Error::other(e)))
     })
 }
 

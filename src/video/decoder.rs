@@ -39,13 +39,6 @@ static NVDEC_REQUIRED: AtomicBool = AtomicBool::new(false);
 pub fn choose(choice: DecoderChoice) -> Result<String> {
     super::init()?;
     let decoders = nvdec_decoders();
-    let names = || {
-        decoders
-            .iter()
-            .map(|f| f.name().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     match (choice, decoders.is_empty()) {
         (DecoderChoice::Cpu, _) => {
             for factory in &decoders {
@@ -62,7 +55,8 @@ pub fn choose(choice: DecoderChoice) -> Result<String> {
                 factory.set_rank(gst::Rank::PRIMARY + 256);
             }
             NVDEC_REQUIRED.store(choice == DecoderChoice::Nvdec, Ordering::Relaxed);
-            Ok(format!("NVDEC ({})", names()))
+            let names: Vec<_> = decoders.iter().map(|f| f.name().to_string()).collect();
+            Ok(format!("NVDEC ({})", names.join(", ")))
         }
         (DecoderChoice::Auto, true) => Ok(format!("the CPU ({})", why_no_nvdec())),
     }
