@@ -76,7 +76,7 @@ pub fn generated(name: &str) -> PathBuf {
     }
     std::fs::create_dir_all(&dir).unwrap();
     let bars = "videotestsrc pattern=smpte horizontal-speed=8";
-    let h264 = "videoconvert ! x264enc speed-preset=ultrafast";
+    let h264 = H264;
     match name {
         "bars.mkv" => make_clip(
             &format!(
@@ -129,23 +129,15 @@ pub fn generated(name: &str) -> PathBuf {
         ),
         "tiny.mkv" => make_clip(
             "videotestsrc num-buffers=10 ! video/x-raw,width=2,height=2,framerate=30/1 ! \
-             videoconvert ! x264enc ! matroskamux ! filesink name=file",
+             videoconvert ! x264enc threads=1 ! matroskamux ! filesink name=file",
             &path,
         ),
-        "people.mkv" => make_clip(
-            &format!(
-                "filesrc location={} ! decodebin ! identity eos-after=36 ! videoconvert ! \
-                 videoscale ! videorate ! video/x-raw,width=640,height=480,framerate=30/1 ! \
-                 {h264} ! matroskamux ! filesink name=file",
-                people_clip().display()
-            ),
-            &path,
-        ),
+        "people.mkv" => make_people_clip(&path),
         "interlaced.mkv" => make_clip(
             "videotestsrc pattern=ball num-buffers=100 ! \
              video/x-raw,width=320,height=240,framerate=50/1 ! \
              interlace field-pattern=1:1 top-field-first=true ! videoconvert ! \
-             video/x-raw,format=I420 ! x264enc speed-preset=ultrafast interlaced=true ! \
+             video/x-raw,format=I420 ! x264enc speed-preset=ultrafast threads=1 interlaced=true ! \
              matroskamux ! filesink name=file",
             &path,
         ),
@@ -157,6 +149,10 @@ pub fn generated(name: &str) -> PathBuf {
     made.push(name.to_string());
     path
 }
+
+/// H.264 for the generated clips: x264 on one thread, whose output is the same on every run
+/// (with its default threads, two encodes of the same frames differ).
+const H264: &str = "videoconvert ! x264enc speed-preset=ultrafast threads=1";
 
 /// Runs the gst-launch `description` (its `filesink name=file` writing `path`) to its end.
 fn make_clip(description: &str, path: &Path) {
@@ -199,8 +195,7 @@ const VFR_GAPS_MS: [u64; 5] = [40, 120, 40, 80, 60];
 /// Matroska file whose caps say 25 fps.
 fn make_vfr_clip(path: &Path) {
     let (pipeline, src) = pushing_rgba(
-        "appsrc name=src format=time ! videoconvert ! x264enc speed-preset=ultrafast ! \
-         matroskamux ! filesink name=file",
+        &format!("appsrc name=src format=time ! {H264} ! matroskamux ! filesink name=file"),
         path,
         [160, 120],
         25,
@@ -251,6 +246,34 @@ fn push_rgba(src: &gstreamer_app::AppSrc, pixels: Vec<u8>, pts_ms: u64, duration
         buffer.set_duration(gstreamer::ClockTime::from_mseconds(duration_ms));
     }
     src.push_buffer(buffer).unwrap();
+}
+
+/// Writes `people.mkv` (see [`generated`]): the first 36 frames of the pedestrians clip, as
+/// segstream's own source decodes them, pushed with 10 fps timestamps and turned into 30 fps
+/// by `videorate`. (An `identity eos-after=36` behind `decodebin` let a varying number of
+/// frames through, 38 to 101 of the clip's: the tests on it saw a different clip each run.)
+fn make_people_clip(path: &Path) {
+    let mut frames = Vec::new();
+    decode(&people_clip(), |frame| {
+        if frames.len() < 36 {
+            frames.push(frame.pixels);
+        }
+    });
+    let (pipeline, src) = pushing_rgba(
+        &format!(
+            "appsrc name=src format=time ! videoscale ! videorate ! \
+             video/x-raw,width=640,height=480,framerate=30/1 ! {H264} ! matroskamux ! \
+             filesink name=file"
+        ),
+        path,
+        [768, 576],
+        10,
+    );
+    for (i, pixels) in frames.into_iter().enumerate() {
+        push_rgba(&src, pixels, i as u64 * 100, 100);
+    }
+    src.end_of_stream().unwrap();
+    wait_for_end(&pipeline, path);
 }
 
 /// Writes `moving-square.mkv` (see [`generated`]): what motion-aware smoothing must tell
