@@ -47,6 +47,10 @@ const CONTRAST: f32 = 2.0;
 /// smoothed over rather than followed (sensor noise stays well below).
 const EPSILON: f32 = 1e-3;
 
+/// A window whose object share is within this of 0 or 1 holds only background or only object
+/// (the running sums leave rounding residue of about 1e-7).
+const SETTLED: f32 = 1.0 / 512.0;
+
 /// Computes soft alphas; one per compositor (it owns scratch planes).
 #[derive(Default)]
 pub struct Matte {
@@ -61,6 +65,10 @@ pub struct Matte {
     /// `a` and `b` grown back to frame size.
     slope: Vec<f32>,
     offset: Vec<f32>,
+    /// The object's share of each window of the hard mask (coverage ≥ 128), low resolution
+    /// and grown back to frame size.
+    object: Vec<f32>,
+    object_share: Vec<f32>,
 }
 
 impl Matte {
@@ -163,19 +171,62 @@ impl Matte {
             .plane(&self.product, small, &mut self.slope, size);
         self.scaler
             .plane(&self.input, small, &mut self.offset, size);
+        self.object_shares(coverage, size, small, small_radius);
         let mut alpha = Vec::with_capacity(width * height);
         for y in 0..height {
             let row = &guide[y * stride..][..width];
-            let (slope, offset) = (
+            let (slope, offset, share) = (
                 &self.slope[y * width..][..width],
                 &self.offset[y * width..][..width],
+                &self.object_share[y * width..][..width],
             );
-            alpha.extend(row.iter().zip(slope).zip(offset).map(|((&i, &a), &b)| {
-                let q = 0.5 + CONTRAST * (a * (f32::from(i) / 255.0) + b - 0.5);
-                (q.clamp(0.0, 1.0) * 255.0 + 0.5) as u8
-            }));
+            alpha.extend(row.iter().zip(slope).zip(offset).zip(share).map(
+                |(((&i, &a), &b), &share)| {
+                    // Partial alpha only where the window holds both object and background:
+                    // along the hard mask's boundary. A faint probability that never reaches
+                    // the threshold leaves no haze, and a hole that never drops below it none.
+                    if share < SETTLED {
+                        return 0;
+                    }
+                    if share > 1.0 - SETTLED {
+                        return 255;
+                    }
+                    let q = 0.5 + CONTRAST * (a * (f32::from(i) / 255.0) + b - 0.5);
+                    (q.clamp(0.0, 1.0) * 255.0 + 0.5) as u8
+                },
+            ));
         }
         alpha
+    }
+
+    /// Sets `object_share` (at `size`) to the share of the hard mask (coverage ≥ 128) that is
+    /// object in the filter's window around each pixel, computed as the filter's statistics
+    /// are, on the picture shrunk to `small`.
+    fn object_shares(
+        &mut self,
+        coverage: &[u8],
+        size: [usize; 2],
+        small: [usize; 2],
+        small_radius: usize,
+    ) {
+        let hard: Vec<u8> = coverage
+            .iter()
+            .map(|&c| if c >= 128 { 255 } else { 0 })
+            .collect();
+        let shrunk = self.scaler.gray(&hard, size, small);
+        self.object.clear();
+        self.object
+            .extend(shrunk.iter().map(|&v| f32::from(v) / 255.0));
+        box_mean(
+            &mut self.object,
+            small,
+            small_radius,
+            &mut self.scratch,
+            &mut self.sums,
+        );
+        self.object_share.resize(size[0] * size[1], 0.0);
+        self.scaler
+            .plane(&self.object, small, &mut self.object_share, size);
     }
 }
 
