@@ -72,7 +72,8 @@ pub struct RuntimeArgs {
     /// error if unavailable).
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub provider: DeviceChoice,
-    /// ONNX Runtime intra-op threads (0 = one per core).
+    /// ONNX Runtime intra-op threads (0 = half the cores: decoding, processing and encoding
+    /// keep the others busy meanwhile).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// CUDA: how cuDNN picks each convolution's algorithm.

@@ -20,7 +20,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if args.input.len() > 1 || args.streams > 1 {
         return run_streams(args, &model);
     }
-    let runtime = args.model.runtime.options();
+    let runtime = args.model.runtime.options().beside_video();
     let card = Segmenter::load(&model, &runtime)?.card().clone();
     let config = BenchConfig {
         input: args.input[0].clone(),

@@ -95,6 +95,6 @@ fn model_path(args: &ModelArgs) -> anyhow::Result<PathBuf> {
 fn load_model(args: &ModelArgs) -> anyhow::Result<Segmenter> {
     Ok(Segmenter::load(
         &model_path(args)?,
-        &args.runtime.options(),
+        &args.runtime.options().beside_video(),
     )?)
 }

@@ -198,7 +198,7 @@ pub static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             .build(),
         glib::ParamSpecUInt::builder("threads")
             .nick("Threads")
-            .blurb("Threads of the CPU provider (0: one per core)")
+            .blurb("Threads of the CPU provider (0: half the cores)")
             .maximum(1024)
             .default_value(defaults.threads)
             .mutable_ready()
@@ -360,6 +360,7 @@ impl Settings {
             threads: self.threads as usize,
             ..SegmenterOptions::default()
         }
+        .beside_video()
     }
 
     /// How the shared stages batch.

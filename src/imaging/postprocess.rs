@@ -1,14 +1,16 @@
 //! Post-processing: logits at model size become a per-pixel label map at frame size.
 //! Binary models: sigmoid, bilinear upsampling of the probability, threshold (label 1 = object).
-//! Multi-class models: softmax and arg-max on the model's grid; the labels are up-sampled, and
-//! only where the four grid points around a pixel disagree (a band along the boundaries) are
-//! their classes' probabilities interpolated bilinearly and compared, as up-sampling every
-//! class's plane would, at a fraction of the cost.
+//! Multi-class models: softmax and arg-max on the model's grid.
+//!
+//! Either way the grid's decisions are up-sampled, and only where the four grid points around a
+//! pixel disagree (a band along the boundaries) are probabilities interpolated bilinearly and
+//! compared, as up-sampling every plane would, at a fraction of the cost. A binary model's
+//! coverage goes the same way: it is monotone in the probability, so four grid points of equal
+//! coverage give it to every pixel between them.
 
 use ndarray::{Array3, ArrayView3};
 
 use super::matte;
-use super::resize::Scaler;
 use super::smoothing::{Smoother, Smoothing};
 
 /// Per-pixel labels at frame size.
@@ -34,15 +36,13 @@ pub struct Coverage {
     pub cell: f32,
 }
 
-/// Turns logits into masks; one per worker (it owns a [`Scaler`] and scratch planes).
+/// Turns logits into masks; one per worker (it owns scratch planes).
 pub struct Postprocessor {
-    scaler: Scaler,
     threshold: f32,
     smoother: Option<Smoother>,
     coverage: bool,
     probabilities: Vec<f32>,
-    upsampled: Vec<f32>,
-    /// Arg-max labels on the model's grid.
+    /// Labels on the model's grid (thresholded or arg-max).
     coarse: Vec<u8>,
 }
 
@@ -50,12 +50,10 @@ impl Postprocessor {
     /// A post-processor with the binary `threshold` (ignored for multi-class models).
     pub fn new(threshold: f32) -> Self {
         Postprocessor {
-            scaler: Scaler::default(),
             threshold,
             smoother: None,
             coverage: false,
             probabilities: Vec::new(),
-            upsampled: Vec::new(),
             coarse: Vec::new(),
         }
     }
@@ -100,38 +98,57 @@ impl Postprocessor {
         if let Some(smoother) = &mut self.smoother {
             smoother.smooth(&mut self.probabilities, [w, h], luma);
         }
-        let pixels = width * height;
-        self.upsampled.resize(pixels, 0.0);
-        let mut labels = vec![0u8; pixels];
+        let mut labels = vec![0u8; width * height];
         let mut coverage = None;
         if classes == 1 {
-            self.scaler.plane(
-                &self.probabilities,
-                [w, h],
-                &mut self.upsampled,
-                [width, height],
-            );
-            for (label, &p) in labels.iter_mut().zip(&self.upsampled) {
-                *label = u8::from(p >= self.threshold);
-            }
-            coverage = self.coverage.then(|| Coverage {
-                values: self
-                    .upsampled
+            let threshold = self.threshold;
+            self.coarse.clear();
+            self.coarse
+                .extend(self.probabilities.iter().map(|&p| u8::from(p >= threshold)));
+            let grid = Grid::new([w, h], [width, height]);
+            grid.upsample(&self.coarse, &mut labels, |corners, weights| {
+                u8::from(interpolate(&self.probabilities, corners, weights) >= threshold)
+            });
+            coverage = self.coverage.then(|| {
+                let coarse: Vec<u8> = self
+                    .probabilities
                     .iter()
-                    .map(|&p| matte::coverage(p, self.threshold))
-                    .collect(),
-                cell: (width as f32 / w as f32).max(height as f32 / h as f32),
+                    .map(|&p| matte::coverage(p, threshold))
+                    .collect();
+                let mut values = vec![0u8; width * height];
+                grid.upsample(&coarse, &mut values, |corners, weights| {
+                    matte::coverage(
+                        interpolate(&self.probabilities, corners, weights),
+                        threshold,
+                    )
+                });
+                Coverage {
+                    values,
+                    cell: (width as f32 / w as f32).max(height as f32 / h as f32),
+                }
             });
         } else {
             self.coarse.clear();
             self.coarse
                 .extend((0..plane).map(|i| arg_max(&self.probabilities, plane, classes, i)));
-            upsample_labels(
+            let probabilities = &self.probabilities;
+            Grid::new([w, h], [width, height]).upsample(
                 &self.coarse,
-                &self.probabilities,
-                [w, h],
                 &mut labels,
-                [width, height],
+                |corners, weights| {
+                    let score = |class: u8| {
+                        interpolate(
+                            &probabilities[usize::from(class) * plane..],
+                            corners,
+                            weights,
+                        )
+                    };
+                    corners
+                        .iter()
+                        .map(|&c| self.coarse[c])
+                        .max_by(|&a, &b| score(a).total_cmp(&score(b)))
+                        .expect("four corners")
+                },
             );
         }
         Mask {
@@ -167,45 +184,92 @@ fn bilinear_taps(from: usize, to: usize) -> Vec<(usize, usize, f32)> {
         .collect()
 }
 
-/// Up-samples `coarse` labels (`[w, h]`) to `[width, height]` into `labels`: where the four
-/// neighbouring grid points agree, their label; elsewhere the arg-max of their classes'
-/// bilinearly interpolated `probabilities`.
-fn upsample_labels(
-    coarse: &[u8],
-    probabilities: &[f32],
-    [w, h]: [usize; 2],
-    labels: &mut [u8],
-    [width, height]: [usize; 2],
-) {
-    let plane = w * h;
-    let (columns, rows) = (bilinear_taps(w, width), bilinear_taps(h, height));
-    for (&(y0, y1, fy), row) in rows.iter().zip(labels.chunks_exact_mut(width)) {
-        for (&(x0, x1, fx), label) in columns.iter().zip(row.iter_mut()) {
-            let corners = [y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1];
-            let first = coarse[corners[0]];
-            if corners[1..].iter().all(|&c| coarse[c] == first) {
-                *label = first;
-                continue;
+/// The bilinear value at `corners` (indices into `plane`: top left, top right, bottom left,
+/// bottom right) with their `weights`.
+fn interpolate(plane: &[f32], corners: [usize; 4], weights: [f32; 4]) -> f32 {
+    corners
+        .iter()
+        .zip(weights)
+        .map(|(&c, weight)| plane[c] * weight)
+        .sum()
+}
+
+/// A model's grid (`[w, h]`) laid over a frame (`[width, height]`) for bilinear up-sampling.
+struct Grid {
+    size: [usize; 2],
+    out: [usize; 2],
+    rows: Vec<(usize, usize, f32)>,
+    /// Runs of output columns between the same two grid columns: (left, right, first, end).
+    runs: Vec<(usize, usize, usize, usize)>,
+    columns: Vec<(usize, usize, f32)>,
+}
+
+impl Grid {
+    fn new(size: [usize; 2], out: [usize; 2]) -> Self {
+        let columns = bilinear_taps(size[0], out[0]);
+        let mut runs: Vec<(usize, usize, usize, usize)> = Vec::new();
+        for (x, &(left, right, _)) in columns.iter().enumerate() {
+            match runs.last_mut() {
+                Some(run) if run.0 == left => run.3 = x + 1,
+                _ => runs.push((left, right, x, x + 1)),
             }
-            let weights = [
-                (1.0 - fx) * (1.0 - fy),
-                fx * (1.0 - fy),
-                (1.0 - fx) * fy,
-                fx * fy,
-            ];
-            let interpolated = |class: u8| -> f32 {
-                let base = usize::from(class) * plane;
-                corners
-                    .iter()
-                    .zip(weights)
-                    .map(|(&c, weight)| probabilities[base + c] * weight)
-                    .sum()
-            };
-            *label = corners
-                .iter()
-                .map(|&c| coarse[c])
-                .max_by(|&a, &b| interpolated(a).total_cmp(&interpolated(b)))
-                .unwrap_or(first);
+        }
+        Grid {
+            size,
+            out,
+            rows: bilinear_taps(size[1], out[1]),
+            runs,
+            columns,
+        }
+    }
+
+    /// Up-samples `coarse` values on the grid into `values` at the frame's size: where the four
+    /// grid points around a pixel hold the same value, that value; elsewhere `between` of the
+    /// corners and their bilinear weights. Rows between the same two grid rows share their
+    /// settled part, which is worked out once.
+    fn upsample(
+        &self,
+        coarse: &[u8],
+        values: &mut [u8],
+        mut between: impl FnMut([usize; 4], [f32; 4]) -> u8,
+    ) {
+        let (w, width) = (self.size[0], self.out[0]);
+        let mut settled = vec![0u8; width];
+        let mut band: Vec<(usize, usize, usize, usize)> = Vec::new();
+        let mut pair = None;
+        for (&(top, bottom, fy), row) in self.rows.iter().zip(values.chunks_exact_mut(width)) {
+            if pair != Some((top, bottom)) {
+                pair = Some((top, bottom));
+                band.clear();
+                for &(left, right, first, end) in &self.runs {
+                    let corners = [top * w + left, top * w + right, bottom * w + left];
+                    let value = coarse[bottom * w + right];
+                    if corners.iter().all(|&c| coarse[c] == value) {
+                        settled[first..end].fill(value);
+                    } else {
+                        band.push((left, right, first, end));
+                    }
+                }
+            }
+            row.copy_from_slice(&settled);
+            for &(left, right, first, end) in &band {
+                let corners = [
+                    top * w + left,
+                    top * w + right,
+                    bottom * w + left,
+                    bottom * w + right,
+                ];
+                for (x, value) in (first..end).zip(&mut row[first..end]) {
+                    let fx = self.columns[x].2;
+                    let weights = [
+                        (1.0 - fx) * (1.0 - fy),
+                        fx * (1.0 - fy),
+                        (1.0 - fx) * fy,
+                        fx * fy,
+                    ];
+                    *value = between(corners, weights);
+                }
+            }
         }
     }
 }
@@ -315,6 +379,48 @@ mod tests {
             differing,
             0,
             "{differing} of {} pixels differ",
+            width * height
+        );
+    }
+
+    #[test]
+    fn binary_labels_and_coverage_match_upsampling_the_probability() {
+        // A blob on a 12×9 grid, its edge soft and hard in places, up-sampled to 97×61.
+        let (h, w) = (9, 12);
+        let logits = Array3::from_shape_fn((1, h, w), |(_, y, x)| {
+            let r = ((x as f32 - 5.0).powi(2) + (y as f32 * 1.4 - 5.0).powi(2)).sqrt();
+            (3.5 - r) * if x < 6 { 0.8 } else { 6.0 }
+        });
+        let (width, height) = (97, 61);
+        let fast = Postprocessor::new(0.5)
+            .with_coverage(true)
+            .run(logits.view(), width, height);
+        // Reference: the whole probability plane up-sampled bilinearly, then each pixel decided.
+        let probabilities = probabilities(logits.view());
+        let mut upsampled = vec![0.0f32; width * height];
+        crate::imaging::resize::Scaler::default().plane(
+            probabilities.as_slice().unwrap(),
+            [w, h],
+            &mut upsampled,
+            [width, height],
+        );
+        let coverage = fast.coverage.unwrap().values;
+        let mut differing = 0;
+        for (i, &p) in upsampled.iter().enumerate() {
+            differing += usize::from(fast.labels[i] != u8::from(p >= 0.5));
+            let expected = matte::coverage(p, 0.5);
+            assert!(
+                coverage[i].abs_diff(expected) <= 1,
+                "pixel {i}: {} against {expected}",
+                coverage[i]
+            );
+        }
+        assert!(fast.labels.contains(&0) && fast.labels.contains(&1));
+        assert!(coverage.iter().any(|&c| c > 0 && c < 255));
+        assert_eq!(
+            differing,
+            0,
+            "{differing} of {} labels differ",
             width * height
         );
     }
