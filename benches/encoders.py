@@ -6,7 +6,8 @@ Per clip, `segstream segment` writes its overlay frames uncompressed (`.y4m`: I4
 every encoder receives them), unwrapped to raw frames; each candidate then encodes those same frames in
 `gst-launch-1.0` (filesrc ! rawvideoparse ! encoder ! muxer), timed by the child's CPU seconds
 less those of reading the frames alone; its output is decoded back to I420 and compared with
-the uncompressed frames: PSNR of Y, and of Y, U and V together (every sample weighs the same).
+the uncompressed frames: PSNR of Y, and of Y, U and V together (every sample weighs the same),
+and SSIM of Y.
 
 Usage: python3 benches/encoders.py CLIP [CLIP …] [--frames 300] [--group h264|vp8|live|all]
 Needs numpy and a release build.
@@ -130,8 +131,31 @@ def psnr(mse):
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
+def box_means(planes, window):
+    """Means over every `window`×`window` square of each frame in `planes` (frames×h×w)."""
+    sums = planes.cumsum(1).cumsum(2)
+    sums = np.pad(sums, ((0, 0), (1, 0), (1, 0)))
+    total = (sums[:, window:, window:] - sums[:, :-window, window:]
+             - sums[:, window:, :-window] + sums[:, :-window, :-window])
+    return total / (window * window)
+
+
+def ssim(a, b, window=8):
+    """Mean SSIM of the luma planes `a` and `b` (frames×h×w) over 8×8 windows (as x264's
+    --ssim): it weighs structure where PSNR weighs every error alike, so settings tuned for
+    PSNR (adaptive quantisation off) cannot win on it alone."""
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    ma, mb = box_means(a, window), box_means(b, window)
+    va = box_means(a * a, window) - ma * ma
+    vb = box_means(b * b, window) - mb * mb
+    cov = box_means(a * b, window) - ma * mb
+    return float((((2 * ma * mb + c1) * (2 * cov + c2))
+                  / ((ma * ma + mb * mb + c1) * (va + vb + c2))).mean())
+
+
 def compare(raw, decoded, width, height):
-    """PSNR of Y and of all planes, over every frame (MSE averaged, then PSNR)."""
+    """PSNR of Y and of all planes, over every frame (MSE averaged, then PSNR), and SSIM of Y."""
     size = width * height * 3 // 2
     a = np.fromfile(raw, dtype=np.uint8)
     b = np.fromfile(decoded, dtype=np.uint8)
@@ -141,7 +165,8 @@ def compare(raw, decoded, width, height):
     a = a[: frames * size].reshape(frames, size).astype(np.int32)
     b = b[: frames * size].reshape(frames, size).astype(np.int32)
     d2 = (a - b) ** 2
-    return psnr(d2[:, : width * height].mean()), psnr(d2.mean())
+    luma = [x[:, : width * height].reshape(frames, height, width) for x in (a, b)]
+    return psnr(d2[:, : width * height].mean()), psnr(d2.mean()), ssim(*luma)
 
 
 def main():
@@ -163,7 +188,7 @@ def main():
             base = cpu_of(["gst-launch-1.0", "-q", *f"{read} ! fakesink".split()])
             print(f"\n{os.path.basename(clip)}: {width}×{height}, {frames} frames at {rate} fps")
             print(f"{'encoder':<44} {'CPU ms/frame':>12} {'kB':>8} {'kb/s':>7} "
-                  f"{'PSNR Y':>7} {'PSNR YUV':>8}")
+                  f"{'PSNR Y':>7} {'PSNR YUV':>8} {'SSIM Y':>7}")
             num, _, den = rate.partition("/")
             fps = float(num) / float(den or 1)
             for group in groups:
@@ -178,11 +203,11 @@ def main():
                         f"filesrc location={out} ! decodebin ! videoconvert ! "
                         f"video/x-raw,format=I420 ! filesink location={decoded}").split()],
                         check=True)
-                    y, yuv = compare(raw, decoded, width, height)
+                    y, yuv, structure = compare(raw, decoded, width, height)
                     size = os.path.getsize(out)
                     rate_kbps = size * 8 / 1000 / (frames / fps)
                     print(f"{name:<44} {(cpu - base) / frames * 1e3:>12.2f} {size / 1e3:>8.0f} "
-                          f"{rate_kbps:>7.0f} {y:>7.2f} {yuv:>8.2f}", flush=True)
+                          f"{rate_kbps:>7.0f} {y:>7.2f} {yuv:>8.2f} {structure:>7.4f}", flush=True)
 
 
 if __name__ == "__main__":

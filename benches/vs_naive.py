@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""`segstream segment` against the careful loop (benches/naive_loop.py) on the same clips,
-model and thread count, audio off on both sides, run alternately: per clip and per segstream
+"""`segstream segment` against the careful loop (benches/naive_loop.py) on the same clips and
+model, audio off on both sides, run alternately: per clip and per segstream
 setting (its defaults, then `--preset ultrafast`), each pair's wall times, the median ratio
 (segstream ÷ loop: below 1 means segstream is faster), each side's CPU seconds per frame (all
 threads, from the children's rusage), output sizes and codecs.
 
 segstream writes H.264 (x264, its --preset), the loop MPEG-4 Part 2 (`mp4v`, OpenCV's only
-built-in MP4 encoder). Needs the loop's packages and a release build.
+built-in MP4 encoder). Each side runs ONNX Runtime with its own default threads: segstream half
+the cores (the other half decode, process and encode meanwhile), the loop `--threads` (2, its
+fastest on 2 cores: one frame at a time, so a second thread shortens each frame's inference).
+Needs the loop's packages and a release build.
 
 Usage: python3 benches/vs_naive.py CLIP [CLIP …] [--model models/people.onnx] [--threads 2]
                                    [--pairs 3]
@@ -64,7 +67,7 @@ def main():
             frames = frames_of(clip)
             for name, extra in SETTINGS.items():
                 ours = [binary, "segment", clip, "-o", ours_out, "--model", args.model,
-                        "--threads", str(args.threads), "--no-audio", *extra]
+                        "--no-audio", *extra]
                 pairs = []
                 for pair in range(args.pairs):
                     a = run(ours, ours_out)

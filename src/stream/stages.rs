@@ -300,12 +300,17 @@ pub(super) fn batch_live_work(
 }
 
 fn make_batch(tensors: Vec<Tensor>) -> Batch {
-    let views: Vec<_> = tensors.iter().map(|t| t.input.view()).collect();
-    let input = stack(Axis(0), &views).expect("every tensor has the card's input shape");
-    Batch {
-        frames: tensors.into_iter().map(|t| t.frame).collect(),
-        input,
-    }
+    let (frames, inputs): (Vec<Frame>, Vec<Array3<f32>>) =
+        tensors.into_iter().map(|t| (t.frame, t.input)).unzip();
+    // A batch of one (the CPU's default) takes its tensor as it is, without a copy.
+    let input = match <[Array3<f32>; 1]>::try_from(inputs) {
+        Ok([input]) => input.insert_axis(Axis(0)),
+        Err(inputs) => {
+            let views: Vec<_> = inputs.iter().map(|input| input.view()).collect();
+            stack(Axis(0), &views).expect("every tensor has the card's input shape")
+        }
+    };
+    Batch { frames, input }
 }
 
 /// Runs the model on each batch (on the frames their source's cadence makes due) and routes
