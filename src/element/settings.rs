@@ -374,6 +374,8 @@ impl Settings {
             batch_size,
             max_wait: Duration::from_millis(u64::from(self.max_wait_ms)),
             live: self.leaky,
+            // Elements sharing an engine may smooth, so their logits must come in order.
+            sessions: 1,
         }
     }
 

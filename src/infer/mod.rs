@@ -10,5 +10,5 @@ mod segmenter;
 pub use limits::{MAX_INPUT_SIDE, check_input_size};
 pub use model_card::ModelCard;
 pub use segmenter::{
-    CudnnOptions, CudnnSearch, DeviceChoice, Provider, Segmenter, SegmenterOptions,
+    CudnnOptions, CudnnSearch, DeviceChoice, Provider, Reopen, Segmenter, SegmenterOptions,
 };

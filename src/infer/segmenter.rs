@@ -115,8 +115,40 @@ pub struct Segmenter {
     card: ModelCard,
     provider: Provider,
     path: PathBuf,
+    options: SegmenterOptions,
     /// The batch size the model's input fixes, if it fixes one.
     fixed_batch: Option<usize>,
+}
+
+/// What opening a loaded model again takes: another session of the same file on the same
+/// provider, with the card already read and checked. ONNX Runtime's Rust API runs one call
+/// at a time per session, so inference calls that run side by side need one each.
+#[derive(Debug, Clone)]
+pub struct Reopen {
+    path: PathBuf,
+    provider: Provider,
+    options: SegmenterOptions,
+    card: ModelCard,
+    fixed_batch: Option<usize>,
+}
+
+impl Reopen {
+    /// Opens the session and runs the test inference (which also warms it up).
+    ///
+    /// # Errors
+    /// As [`Segmenter::load`].
+    pub fn open(&self) -> Result<Segmenter> {
+        let mut segmenter = Segmenter {
+            session: open_session(&self.path, self.provider, &self.options)?,
+            card: self.card.clone(),
+            provider: self.provider,
+            path: self.path.clone(),
+            options: self.options.clone(),
+            fixed_batch: self.fixed_batch,
+        };
+        segmenter.test_inference()?;
+        Ok(segmenter)
+    }
 }
 
 impl Segmenter {
@@ -168,6 +200,7 @@ impl Segmenter {
             card,
             provider,
             path: path.to_path_buf(),
+            options: options.clone(),
             fixed_batch,
         };
         segmenter.test_inference()?;
@@ -226,6 +259,17 @@ impl Segmenter {
     /// The execution provider this model runs on.
     pub fn provider(&self) -> Provider {
         self.provider
+    }
+
+    /// How to open another session of this model.
+    pub fn reopen(&self) -> Reopen {
+        Reopen {
+            path: self.path.clone(),
+            provider: self.provider,
+            options: self.options.clone(),
+            card: self.card.clone(),
+            fixed_batch: self.fixed_batch,
+        }
     }
 
     /// Runs a batch: `input` is N×3×H×W, normalised as the card says; returns N×C×H×W logits.

@@ -1,23 +1,30 @@
-//! The shared part of the engine: one batcher and one inference stage (one ONNX Runtime
-//! session) serving every source attached to it.
+//! The shared part of the engine: one batcher and one inference stage serving every source
+//! attached to it.
 //!
 //! ```text
-//! lane 0: preprocess ─┐                                        ┌─ Scores → lane 0: postprocess
-//! lane 1: preprocess ─┼─Work→ batcher ─Batched→ infer ─route──┼─ Scores → lane 1: postprocess
-//! lane N: preprocess ─┘   (full, or oldest frame's budget)     └─ …
+//! lane 0: preprocess ─┐                                           ┌─ Scores → lane 0: postprocess
+//! lane 1: preprocess ─┼─Work→ batcher ─Batched→ infer(sessions) ─┼─ Scores → lane 1: postprocess
+//! lane N: preprocess ─┘   (full, or oldest frame's budget)        └─ …
 //! ```
 //!
 //! A batch may hold frames of several sources. Inference routes each frame's logits back to
 //! its own source's lane; everything with memory across frames (`--every` reuse here, smoothing
 //! and reordering in the lanes) is per source. A lane ends its source with a [`Work::End`]
 //! marker after its last frame: the batcher flushes what it holds, then inference drops the
-//! lane's route, which ends the lane's post-processing.
+//! lane's route once none of the source's batches is still queued or running, which ends the
+//! lane's post-processing.
+//!
+//! On the CPU, files run [`Batching::sessions`] inference calls side by side, each on a session
+//! of its own (ONNX Runtime's Rust API runs one call per session at a time): one frame's
+//! inference beside another's keeps every core busy for a fraction of the CPU that splitting
+//! each frame's layers between threads costs. Their logits may reach a lane out of order,
+//! which only runs that need no order get (see [`Batching`]).
 //!
 //! The shared queues block (never drop): a live lane drops its own oldest frame before
 //! pre-processing, so that one source's drops never cost another source a frame.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -52,6 +59,10 @@ pub(super) struct Route {
     pub scores: Outlet<Scores>,
     pub cadence: Cadence,
     pub dropped: Arc<AtomicU64>,
+    /// Batches with frames of this source that are queued for inference or running.
+    in_flight: usize,
+    /// The source has ended: the route goes when nothing of it is in flight.
+    ended: bool,
 }
 
 /// The routes of the attached sources.
@@ -61,6 +72,41 @@ pub(super) type Routes = Arc<Mutex<HashMap<SourceId, Route>>>;
 /// half-way).
 pub(super) fn lock(routes: &Routes) -> MutexGuard<'_, HashMap<SourceId, Route>> {
     routes.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Counts a batch with frames of `sources` (each once) as in flight, before it is queued.
+pub(super) fn hold(routes: &Routes, sources: &[SourceId]) {
+    let mut routes = lock(routes);
+    for source in sources {
+        if let Some(route) = routes.get_mut(source) {
+            route.in_flight += 1;
+        }
+    }
+}
+
+/// A batch with frames of `sources` has been delivered; the routes of ended sources with
+/// nothing left in flight go.
+pub(super) fn release(routes: &Routes, sources: &[SourceId]) {
+    let mut routes = lock(routes);
+    for source in sources {
+        if let Some(route) = routes.get_mut(source) {
+            route.in_flight = route.in_flight.saturating_sub(1);
+            if route.ended && route.in_flight == 0 {
+                routes.remove(source);
+            }
+        }
+    }
+}
+
+/// `source` has ended: its route goes now, or when its last batch in flight is delivered.
+pub(super) fn end(routes: &Routes, source: SourceId) {
+    let mut routes = lock(routes);
+    if let Some(route) = routes.get_mut(&source) {
+        route.ended = true;
+        if route.in_flight == 0 {
+            routes.remove(&source);
+        }
+    }
 }
 
 /// Which frames of one source the model runs on: every `every`-th by sequence number, counted
@@ -112,6 +158,10 @@ pub struct Batching {
     /// Live sources: a batch keeps only the newest frame of each source and waits in front of
     /// inference for nothing (see `batch_live_work`); files: nothing is dropped.
     pub live: bool,
+    /// Inference calls that may run side by side on the CPU, each on a session of its own
+    /// (under CUDA one: it batches instead). More than one only for runs whose lanes take
+    /// logits in any order (no live source, smoothing or `--every` reuse).
+    pub sessions: usize,
 }
 
 /// The shared batcher and inference stage, and the sources attached to them.
@@ -144,19 +194,36 @@ impl Engine {
             let routes = Arc::clone(&routes);
             spawn("batcher", &failed, move || match batching.live {
                 true => stages::batch_live_work(batching, &work_rx, &batches_tx, &routes),
-                false => stages::batch_work(batching, &work_rx, &batches_tx),
+                false => stages::batch_work(batching, &work_rx, &batches_tx, &routes),
             })?
         };
-        let infer = {
-            let routes = Arc::clone(&routes);
-            spawn("infer", &failed, move || {
-                let result = stages::infer_batches(segmenter, &batches_rx, &routes);
-                // However inference ended, no more logits come: every lane's post-processing
-                // may finish with what it has.
-                lock(&routes).clear();
+        let sessions = match provider {
+            Provider::Cpu => batching.sessions.max(1),
+            Provider::Cuda => 1,
+        };
+        let reopen = segmenter.reopen();
+        let running = Arc::new(AtomicUsize::new(sessions));
+        let mut first = Some(segmenter);
+        let mut threads = vec![("batcher", batcher)];
+        for _ in 0..sessions {
+            let (routes, batches_rx) = (Arc::clone(&routes), batches_rx.clone());
+            let (segmenter, reopen) = (first.take(), reopen.clone());
+            let running = Arc::clone(&running);
+            let infer = spawn("infer", &failed, move || {
+                // The other sessions open on their own threads, while the first one runs.
+                let result = match segmenter.map_or_else(|| reopen.open(), Ok) {
+                    Ok(segmenter) => stages::infer_batches(segmenter, &batches_rx, &routes),
+                    Err(error) => Err(error),
+                };
+                // However the last inference thread ended, no more logits come: every lane's
+                // post-processing may finish with what it has.
+                if running.fetch_sub(1, Ordering::SeqCst) == 1 || result.is_err() {
+                    lock(&routes).clear();
+                }
                 result
-            })?
-        };
+            })?;
+            threads.push(("infer", infer));
+        }
         Ok(Engine {
             work,
             routes,
@@ -164,7 +231,7 @@ impl Engine {
             card,
             provider,
             failed,
-            threads: vec![("batcher", batcher), ("infer", infer)],
+            threads,
         })
     }
 
@@ -202,13 +269,15 @@ impl Engine {
             scores,
             cadence: Cadence::new(every),
             dropped: Arc::clone(dropped),
+            in_flight: 0,
+            ended: false,
         };
         lock(&self.routes).insert(source, route);
         (source, self.work.clone())
     }
 
     /// Ends the shared stages once every lane has ended; returns their statistics (batcher,
-    /// inference).
+    /// inference, its sessions together).
     ///
     /// # Errors
     /// The first shared stage's error (the model failing on a batch).
@@ -219,7 +288,14 @@ impl Engine {
             .into_iter()
             .map(|(name, handle)| join(name, handle))
             .collect();
-        results.into_iter().collect()
+        let mut stages: Vec<StageStats> = Vec::new();
+        for part in results.into_iter().collect::<Result<Vec<_>>>()? {
+            match stages.iter_mut().find(|stage| stage.name == part.name) {
+                Some(stage) => stage.merge(part),
+                None => stages.push(part),
+            }
+        }
+        Ok(stages)
     }
 }
 

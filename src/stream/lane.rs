@@ -99,7 +99,7 @@ pub fn attach(
     }
     let dropped = Arc::new(AtomicU64::new(0));
     let depth = match config.policy {
-        Policy::Block => 2 * config.batch_size.max(config.workers),
+        Policy::Block => config.batch_size.max(config.workers) + 1,
         Policy::DropOldest => 1,
     };
     let (frames_tx, frames_rx) = bounded(depth);

@@ -8,7 +8,7 @@ use gstreamer as gst;
 use indicatif::ProgressBar;
 use ndarray::{Array3, Array4, Axis, stack};
 
-use super::engine::{Batched, Batching, Routes, SourceId, Work, lock};
+use super::engine::{self, Batched, Batching, Routes, SourceId, Work, lock};
 use super::latency::{Interval, LatencySummary, Ticker};
 use super::outlet::{Frames, Outlet};
 use super::reconnect::{Reconnect, Verdict};
@@ -34,6 +34,16 @@ pub(super) struct Tensor {
 pub(super) struct Batch {
     frames: Vec<Frame>,
     input: Array4<f32>,
+}
+
+impl Batch {
+    /// The sources of the batch's frames, each once.
+    fn sources(&self) -> Vec<SourceId> {
+        let mut sources: Vec<SourceId> = self.frames.iter().map(|f| f.source).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        sources
+    }
 }
 
 /// Logits of one frame.
@@ -175,6 +185,7 @@ pub(super) fn batch_work(
     batching: Batching,
     work_rx: &Receiver<Work>,
     batches_tx: &Sender<Batched>,
+    routes: &Routes,
 ) -> Result<StageStats> {
     let mut stats = StageStats::new("batcher");
     let mut pending: Vec<Tensor> = Vec::with_capacity(batching.batch_size);
@@ -204,6 +215,7 @@ pub(super) fn batch_work(
             let started = Instant::now();
             let batch = make_batch(std::mem::take(&mut pending));
             stats.record(started, batch.frames.len() as u64, work_rx.len());
+            engine::hold(routes, &batch.sources());
             if batches_tx.send(Batched::Batch(batch)).is_err() {
                 break;
             }
@@ -270,6 +282,7 @@ pub(super) fn batch_live_work(
             let started = Instant::now();
             let batch = make_batch(std::mem::take(&mut pending));
             stats.record(started, batch.frames.len() as u64, work_rx.len());
+            engine::hold(routes, &batch.sources());
             if operation.send(batches_tx, Batched::Batch(batch)).is_err() {
                 return Ok(stats);
             }
@@ -325,10 +338,11 @@ pub(super) fn infer_batches(
         let batch = match item {
             Batched::Batch(batch) => batch,
             Batched::End(source) => {
-                lock(routes).remove(&source);
+                engine::end(routes, source);
                 continue;
             }
         };
+        let sources = batch.sources();
         let started = Instant::now();
         let due: Vec<usize> = {
             let mut routes = lock(routes);
@@ -373,6 +387,7 @@ pub(super) fn infer_batches(
             // A lane that stopped taking logits has ended; the others go on.
             let _ = outlet.send(scores);
         }
+        engine::release(routes, &sources);
     }
     Ok(stats)
 }
