@@ -12,11 +12,12 @@
 //! contrast curve around 0.5 clears what remains of the probability's ramp beside such a step.
 //! It runs
 //! as the fast guided filter (He and Sun, 2015): the windows' statistics on a picture shrunk by
-//! `s`, only `q = a·I + b` at full size, with `a` and `b` grown back bilinearly.
+//! `s`, only `q = a·I + b` at full size, with `a` and `b` grown back bilinearly, and only along
+//! the object's boundary: elsewhere the alpha is 0 or 255 (see [`Matte::alpha`]).
 
 use std::borrow::Cow;
 
-use super::postprocess::Coverage;
+use super::postprocess::{Coverage, Grid, interpolate};
 use super::resize::Scaler;
 
 /// How a cut-out's edge is drawn.
@@ -62,13 +63,8 @@ pub struct Matte {
     square: Vec<f32>,
     scratch: Vec<f32>,
     sums: Vec<f32>,
-    /// `a` and `b` grown back to frame size.
-    slope: Vec<f32>,
-    offset: Vec<f32>,
-    /// The object's share of each window of the hard mask (coverage ≥ 128), low resolution
-    /// and grown back to frame size.
+    /// The object's share of each window of the hard mask (coverage ≥ 128), low resolution.
     object: Vec<f32>,
-    object_share: Vec<f32>,
 }
 
 impl Matte {
@@ -165,41 +161,48 @@ impl Matte {
             &mut self.scratch,
             &mut self.sums,
         );
-        self.slope.resize(width * height, 0.0);
-        self.offset.resize(width * height, 0.0);
-        self.scaler
-            .plane(&self.product, small, &mut self.slope, size);
-        self.scaler
-            .plane(&self.input, small, &mut self.offset, size);
         self.object_shares(coverage, size, small, small_radius);
-        let mut alpha = Vec::with_capacity(width * height);
-        for y in 0..height {
-            let row = &guide[y * stride..][..width];
-            let (slope, offset, share) = (
-                &self.slope[y * width..][..width],
-                &self.offset[y * width..][..width],
-                &self.object_share[y * width..][..width],
-            );
-            alpha.extend(row.iter().zip(slope).zip(offset).zip(share).map(
-                |(((&i, &a), &b), &share)| {
-                    // Partial alpha only where the window holds both object and background:
-                    // along the hard mask's boundary. A faint probability that never reaches
-                    // the threshold leaves no haze, and a hole that never drops below it none.
-                    if share < SETTLED {
-                        return 0;
-                    }
-                    if share > 1.0 - SETTLED {
-                        return 255;
-                    }
-                    let q = 0.5 + CONTRAST * (a * (f32::from(i) / 255.0) + b - 0.5);
-                    (q.clamp(0.0, 1.0) * 255.0 + 0.5) as u8
-                },
-            ));
-        }
+        // `a`, `b` and the object's share grow back bilinearly, each pixel's only where the
+        // share is not settled around it: partial alpha only where the window holds both
+        // object and background, along the hard mask's boundary. A faint probability that
+        // never reaches the threshold leaves no haze, and a hole that never drops below it
+        // none.
+        let settled: Vec<u8> = self
+            .object
+            .iter()
+            .map(|&share| match share {
+                s if s < SETTLED => 0,
+                s if s > 1.0 - SETTLED => 255,
+                _ => 128,
+            })
+            .collect();
+        let mut alpha = vec![0u8; width * height];
+        let (slope, offset, object) = (&self.product, &self.input, &self.object);
+        Grid::new(small, size).upsample_where(
+            &settled,
+            &mut alpha,
+            |value| value != 128,
+            |[x, y], corners, weights| {
+                let share = interpolate(object, corners, weights);
+                if share < SETTLED {
+                    return 0;
+                }
+                if share > 1.0 - SETTLED {
+                    return 255;
+                }
+                let (a, b) = (
+                    interpolate(slope, corners, weights),
+                    interpolate(offset, corners, weights),
+                );
+                let i = f32::from(guide[y * stride + x]) / 255.0;
+                let q = 0.5 + CONTRAST * (a * i + b - 0.5);
+                (q.clamp(0.0, 1.0) * 255.0 + 0.5) as u8
+            },
+        );
         alpha
     }
 
-    /// Sets `object_share` (at `size`) to the share of the hard mask (coverage ≥ 128) that is
+    /// Sets `object` (at `small`) to the share of the hard mask (coverage ≥ 128) that is
     /// object in the filter's window around each pixel, computed as the filter's statistics
     /// are, on the picture shrunk to `small`.
     fn object_shares(
@@ -224,9 +227,6 @@ impl Matte {
             &mut self.scratch,
             &mut self.sums,
         );
-        self.object_share.resize(size[0] * size[1], 0.0);
-        self.scaler
-            .plane(&self.object, small, &mut self.object_share, size);
     }
 }
 

@@ -186,7 +186,7 @@ fn bilinear_taps(from: usize, to: usize) -> Vec<(usize, usize, f32)> {
 
 /// The bilinear value at `corners` (indices into `plane`: top left, top right, bottom left,
 /// bottom right) with their `weights`.
-fn interpolate(plane: &[f32], corners: [usize; 4], weights: [f32; 4]) -> f32 {
+pub(super) fn interpolate(plane: &[f32], corners: [usize; 4], weights: [f32; 4]) -> f32 {
     corners
         .iter()
         .zip(weights)
@@ -195,7 +195,7 @@ fn interpolate(plane: &[f32], corners: [usize; 4], weights: [f32; 4]) -> f32 {
 }
 
 /// A model's grid (`[w, h]`) laid over a frame (`[width, height]`) for bilinear up-sampling.
-struct Grid {
+pub(super) struct Grid {
     size: [usize; 2],
     out: [usize; 2],
     rows: Vec<(usize, usize, f32)>,
@@ -205,7 +205,7 @@ struct Grid {
 }
 
 impl Grid {
-    fn new(size: [usize; 2], out: [usize; 2]) -> Self {
+    pub(super) fn new(size: [usize; 2], out: [usize; 2]) -> Self {
         let columns = bilinear_taps(size[0], out[0]);
         let mut runs: Vec<(usize, usize, usize, usize)> = Vec::new();
         for (x, &(left, right, _)) in columns.iter().enumerate() {
@@ -227,24 +227,42 @@ impl Grid {
     /// grid points around a pixel hold the same value, that value; elsewhere `between` of the
     /// corners and their bilinear weights. Rows between the same two grid rows share their
     /// settled part, which is worked out once.
-    fn upsample(
+    pub(super) fn upsample(
         &self,
         coarse: &[u8],
         values: &mut [u8],
         mut between: impl FnMut([usize; 4], [f32; 4]) -> u8,
     ) {
+        self.upsample_where(
+            coarse,
+            values,
+            |_| true,
+            |_, corners, weights| between(corners, weights),
+        );
+    }
+
+    /// [`Grid::upsample`] where only grid values for which `settles` holds can settle a pixel,
+    /// and `between` also gets the pixel's position (x, y).
+    pub(super) fn upsample_where(
+        &self,
+        coarse: &[u8],
+        values: &mut [u8],
+        settles: impl Fn(u8) -> bool,
+        mut between: impl FnMut([usize; 2], [usize; 4], [f32; 4]) -> u8,
+    ) {
         let (w, width) = (self.size[0], self.out[0]);
         let mut settled = vec![0u8; width];
         let mut band: Vec<(usize, usize, usize, usize)> = Vec::new();
         let mut pair = None;
-        for (&(top, bottom, fy), row) in self.rows.iter().zip(values.chunks_exact_mut(width)) {
+        let rows = self.rows.iter().zip(values.chunks_exact_mut(width));
+        for (y, (&(top, bottom, fy), row)) in rows.enumerate() {
             if pair != Some((top, bottom)) {
                 pair = Some((top, bottom));
                 band.clear();
                 for &(left, right, first, end) in &self.runs {
                     let corners = [top * w + left, top * w + right, bottom * w + left];
                     let value = coarse[bottom * w + right];
-                    if corners.iter().all(|&c| coarse[c] == value) {
+                    if settles(value) && corners.iter().all(|&c| coarse[c] == value) {
                         settled[first..end].fill(value);
                     } else {
                         band.push((left, right, first, end));
@@ -267,7 +285,7 @@ impl Grid {
                         (1.0 - fx) * fy,
                         fx * fy,
                     ];
-                    *value = between(corners, weights);
+                    *value = between([x, y], corners, weights);
                 }
             }
         }
