@@ -138,12 +138,18 @@ impl Reopen {
     /// # Errors
     /// As [`Segmenter::load`].
     pub fn open(&self) -> Result<Segmenter> {
+        let session = open_session(&self.path, self.provider, &self.options)?;
+        self.clone().with_session(session)
+    }
+
+    /// The segmenter of this model on `session`, checked by the test inference.
+    fn with_session(self, session: Session) -> Result<Segmenter> {
         let mut segmenter = Segmenter {
-            session: open_session(&self.path, self.provider, &self.options)?,
-            card: self.card.clone(),
+            session,
+            card: self.card,
             provider: self.provider,
-            path: self.path.clone(),
-            options: self.options.clone(),
+            path: self.path,
+            options: self.options,
             fixed_batch: self.fixed_batch,
         };
         segmenter.test_inference()?;
@@ -195,15 +201,14 @@ impl Segmenter {
             card.num_classes(),
         )
         .map_err(|reason| Error::model(path, reason))?;
-        let mut segmenter = Segmenter {
-            session,
-            card,
-            provider,
+        let model = Reopen {
             path: path.to_path_buf(),
+            provider,
             options: options.clone(),
+            card,
             fixed_batch,
         };
-        segmenter.test_inference()?;
+        let segmenter = model.with_session(session)?;
         tracing::info!(
             model = %shown(path),
             provider = %provider,
