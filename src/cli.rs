@@ -44,6 +44,9 @@ pub enum Command {
     Quantize(QuantizeArgs),
     /// Write a half-precision (fp16) copy of a model for GPUs; input and output stay f32.
     Fp16(Fp16Args),
+    /// Write a model that averages its logits over several views of each picture (resized to
+    /// each --size, and mirrored): test-time augmentation in one graph.
+    Views(ViewsArgs),
     /// Write a randomly initialised U-Net as ONNX (fixtures, smoke tests, a starting point).
     #[cfg(feature = "train")]
     InitModel(InitModelArgs),
@@ -99,7 +102,8 @@ pub struct DecodingArgs {
 /// The model `segment`, `camera` and `bench` run, and how.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// The ONNX model (default: the shipped model).
+    /// The ONNX model (default: the shipped models/people.onnx; for camera
+    /// models/portrait.onnx).
     #[arg(long = "model")]
     pub path: Option<PathBuf>,
     #[command(flatten)]
@@ -374,6 +378,9 @@ pub struct EvalArgs {
     /// Seed of train's split.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Which fold of train's split is held out (as `train --fold`).
+    #[arg(long, default_value_t = 0)]
+    pub fold: usize,
     /// Use at most this many images.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -488,6 +495,26 @@ pub struct Fp16Args {
     /// Where to write the fp16 model.
     #[arg(short, long)]
     pub output: PathBuf,
+}
+
+/// `segstream views`.
+#[derive(Debug, Args)]
+pub struct ViewsArgs {
+    /// The model (in segstream's contract, with a free input size).
+    pub model: PathBuf,
+    /// Where to write the model with views.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// A view's size, HEIGHTxWIDTH (repeat or comma-separate for several).
+    #[arg(long, required = true, value_delimiter = ',', value_parser = parse_size)]
+    pub size: Vec<[usize; 2]>,
+    /// Also each size's mirror image (left to right).
+    #[arg(long)]
+    pub mirror: bool,
+    /// The input size in the card: what the engine resizes frames to (default: the largest
+    /// view's).
+    #[arg(long, value_parser = parse_size)]
+    pub input_size: Option<[usize; 2]>,
 }
 
 /// `segstream import`.
@@ -645,6 +672,15 @@ pub struct TrainArgs {
     /// Seed for weights, split, shuffling and augmentation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Which share of the split is held out: fold 0 is the first `--valid-frac` of the
+    /// shuffled groups, fold 1 the next, and so on, so the folds of one seed are disjoint
+    /// (k-fold cross-validation: train once per fold, score each model with `eval --fold`).
+    #[arg(long, default_value_t = 0)]
+    pub fold: usize,
+    /// Which epoch's weights are written: the best by the validation score, or the last
+    /// (for cross-validation, where the held-out fold must not choose the model).
+    #[arg(long, default_value = "best", value_parser = ["best", "last"])]
+    pub keep: String,
     /// Data-loading threads.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,

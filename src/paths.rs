@@ -36,12 +36,22 @@ pub fn checkout_candidates(relative: &Path) -> Vec<PathBuf> {
 }
 
 /// The model used when none is named, relative to the checkout: the shipped person model,
-/// since people are what the README demo clip and a camera show (models/README.md).
+/// since people are what the README demo clip shows (models/README.md).
 pub const DEFAULT_MODEL: &str = "models/people.onnx";
+
+/// `camera`'s model when none is named: webcams mostly show one or two people close up, where
+/// the portrait model scores best (models/README.md).
+pub const PORTRAIT_MODEL: &str = "models/portrait.onnx";
 
 /// Where the shipped default model is, if it is anywhere [`checkout_candidates`] looks.
 pub fn default_model() -> Option<PathBuf> {
-    checkout_candidates(Path::new(DEFAULT_MODEL))
+    shipped_model(DEFAULT_MODEL)
+}
+
+/// Where the shipped model `relative` (to the checkout) is, if it is anywhere
+/// [`checkout_candidates`] looks.
+pub fn shipped_model(relative: &str) -> Option<PathBuf> {
+    checkout_candidates(Path::new(relative))
         .into_iter()
         .find(|p| p.is_file())
 }

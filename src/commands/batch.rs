@@ -14,7 +14,7 @@ use indicatif::ProgressBar;
 
 use crate::Error;
 use crate::cli::SegmentArgs;
-use crate::paths::shown;
+use crate::paths::{DEFAULT_MODEL, shown};
 use crate::stream::{Door, Engine, EngineConfig, Report};
 use crate::video::{self, FrameSink, FrameSource, OutputKind, StagedOutput};
 
@@ -58,7 +58,7 @@ pub(super) fn run(args: &SegmentArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<
     let inputs = shard(&input_list(args)?, selected_shard(args)?);
     let items = plan(&inputs, folder, kind)?;
     std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, e))?;
-    let segmenter = load_model(&args.model)?;
+    let segmenter = load_model(&args.model, DEFAULT_MODEL)?;
     let parallel = args.parallel.clamp(1, items.len().max(1));
     let config = EngineConfig {
         batch_size: args

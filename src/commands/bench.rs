@@ -10,12 +10,12 @@ use crate::bench::{self, BenchConfig, BenchReport};
 use crate::bench_streams::{self, StreamsConfig};
 use crate::cli::BenchArgs;
 use crate::infer::Segmenter;
-use crate::paths::shown;
+use crate::paths::{DEFAULT_MODEL, shown};
 
 use super::{choose_decoder, model_path};
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    let model = model_path(&args.model)?;
+    let model = model_path(&args.model, DEFAULT_MODEL)?;
     choose_decoder(args.decoding.decoder)?;
     if args.input.len() > 1 || args.streams > 1 {
         return run_streams(args, &model);

@@ -11,7 +11,7 @@ use indicatif::ProgressBar;
 use crate::Error;
 use crate::cli::CameraArgs;
 use crate::imaging::Smoothing;
-use crate::paths::shown;
+use crate::paths::{PORTRAIT_MODEL, shown};
 use crate::stream::{
     Door, Ending, Engine, EngineConfig, Interval, Patience, Policy, Report, Ticker,
 };
@@ -43,7 +43,7 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
         .iter()
         .map(LiveInput::open)
         .collect::<crate::Result<Vec<_>>>()?;
-    let segmenter = load_model(&args.model)?;
+    let segmenter = load_model(&args.model, PORTRAIT_MODEL)?;
     let engine = Engine::start(segmenter, config.batching())?;
     let (feeds, tiled) = open_feeds(args, &inputs, sources, &outputs, &engine, &config, &stop)?;
     let runs: Vec<_> = std::thread::scope(|scope| {

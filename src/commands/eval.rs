@@ -84,7 +84,8 @@ fn score_dataset(
         .map(Regex::new)
         .transpose()
         .map_err(|e| Error::Config(format!("--group-by: {e}")))?;
-    let (train, valid) = dataset.train_valid(args.valid_frac, group_by.as_ref(), args.seed);
+    let (train, valid) =
+        dataset.train_valid(args.valid_frac, group_by.as_ref(), args.seed, args.fold)?;
     let mut pairs = match args.split.as_str() {
         "train" => train,
         "all" => train.into_iter().chain(valid).collect(),

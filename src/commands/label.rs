@@ -20,7 +20,7 @@ use crate::infer::Segmenter;
 use crate::label::Split;
 use crate::label::store::model_identity;
 use crate::label::{Listener, Ranker, Session, Store, ranked_queue};
-use crate::paths::shown;
+use crate::paths::{DEFAULT_MODEL, shown};
 
 pub fn run(args: &LabelArgs) -> anyhow::Result<u8> {
     if args.frames == 0 {
@@ -30,7 +30,7 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<u8> {
         anyhow::bail!("input {}: no such file or folder", shown(&args.input));
     }
     crate::video::init()?;
-    let model = model_path(&args.model)?;
+    let model = model_path(&args.model, DEFAULT_MODEL)?;
     let segmenter = Segmenter::load(&model, &args.model.runtime.options())?;
     let listener = Listener::bind(args.port)?;
     let card = segmenter.card().clone();

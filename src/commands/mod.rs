@@ -19,6 +19,7 @@ mod report;
 mod segment;
 #[cfg(feature = "train")]
 mod train;
+mod views;
 
 use std::path::{Path, PathBuf};
 
@@ -27,7 +28,7 @@ use anyhow::Context as _;
 use crate::cli::{Command, ModelArgs};
 use crate::infer::{DeviceChoice, ModelCard, Segmenter, SegmenterOptions};
 use crate::onnx::proto::ModelProto;
-use crate::paths::{DEFAULT_MODEL, default_model, shown};
+use crate::paths::{shipped_model, shown};
 
 /// Exit code for usage errors (options that cannot work), as clap uses.
 pub const EXIT_USAGE: u8 = 2;
@@ -42,6 +43,7 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
         Command::Import(args) => import::run(&args).map(|()| 0),
         Command::Quantize(args) => quantize::run(&args).map(|()| 0),
         Command::Fp16(args) => fp16::run(&args).map(|()| 0),
+        Command::Views(args) => views::run(&args).map(|()| 0),
         #[cfg(feature = "train")]
         Command::InitModel(args) => init_model::run(&args).map(|()| 0),
         Command::Segment(args) => segment::run(&args),
@@ -68,6 +70,22 @@ fn contract_model(path: &Path) -> anyhow::Result<(ModelCard, ModelProto)> {
     Ok((card, crate::onnx::read_model(path)?))
 }
 
+/// Writes `model` with `card` in its metadata to `path`, through a temporary file that is kept
+/// only once ONNX Runtime opens it and runs its test inference on the CPU; returns its size in
+/// bytes.
+fn write_checked(path: &Path, mut model: ModelProto, card: &ModelCard) -> anyhow::Result<usize> {
+    use prost::Message as _;
+    model.metadata_props = crate::onnx::metadata_entries(card.to_metadata());
+    let encoded = model.encode_to_vec();
+    crate::paths::write_through_temp(path, |temp| {
+        std::fs::write(temp, &encoded).map_err(|e| crate::Error::io(temp, e))?;
+        Segmenter::load(temp, &cpu_options())
+            .map(drop)
+            .map_err(anyhow::Error::from)
+    })?;
+    Ok(encoded.len())
+}
+
 /// Segmenter options for the CPU provider.
 fn cpu_options() -> SegmenterOptions {
     SegmenterOptions {
@@ -79,22 +97,21 @@ fn cpu_options() -> SegmenterOptions {
 /// Exit code after Ctrl-C (128 + SIGINT).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
-/// The model `args` name, or the shipped default model.
-fn model_path(args: &ModelArgs) -> anyhow::Result<PathBuf> {
+/// The model `args` name, or the shipped model `default` (relative to the checkout).
+fn model_path(args: &ModelArgs, default: &str) -> anyhow::Result<PathBuf> {
     if let Some(model) = &args.path {
         return Ok(model.clone());
     }
-    let found = default_model().with_context(|| {
-        format!("the default model {DEFAULT_MODEL} was not found; give --model")
-    })?;
+    let found = shipped_model(default)
+        .with_context(|| format!("the default model {default} was not found; give --model"))?;
     tracing::info!("no --model: using the shipped {}", shown(&found));
     Ok(found)
 }
 
-/// Loads the model `args` name (or the shipped default) with their runtime options.
-fn load_model(args: &ModelArgs) -> anyhow::Result<Segmenter> {
+/// Loads the model `args` name (or the shipped model `default`) with their runtime options.
+fn load_model(args: &ModelArgs, default: &str) -> anyhow::Result<Segmenter> {
     Ok(Segmenter::load(
-        &model_path(args)?,
+        &model_path(args, default)?,
         &args.runtime.options().beside_video(),
     )?)
 }

@@ -109,7 +109,7 @@ fn calibration_inputs(
     card: &ModelCard,
 ) -> anyhow::Result<Vec<ArrayD<f32>>> {
     let dataset = Dataset::open(data, None)?;
-    let (train, _) = dataset.train_valid(0.2, None, 0);
+    let (train, _) = dataset.train_valid(0.2, None, 0, 0)?;
     anyhow::ensure!(
         !train.is_empty(),
         Error::Dataset {

@@ -10,7 +10,7 @@ use crate::Error;
 use crate::cli::SegmentArgs;
 use crate::infer::Provider;
 use crate::paths::same_file;
-use crate::paths::shown;
+use crate::paths::{DEFAULT_MODEL, shown};
 use crate::stream::{self, Door, EngineConfig, Report};
 use crate::video::{self, FrameSink, FrameSource, InputInfo, OutputKind, StagedOutput};
 
@@ -35,7 +35,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
     validate(input, args)?;
     // The model loads while the input is probed: each takes a fifth of a second or so.
     let (input_info, loaded) = std::thread::scope(|scope| {
-        let loading = scope.spawn(|| load_model(&args.model));
+        let loading = scope.spawn(|| load_model(&args.model, DEFAULT_MODEL));
         let input_info = match (input, &args.source_pipeline) {
             (Some(input), None) => Some(video::probe_file(input)),
             _ => None,

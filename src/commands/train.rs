@@ -64,8 +64,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
     match learner.train(args.resume.is_some(), &session)? {
         Outcome::Finished(done) => {
             println!(
-                "wrote {} (best epoch {}: {}) in {:.0} s; parity burn vs ONNX Runtime: max |Δ| = {:.2e}",
+                "wrote {} ({} epoch {}: {}) in {:.0} s; parity burn vs ONNX Runtime: max |Δ| = {:.2e}",
                 shown(&done.model),
+                if args.keep == "last" { "last" } else { "best" },
                 done.best.epoch,
                 headline(&done.best.scores),
                 done.seconds,
@@ -131,6 +132,8 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         valid_frac: args.valid_frac,
         group_by: args.group_by.clone(),
         seed: args.seed,
+        fold: args.fold,
+        keep_last: args.keep == "last",
         workers: args.workers,
         augment: None,
         limit: args.limit,

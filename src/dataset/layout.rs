@@ -139,25 +139,46 @@ impl Dataset {
         })
     }
 
-    /// (train, valid): the layout's own validation folder, or else a grouped split of
-    /// `valid_frac` of the images (groups from `group_by`, Carvana's car id by default).
+    /// (train, valid): the layout's own validation folder, or else fold `fold` of a grouped
+    /// split of `valid_frac` of the images (groups from `group_by`, Carvana's car id by
+    /// default).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a fold other than 0 with the layout's own validation folder, or a
+    /// fold past the last one.
     pub fn train_valid(
         &self,
         valid_frac: f64,
         group_by: Option<&Regex>,
         seed: u64,
-    ) -> (Vec<Pair>, Vec<Pair>) {
+        fold: usize,
+    ) -> Result<(Vec<Pair>, Vec<Pair>)> {
         if let Some(valid) = &self.valid {
-            return (self.train.clone(), valid.clone());
+            if fold > 0 {
+                return Err(Error::Config(format!(
+                    "--fold {fold}: {} has its own validation folder, so it has no folds",
+                    shown(&self.root)
+                )));
+            }
+            return Ok((self.train.clone(), valid.clone()));
         }
         let carvana = (self.layout == Layout::Carvana)
             .then(|| Regex::new(CARVANA_GROUP).expect("a valid built-in regex"));
-        grouped_split(
+        let (train, valid) = grouped_split(
             self.train.clone(),
             valid_frac,
             group_by.or(carvana.as_ref()),
             seed,
-        )
+            fold,
+        );
+        if valid.is_empty() && fold > 0 {
+            return Err(Error::Config(format!(
+                "--fold {fold} holds out nothing: at --valid-frac {valid_frac}, the folds of \
+                 these {} images end before it",
+                train.len()
+            )));
+        }
+        Ok((train, valid))
     }
 }
 

@@ -1,5 +1,6 @@
 //! A validation split that does not leak: every image of one object (a group) lands on the same
-//! side, chosen by a seeded shuffle of the groups.
+//! side, chosen by a seeded shuffle of the groups. Fold `k` holds out the `k`-th slice of that
+//! order, so the folds of one seed are disjoint (k-fold cross-validation).
 
 use std::collections::BTreeMap;
 
@@ -23,12 +24,14 @@ pub fn group_of(name: &str, group_by: Option<&Regex>) -> String {
 }
 
 /// Splits `pairs` into (train, valid) with about `valid_frac` of the images in valid, whole
-/// groups at a time; the same seed gives the same split.
+/// groups at a time: the `fold`-th such share of the shuffled groups (fold 0 the first). The
+/// same seed and fold give the same split.
 pub fn grouped_split(
     pairs: Vec<Pair>,
     valid_frac: f64,
     group_by: Option<&Regex>,
     seed: u64,
+    fold: usize,
 ) -> (Vec<Pair>, Vec<Pair>) {
     let mut groups: BTreeMap<String, Vec<Pair>> = BTreeMap::new();
     for pair in pairs {
@@ -41,9 +44,10 @@ pub fn grouped_split(
     let wanted = (total as f64 * valid_frac).round() as usize;
     let mut order: Vec<Vec<Pair>> = groups.into_values().collect();
     order.shuffle(&mut StdRng::seed_from_u64(seed));
+    let skipped = wanted * fold;
     let (mut train, mut valid) = (Vec::new(), Vec::new());
     for group in order {
-        if valid.len() < wanted {
+        if train.len() >= skipped && valid.len() < wanted {
             valid.extend(group);
         } else {
             train.extend(group);

@@ -11,6 +11,7 @@ pub mod import;
 pub mod interpret;
 pub mod quantize;
 pub mod transposes;
+pub mod views;
 
 pub use graph::{GraphBuilder, Weights, Window, ints_attribute, string_attribute};
 

@@ -46,6 +46,12 @@ pub struct TrainConfig {
     pub group_by: Option<String>,
     /// Seed of weights, split, shuffles and augmentation.
     pub seed: u64,
+    /// Which share of the grouped split is held out (k-fold cross-validation).
+    #[serde(default)]
+    pub fold: usize,
+    /// Export the last epoch's weights instead of the best by the validation score.
+    #[serde(default)]
+    pub keep_last: bool,
     /// Data-loading threads.
     pub workers: usize,
     /// Augmentation (`None` = off).
@@ -169,7 +175,7 @@ impl TrainConfig {
             .zip(datasets)
             .map(|(source, dataset)| {
                 let (mut train, mut valid) =
-                    dataset.train_valid(self.valid_frac, group.as_ref(), self.seed);
+                    dataset.train_valid(self.valid_frac, group.as_ref(), self.seed, self.fold)?;
                 if let Some(limit) = self.limit {
                     train.truncate(limit);
                     valid.truncate(limit.div_ceil(4));

@@ -308,9 +308,10 @@ impl Learner {
                 };
                 println!("{}", record.summary(total_epochs));
                 state.seconds += record.seconds;
-                if state
-                    .best
-                    .is_none_or(|b| record.scores.headline() > b.score)
+                if self.config.keep_last
+                    || state
+                        .best
+                        .is_none_or(|b| record.scores.headline() > b.score)
                 {
                     state.best = Some(Best {
                         score: record.scores.headline(),
@@ -517,7 +518,8 @@ impl Learner {
         }
     }
 
-    /// Exports the best epoch's weights and checks parity.
+    /// Exports the kept epoch's weights (the best, or with `keep_last` the last) and checks
+    /// parity.
     fn finish(&self, state: &TrainingState) -> Result<Finished> {
         let best = state
             .best
@@ -541,6 +543,8 @@ impl Learner {
             "lr": self.config.lr,
             "loss": if self.config.loss.dice { "ce+dice" } else { "ce" },
             "seed": self.config.seed,
+            "fold": self.config.fold,
+            "kept": if self.config.keep_last { "last epoch" } else { "best epoch" },
             "init_from": self.pretrained.as_ref().map(|p| serde_json::json!({
                 "file": p.path.display().to_string(),
                 // Where the weights first came from, carried through fine-tunes of fine-tunes.

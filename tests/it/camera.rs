@@ -476,6 +476,11 @@ fn a_source_pipeline_that_ends_ends_the_run() {
         started.elapsed() < Duration::from_secs(20),
         "end of stream was waited on"
     );
+    assert!(
+        String::from_utf8_lossy(&result.stderr).contains("models/portrait.onnx"),
+        "camera's default model is the portrait model: {}",
+        describe(&args, &result)
+    );
     let stats = stats(&json);
     let (read, written, dropped) = frame_counts(&stats);
     assert_eq!(stats["ending"], "finished");

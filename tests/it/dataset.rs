@@ -89,15 +89,32 @@ fn grouped_split_keeps_each_car_on_one_side() {
         })
         .collect();
     let regex = regex::Regex::new(segstream::dataset::CARVANA_GROUP).unwrap();
-    let (train, valid) = grouped_split(pairs.clone(), 0.2, Some(&regex), 3);
+    let (train, valid) = grouped_split(pairs.clone(), 0.2, Some(&regex), 3, 0);
     assert_eq!(train.len() + valid.len(), 640);
     assert_eq!(valid.len(), 128, "8 whole cars of 16 views");
     let car = |p: &Pair| p.name()[..6].to_string();
     let train_cars: std::collections::HashSet<String> = train.iter().map(car).collect();
     assert!(valid.iter().all(|p| !train_cars.contains(&car(p))));
-    let again = grouped_split(pairs.clone(), 0.2, Some(&regex), 3);
+    let again = grouped_split(pairs.clone(), 0.2, Some(&regex), 3, 0);
     assert_eq!(again.1, valid, "the same seed gives the same split");
-    assert_ne!(grouped_split(pairs, 0.2, Some(&regex), 4).1, valid);
+    assert_ne!(
+        grouped_split(pairs.clone(), 0.2, Some(&regex), 4, 0).1,
+        valid
+    );
+    // The five folds of one seed hold out every car exactly once, whole.
+    let mut held_out: Vec<Pair> = Vec::new();
+    for fold in 0..5 {
+        let (train, valid) = grouped_split(pairs.clone(), 0.2, Some(&regex), 3, fold);
+        assert_eq!(valid.len(), 128, "fold {fold}: 8 whole cars");
+        let train_cars: std::collections::HashSet<String> = train.iter().map(car).collect();
+        assert!(valid.iter().all(|p| !train_cars.contains(&car(p))));
+        held_out.extend(valid);
+    }
+    held_out.sort_by(|a, b| a.image.cmp(&b.image));
+    let mut all = pairs;
+    all.sort_by(|a, b| a.image.cmp(&b.image));
+    assert_eq!(held_out, all);
+    assert!(grouped_split(all, 0.2, Some(&regex), 3, 5).1.is_empty());
 }
 
 /// A 32×48 pattern whose labels are readable from the image: label 1 where the red channel is

@@ -189,3 +189,48 @@ fn motion_aware_smoothing_follows_a_moving_square_and_steadies_the_still_part() 
         "motion-aware smoothing follows the square: {aware} against {plain}"
     );
 }
+
+#[test]
+fn folds_hold_out_disjoint_shares_and_refuse_what_has_none() {
+    // human_seg's 235 images at the default --valid-frac 0.2: five folds of 47, disjoint.
+    let people = crate::helpers::shipped("people.onnx");
+    let data = crate::media::shared("human_seg");
+    let dice_of = |fold: &str| {
+        let json = eval_json(&people, &data, &["--fold", fold, "--limit", "47"]);
+        assert_eq!(json["images"], 47, "fold {fold}: {json}");
+        json["dice"].as_f64().unwrap()
+    };
+    // Different images score differently (fold 0 is train's validation split).
+    assert_ne!(dice_of("0"), dice_of("4"));
+    let model = people.to_str().unwrap();
+    assert_fails(
+        &[
+            "eval",
+            "--model",
+            model,
+            "--data",
+            data.to_str().unwrap(),
+            "--fold",
+            "5",
+        ],
+        &[],
+        2,
+        &["--fold 5 holds out nothing"],
+    );
+    // CamVid brings its own validation folder: it has no folds.
+    let camvid = crate::media::shared("camvid");
+    assert_fails(
+        &[
+            "eval",
+            "--model",
+            model,
+            "--data",
+            camvid.to_str().unwrap(),
+            "--fold",
+            "1",
+        ],
+        &[],
+        2,
+        &["has its own validation folder"],
+    );
+}

@@ -30,4 +30,5 @@ mod segment;
 mod shipped;
 #[cfg(feature = "train")]
 mod train;
+mod views;
 mod yuv;

@@ -31,6 +31,8 @@ fn config(limit: usize, size: usize, epochs: usize) -> TrainConfig {
         valid_frac: 0.2,
         group_by: None,
         seed: 11,
+        fold: 0,
+        keep_last: false,
         workers: 2,
         augment: Some(Augmentation::default()),
         limit: Some(limit),
