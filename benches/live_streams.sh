@@ -2,7 +2,8 @@
 # Several live RTP feeds served by one `segstream camera` (figures only; nothing fails on a
 # timing): N feeds of the pedestrians clip at 640x480 and FPS each, RTP/H.264 over loopback UDP,
 # sent by N gst-launch-1.0 encoders on the same machine, against one feed alone. Prints each
-# feed's fps, dropped frames and latency (appsink to appsrc) p50/p95 from --stats-json.
+# feed's fps, dropped frames and latency (appsink to appsrc) p50/p95 from --stats-json. Street
+# feeds, so the street model (camera's own default is the portrait model).
 # Usage, after `cargo build --release`: benches/live_streams.sh [N] [SECONDS] [FPS] [-- CAMERA OPTIONS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,8 @@ shift $(($# < 3 ? $# : 3))
 [ "${1:-}" = "--" ] && shift
 clip=/usr/share/doc/opencv-doc/examples/data/vtest.avi
 segstream=$PWD/target/release/segstream
+model=(--model models/people.onnx)
+for option in "$@"; do [ "$option" = --model ] && model=(); done
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -30,7 +33,7 @@ run() {
     shift
     for i in $(seq 0 $((n - 1))); do sources+=(--source "udp://127.0.0.1:$((45000 + i))"); done
     "$segstream" camera "${sources[@]}" -o "$work/out-{index}.mkv" --stats-json "$work/stats.json" \
-        --reconnect-timeout 1 "$@" 2>"$work/log" &
+        "${model[@]}" --reconnect-timeout 1 "$@" 2>"$work/log" &
     local camera=$!
     sleep 1.5
     for i in $(seq 0 $((n - 1))); do send $((45000 + i)) & senders+=($!); done
