@@ -2,8 +2,9 @@
 //! class at 256×352, eleven at 96×128 like the CamVid model; without and with motion-aware
 //! smoothing, the frame's luma shrunk to the model's grid included), then overlay, a colour cut-out
 //! and the halo-free blurred background with a person-sized object, each in RGBA and in I420
-//! (frames kept in the decoder's format), side by side; and pre-processing of either format to
-//! the people model's 384×288 input.
+//! (frames kept in the decoder's format), side by side; pre-processing of either format to
+//! the people model's 384×288 input; and soft edges: the mask with its coverage, and a colour
+//! cut-out refined along the frame's luma against the hard one.
 //!
 //! `cargo bench --bench compose -- [FRAMES]` (default 200). Prints milliseconds per frame (the
 //! copy of the frame each call starts from included: 2 MB in RGBA, 0.8 MB in I420).
@@ -12,7 +13,8 @@ use std::time::Instant;
 
 use gstreamer_video as gst_video;
 use segstream::imaging::{
-    Background, Compositor, LabelStyle, Mask, Mode, Postprocessor, Preprocessor, Scaler, Smoothing,
+    Background, Compositor, Edge, LabelStyle, Mask, Mode, Postprocessor, Preprocessor, Scaler,
+    Smoothing,
 };
 use segstream::infer::ModelCard;
 
@@ -100,15 +102,14 @@ fn main() -> anyhow::Result<()> {
         "preprocess"
     );
     let mut compositor = Compositor::new(Mode::Overlay { opacity: 0.5 }, scene_styles)?;
-    let rgba_ms = ms_per_frame(frames, || compositor.run(pixels.clone(), &scene));
-    let i420_ms = ms_per_frame(frames, || {
-        let mut frame = yuv.clone();
-        compositor.run_i420(&mut frame, &i420, &scene);
-        frame
-    });
-    println!(
-        "{:<16} {rgba_ms:6.2} ms RGBA {i420_ms:6.2} ms I420",
-        "overlay 11 cls"
+    compose_row(
+        "overlay 11 cls",
+        &mut compositor,
+        frames,
+        &pixels,
+        &yuv,
+        &i420,
+        &scene,
     );
     for (name, mode) in [
         ("overlay", Mode::Overlay { opacity: 0.5 }),
@@ -127,15 +128,60 @@ fn main() -> anyhow::Result<()> {
     ] {
         let mut compositor = Compositor::new(mode, styles.clone())?;
         compositor.run(pixels.clone(), &mask); // warm-up
-        let rgba_ms = ms_per_frame(frames, || compositor.run(pixels.clone(), &mask));
-        let i420_ms = ms_per_frame(frames, || {
-            let mut frame = yuv.clone();
-            compositor.run_i420(&mut frame, &i420, &mask);
-            frame
-        });
-        println!("{name:<16} {rgba_ms:6.2} ms RGBA {i420_ms:6.2} ms I420");
+        compose_row(name, &mut compositor, frames, &pixels, &yuv, &i420, &mask);
+    }
+    // Soft edges: the same object from people.onnx-sized logits, with its coverage (the
+    // post-processing that makes it, then the colour cut-out refined along the frame's luma).
+    let [h, w] = [288, 384];
+    let logits = ndarray::Array3::from_shape_fn((1, h, w), |(_, y, x)| {
+        let (x, y) = (
+            x as f32 * WIDTH as f32 / w as f32,
+            y as f32 * HEIGHT as f32 / h as f32,
+        );
+        let (dx, dy) = ((x - 480.0) / 120.0, (y - 300.0) / 220.0);
+        8.0 * (1.0 - (dx * dx + dy * dy).sqrt())
+    });
+    let mut post = Postprocessor::new(0.5).with_coverage(true);
+    let soft = post.run(logits.view(), WIDTH, HEIGHT);
+    let hard_ms = ms_per_frame(frames, || {
+        Postprocessor::new(0.5).run(logits.view(), WIDTH, HEIGHT)
+    });
+    let soft_ms = ms_per_frame(frames, || post.run(logits.view(), WIDTH, HEIGHT));
+    println!(
+        "{:<16} {hard_ms:6.2} ms hard  {soft_ms:6.2} ms soft",
+        "mask 288x384"
+    );
+    let green = || Mode::Cutout {
+        background: Background::Color([0, 255, 0]),
+    };
+    for (name, edge) in [
+        ("cutout hard", Edge::Hard),
+        ("cutout soft", Edge::Soft { feather: None }),
+    ] {
+        let mut compositor = Compositor::new(green(), styles.clone())?.with_edge(edge);
+        compose_row(name, &mut compositor, frames, &pixels, &yuv, &i420, &soft);
     }
     Ok(())
+}
+
+/// Prints `name`'s milliseconds per frame for `compositor` drawing `mask` on a copy of the RGBA
+/// frame `rgba` and of the I420 frame `yuv` (laid out as `i420`).
+fn compose_row(
+    name: &str,
+    compositor: &mut Compositor,
+    frames: usize,
+    rgba: &[u8],
+    yuv: &[u8],
+    i420: &gst_video::VideoInfo,
+    mask: &Mask,
+) {
+    let rgba_ms = ms_per_frame(frames, || compositor.run(rgba.to_vec(), mask));
+    let i420_ms = ms_per_frame(frames, || {
+        let mut frame = yuv.to_vec();
+        compositor.run_i420(&mut frame, i420, mask);
+        frame
+    });
+    println!("{name:<16} {rgba_ms:6.2} ms RGBA {i420_ms:6.2} ms I420");
 }
 
 /// Milliseconds per call of `run`, over `frames` calls.
