@@ -89,8 +89,14 @@ impl Postprocessor {
         let plane = h * w;
         self.probabilities.clear();
         if classes == 1 {
-            self.probabilities
-                .extend(logits.iter().map(|&x| sigmoid(x)));
+            match logits.as_slice() {
+                Some(contiguous) => self
+                    .probabilities
+                    .extend(contiguous.iter().map(|&x| sigmoid(x))),
+                None => self
+                    .probabilities
+                    .extend(logits.iter().map(|&x| sigmoid(x))),
+            }
         } else {
             self.probabilities.resize(classes * plane, 0.0);
             softmax_over_channels(logits, &mut self.probabilities);

@@ -103,7 +103,8 @@ impl Frame {
             }
         };
         let packed = geometry(format, info.width(), info.height(), info)?;
-        let mut pixels = vec![0u8; packed.size()];
+        // Rows are appended in order; only the packed layout's padding, if any, is zeroed.
+        let mut pixels = Vec::with_capacity(packed.size());
         for plane in 0..packed.n_planes() {
             let data = mapped
                 .plane_data(plane)
@@ -111,10 +112,11 @@ impl Frame {
             let from_stride = mapped.info().stride()[plane as usize] as usize;
             let (row, rows) = plane_extent(&packed, plane);
             for y in 0..rows {
-                pixels[row_start(&packed, plane, y)..][..row]
-                    .copy_from_slice(&data[y * from_stride..][..row]);
+                pixels.resize(row_start(&packed, plane, y), 0);
+                pixels.extend_from_slice(&data[y * from_stride..][..row]);
             }
         }
+        pixels.resize(packed.size(), 0);
         if swap_red_blue {
             swap_red_and_blue(&mut pixels);
         }
