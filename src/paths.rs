@@ -43,11 +43,6 @@ pub const DEFAULT_MODEL: &str = "models/people.onnx";
 /// the portrait model scores best (models/README.md).
 pub const PORTRAIT_MODEL: &str = "models/portrait.onnx";
 
-/// Where the shipped default model is, if it is anywhere [`checkout_candidates`] looks.
-pub fn default_model() -> Option<PathBuf> {
-    shipped_model(DEFAULT_MODEL)
-}
-
 /// Where the shipped model `relative` (to the checkout) is, if it is anywhere
 /// [`checkout_candidates`] looks.
 pub fn shipped_model(relative: &str) -> Option<PathBuf> {

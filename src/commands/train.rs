@@ -66,7 +66,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
             println!(
                 "wrote {} ({} epoch {}: {}) in {:.0} s; parity burn vs ONNX Runtime: max |Δ| = {:.2e}",
                 shown(&done.model),
-                if args.keep == "last" { "last" } else { "best" },
+                args.keep,
                 done.best.epoch,
                 headline(&done.best.scores),
                 done.seconds,

@@ -21,7 +21,7 @@ pub fn run(args: &ViewsArgs) -> anyhow::Result<()> {
     };
     let wrapped =
         with_views(&model, card.num_classes(), &views).map_err(|e| Error::model(&args.model, e))?;
-    let count = views.sizes.len() * if views.mirror { 2 } else { 1 };
+    let count = views.count();
     // The engine hands the model frames at the card's size: by default the largest view's, so
     // no view sees less than it could.
     card.input_size = args.input_size.unwrap_or_else(|| {

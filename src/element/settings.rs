@@ -13,7 +13,7 @@ use gstreamer_video as gst_video;
 
 use crate::imaging::{Background, Edge, Mode, Smoothing};
 use crate::infer::{DeviceChoice, SegmenterOptions};
-use crate::paths::{DEFAULT_MODEL, default_model};
+use crate::paths::{DEFAULT_MODEL, shipped_model};
 use crate::stream::{Batching, EngineConfig, Policy};
 use crate::{Error, Result};
 
@@ -341,7 +341,7 @@ impl Settings {
     pub fn model_path(&self) -> Result<PathBuf> {
         match &self.model {
             Some(path) => Ok(path.clone()),
-            None => default_model().ok_or_else(|| {
+            None => shipped_model(DEFAULT_MODEL).ok_or_else(|| {
                 Error::Config(format!(
                     "the default model {DEFAULT_MODEL} was not found; set the model property"
                 ))

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use super::graph::{dim_param, dim_value, int_attribute, string_attribute, tensor_info};
 use super::proto::tensor_proto::DataType;
-use super::proto::{GraphProto, ModelProto, NodeProto, TensorProto};
+use super::proto::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
 use super::{INPUT, OUTPUT};
 
 /// Which views of each picture the wrapped model averages.
@@ -21,6 +21,13 @@ pub struct Views {
     pub sizes: Vec<[usize; 2]>,
     /// Also each size's mirror image (twice the views).
     pub mirror: bool,
+}
+
+impl Views {
+    /// How many views of each picture are averaged.
+    pub fn count(&self) -> usize {
+        self.sizes.len() * if self.mirror { 2 } else { 1 }
+    }
 }
 
 /// `model` (in the contract, `classes` output channels) wrapped so that it averages `views`;
@@ -75,9 +82,8 @@ pub fn with_views(model: &ModelProto, classes: usize, views: &Views) -> Result<M
     for sum in &sums[1..] {
         total = wrapper.node("Add", &[&total, sum], vec![]);
     }
-    let count = views.sizes.len() * if views.mirror { 2 } else { 1 };
-    let share = wrapper.float("share", 1.0 / count as f32);
-    wrapper.node_into("Mul", &[&total, &share], OUTPUT, vec![]);
+    let share = wrapper.float("share", 1.0 / views.count() as f32);
+    wrapper.node_into("Mul", &[&total, &share], &[OUTPUT], vec![]);
 
     let mut wrapped = model.clone();
     wrapped.graph = Some(GraphProto {
@@ -131,29 +137,25 @@ impl<'a> Wrapper<'a> {
     }
 
     /// Appends a node whose one output gets a fresh name, returned.
-    fn node(
-        &mut self,
-        op: &str,
-        inputs: &[&str],
-        attributes: Vec<super::proto::AttributeProto>,
-    ) -> String {
+    fn node(&mut self, op: &str, inputs: &[&str], attributes: Vec<AttributeProto>) -> String {
         let output = format!("views/{}{}", op.to_lowercase(), self.nodes.len());
-        self.node_into(op, inputs, &output, attributes);
+        self.node_into(op, inputs, &[&output], attributes);
         output
     }
 
+    /// Appends a node writing `outputs`.
     fn node_into(
         &mut self,
         op: &str,
         inputs: &[&str],
-        output: &str,
-        attributes: Vec<super::proto::AttributeProto>,
+        outputs: &[&str],
+        attributes: Vec<AttributeProto>,
     ) {
         self.nodes.push(NodeProto {
             op_type: Some(op.into()),
             name: Some(format!("views/{op}_{}", self.nodes.len())),
             input: inputs.iter().map(|&i| i.to_string()).collect(),
-            output: vec![output.into()],
+            output: outputs.iter().map(|&o| o.to_string()).collect(),
             attribute: attributes,
             ..Default::default()
         });
@@ -219,14 +221,13 @@ impl<'a> Wrapper<'a> {
     fn halves(&mut self, x: &str) -> [String; 2] {
         let n = self.nodes.len();
         let halves = [0, 1].map(|h| format!("views/half{n}_{h}"));
-        self.nodes.push(NodeProto {
-            op_type: Some("Split".into()),
-            name: Some(format!("views/Split_{n}")),
-            input: vec![x.into()],
-            output: halves.to_vec(),
-            attribute: vec![int_attribute("axis", 0)],
-            ..Default::default()
-        });
+        let [first, second] = halves.each_ref().map(String::as_str);
+        self.node_into(
+            "Split",
+            &[x],
+            &[first, second],
+            vec![int_attribute("axis", 0)],
+        );
         halves
     }
 
