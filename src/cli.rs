@@ -19,6 +19,43 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the process's arguments as [`Parser::parse`] does (a usage error exits with
+    /// clap's message), and notes what only the raw matches know: the order in which
+    /// `camera`'s feeds were given, whatever their kind.
+    pub fn parse_in_order() -> Self {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        if let (Command::Camera(args), Some(("camera", camera))) =
+            (&mut cli.command, matches.subcommand())
+        {
+            let positions = |id: &str, kind: FeedKind| {
+                camera
+                    .indices_of(id)
+                    .into_iter()
+                    .flatten()
+                    .map(move |index| (index, kind))
+            };
+            let mut feeds: Vec<(usize, FeedKind)> = positions("source", FeedKind::Uri)
+                .chain(positions("source_pipeline", FeedKind::Pipeline))
+                .collect();
+            feeds.sort_by_key(|&(index, _)| index);
+            args.feed_order = feeds.into_iter().map(|(_, kind)| kind).collect();
+        }
+        cli
+    }
+}
+
+/// Which option gave a feed of `camera`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedKind {
+    /// `--source URI`.
+    Uri,
+    /// `--source-pipeline DESCRIPTION`.
+    Pipeline,
+}
+
 /// segstream's commands.
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant, reason = "parsed once per process")]
@@ -276,6 +313,10 @@ pub struct CameraArgs {
     /// Any GStreamer source (gst-launch syntax) ending in `appsink name=frames`; repeatable.
     #[arg(long)]
     pub source_pipeline: Vec<String>,
+    /// The kinds of the feeds in the order they were given (empty: every `--source`, then
+    /// every `--source-pipeline`); set by [`Cli::parse_in_order`].
+    #[arg(skip)]
+    pub feed_order: Vec<FeedKind>,
     /// Output: window (default), udp://HOST:PORT (RTP/H.264), /dev/videoN (v4l2loopback), or
     /// a file as for `segment` (finalised on Ctrl-C). Several sources: one -o each, in order,
     /// one with {index} in it (out-{index}.mkv), or a single output (a window when none is

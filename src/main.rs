@@ -3,7 +3,6 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use segstream::cli::{Cli, Command};
 
 fn main() -> ExitCode {
@@ -22,7 +21,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_in_order();
     if matches!(
         cli.command,
         Command::Inspect(_) | Command::Eval(_) | Command::Bench(_)

@@ -14,7 +14,7 @@ use indicatif::ProgressBar;
 
 use crate::Error;
 use crate::cli::SegmentArgs;
-use crate::paths::{DEFAULT_MODEL, shown};
+use crate::paths::{DEFAULT_MODEL, refuse_overwriting, shown};
 use crate::stream::{Door, Engine, EngineConfig, Report};
 use crate::video::{self, FrameSink, FrameSource, OutputKind, StagedOutput};
 
@@ -187,6 +187,8 @@ fn input_list(args: &SegmentArgs) -> crate::Result<Vec<PathBuf>> {
     let mut inputs = args.input.clone();
     if let Some(list) = &args.inputs {
         let text = std::fs::read_to_string(list).map_err(|e| Error::io(list, e))?;
+        // Editors on some systems start a UTF-8 file with a byte-order mark: not part of a name.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         inputs.extend(
             text.lines()
                 .map(str::trim)
@@ -211,7 +213,8 @@ fn output_kind(format: Option<&str>) -> crate::Result<OutputKind> {
 }
 
 /// Each input with its output `FOLDER/<stem>.<ext>`; two inputs that would write the same
-/// output, or a folder that is a file, are refused before anything starts.
+/// output, an output that is one of the inputs (through `..`, symbolic or hard links), or a
+/// folder that is a file, are refused before anything starts.
 fn plan(inputs: &[PathBuf], folder: &Path, kind: OutputKind) -> crate::Result<Vec<Item>> {
     if folder.exists() && !folder.is_dir() {
         return Err(Error::Config(format!(
@@ -237,6 +240,9 @@ fn plan(inputs: &[PathBuf], folder: &Path, kind: OutputKind) -> crate::Result<Ve
                 shown(input),
                 shown(&output)
             )));
+        }
+        for other in inputs {
+            refuse_overwriting(other, &output)?;
         }
         items.push(Item {
             input: input.clone(),
@@ -318,8 +324,12 @@ fn shard(inputs: &[PathBuf], selected: Option<(usize, usize)>) -> Vec<PathBuf> {
 }
 
 /// Whether `item`'s output exists and is complete: a finalised file (an interrupted run's is
-/// finalised too) whose duration covers the input's.
+/// finalised too) whose duration covers the input's. A Matroska or WebM file announces its
+/// duration in its header, so one cut short after finalising must also hold its whole Segment.
 fn is_done(item: &Item) -> bool {
+    if video::matroska::is_whole(&item.output) == Some(false) {
+        return false;
+    }
     let Ok(written) = video::probe_file(&item.output) else {
         return false;
     };

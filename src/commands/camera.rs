@@ -9,7 +9,7 @@ use anyhow::Context;
 use indicatif::ProgressBar;
 
 use crate::Error;
-use crate::cli::CameraArgs;
+use crate::cli::{CameraArgs, FeedKind};
 use crate::imaging::Smoothing;
 use crate::paths::{PORTRAIT_MODEL, shown};
 use crate::stream::{
@@ -404,16 +404,40 @@ fn live_inputs(args: &CameraArgs) -> crate::Result<Vec<LiveInput>> {
             "--resolution and --fps are for cameras; a network feed has its own".into(),
         ));
     }
-    let mut inputs = args
-        .source
+    let given = |option: &str, feeds: &[String]| match feeds
         .iter()
-        .map(|uri| LiveInput::from_uri(uri))
+        .enumerate()
+        .find(|(i, feed)| feeds[..*i].contains(feed))
+    {
+        Some((_, twice)) => Err(Error::Config(format!(
+            "{option} {} is given twice: each feed once (one feed cannot be read twice)",
+            crate::paths::escaped(twice)
+        ))),
+        None => Ok(()),
+    };
+    given("--source", &args.source)?;
+    given("--source-pipeline", &args.source_pipeline)?;
+    // One -o per feed in the order the feeds were given, whatever their kind.
+    let default_order: Vec<FeedKind> = std::iter::repeat_n(FeedKind::Uri, args.source.len())
+        .chain(std::iter::repeat_n(
+            FeedKind::Pipeline,
+            args.source_pipeline.len(),
+        ))
+        .collect();
+    let order = match args.feed_order.len() == default_order.len() {
+        true => &args.feed_order,
+        false => &default_order,
+    };
+    let (mut uris, mut pipelines) = (args.source.iter(), args.source_pipeline.iter());
+    let inputs = order
+        .iter()
+        .filter_map(|kind| match kind {
+            FeedKind::Uri => uris.next().map(|uri| LiveInput::from_uri(uri)),
+            FeedKind::Pipeline => pipelines
+                .next()
+                .map(|description| Ok(LiveInput::Pipeline(description.clone()))),
+        })
         .collect::<crate::Result<Vec<_>>>()?;
-    inputs.extend(
-        args.source_pipeline
-            .iter()
-            .map(|description| LiveInput::Pipeline(description.clone())),
-    );
     if !inputs.is_empty() {
         return Ok(inputs);
     }

@@ -94,6 +94,18 @@ fn score_dataset(
     if let Some(limit) = args.limit {
         pairs.truncate(limit);
     }
+    if pairs.is_empty() {
+        // A score of nothing would read as a perfect one.
+        return Err(Error::Dataset {
+            path: data.path.clone(),
+            reason: format!(
+                "the {} split holds no images to score (at --valid-frac {}): give --split all, \
+                 a larger --valid-frac, or more images",
+                args.split, args.valid_frac
+            ),
+        }
+        .into());
+    }
     let card = segmenter.card().clone();
     let classes = ClassSet {
         names: card.classes.clone(),

@@ -8,9 +8,10 @@ use super::{contract_model, write_checked};
 use crate::Error;
 use crate::cli::Fp16Args;
 use crate::onnx::half::to_half;
-use crate::paths::shown;
+use crate::paths::{refuse_overwriting, shown};
 
 pub fn run(args: &Fp16Args) -> anyhow::Result<()> {
+    refuse_overwriting(&args.model, &args.output)?;
     let (mut card, model) = contract_model(&args.model)?;
     let half = to_half(&model).map_err(|e| Error::model(&args.model, e))?;
     card.training["precision"] = json!({

@@ -18,14 +18,15 @@ use crate::infer::{Segmenter, SegmenterOptions};
 use crate::onnx::import::{ImportOptions, Imported, rewrite};
 use crate::onnx::proto::ModelProto;
 use crate::onnx::read_model;
-use crate::paths::shown;
 use crate::paths::write_through_temp;
+use crate::paths::{refuse_overwriting, shown};
 
 /// Largest difference between the original's output and the imported model's that counts as
 /// the same model (f32 arithmetic in another order).
 const AGREEMENT: f32 = 1e-4;
 
 pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
+    refuse_overwriting(&args.model, &args.output)?;
     write_through_temp(&args.output, |temp| import_into(args, temp))
 }
 
@@ -123,7 +124,7 @@ fn import_checked(
     output: &Path,
 ) -> Result<(Imported, Segmenter), String> {
     let imported = rewrite(original, options)?;
-    std::fs::write(output, imported.model.encode_to_vec())
+    crate::paths::write_file_synced(output, &imported.model.encode_to_vec())
         .map_err(|e| format!("writing {}: {e}", shown(output)))?;
     let mut segmenter =
         Segmenter::load(output, &SegmenterOptions::default()).map_err(|e| e.to_string())?;

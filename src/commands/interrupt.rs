@@ -53,7 +53,10 @@ pub fn install() -> anyhow::Result<()> {
                 eprintln!("\n{message} (Ctrl-C again to abort)");
             }
             Some(_) if first.elapsed() < SAME_REQUEST => {}
-            _ => std::process::exit(i32::from(EXIT_INTERRUPTED)),
+            _ => {
+                crate::paths::remove_temporaries();
+                std::process::exit(i32::from(EXIT_INTERRUPTED))
+            }
         }
     })
     .context("installing the Ctrl-C handler")

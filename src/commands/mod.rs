@@ -78,7 +78,7 @@ fn write_checked(path: &Path, mut model: ModelProto, card: &ModelCard) -> anyhow
     model.metadata_props = crate::onnx::metadata_entries(card.to_metadata());
     let encoded = model.encode_to_vec();
     crate::paths::write_through_temp(path, |temp| {
-        std::fs::write(temp, &encoded).map_err(|e| crate::Error::io(temp, e))?;
+        crate::paths::write_file_synced(temp, &encoded).map_err(|e| crate::Error::io(path, e))?;
         Segmenter::load(temp, &cpu_options())
             .map(drop)
             .map_err(anyhow::Error::from)

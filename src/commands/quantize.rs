@@ -18,8 +18,8 @@ use crate::infer::raw::RawSession;
 use crate::infer::{ModelCard, Segmenter, SegmenterOptions};
 use crate::onnx::quantize::{Ranges, calibrated_tensors, quantize, with_outputs};
 use crate::onnx::{OUTPUT, metadata_entries};
-use crate::paths::shown;
 use crate::paths::write_through_temp;
+use crate::paths::{refuse_overwriting, shown};
 use crate::{Error, Result};
 
 /// How the quantized model is described in its card.
@@ -28,6 +28,7 @@ const SCHEME: &str = "int8 QDQ: weights symmetric int8 per output channel, activ
 
 pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.images > 0, "--images must be at least 1");
+    refuse_overwriting(&args.model, &args.output)?;
     let (mut card, model) = contract_model(&args.model)?;
     let original_bytes = model.encoded_len();
     let tensors = calibrated_tensors(&model).map_err(|e| Error::model(&args.model, e))?;
@@ -71,7 +72,7 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
         total += got.len();
     }
     write_through_temp(&args.output, |temp| -> crate::Result<()> {
-        std::fs::write(temp, &encoded).map_err(|e| Error::io(temp, e))?;
+        crate::paths::write_file_synced(temp, &encoded).map_err(|e| Error::io(&args.output, e))?;
         Segmenter::load(temp, &SegmenterOptions::default())?;
         Ok(())
     })?;

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::Error;
 use crate::cli::SegmentArgs;
 use crate::infer::Provider;
-use crate::paths::same_file;
+use crate::paths::refuse_overwriting;
 use crate::paths::{DEFAULT_MODEL, shown};
 use crate::stream::{self, Door, EngineConfig, Report};
 use crate::video::{self, FrameSink, FrameSource, InputInfo, OutputKind, StagedOutput};
@@ -164,14 +164,8 @@ pub(super) fn default_batch(provider: Provider) -> usize {
 }
 
 fn validate(input: Option<&PathBuf>, args: &SegmentArgs) -> crate::Result<()> {
-    if let (Some(input), Some(output)) = (input, &args.output)
-        && same_file(input, output)
-    {
-        return Err(Error::Config(format!(
-            "the output {} is the input file; writing it would destroy the input: choose \
-             another output name",
-            shown(output)
-        )));
+    if let (Some(input), Some(output)) = (input, &args.output) {
+        refuse_overwriting(input, output)?;
     }
     match (&args.output, &args.sink_pipeline) {
         (Some(output), None) => check_output_folder(output, OutputKind::from_path(output)?),

@@ -10,9 +10,22 @@ use super::{contract_model, write_checked};
 use crate::Error;
 use crate::cli::ViewsArgs;
 use crate::onnx::views::{Views, with_views};
-use crate::paths::shown;
+use crate::paths::{refuse_overwriting, shown};
 
 pub fn run(args: &ViewsArgs) -> anyhow::Result<()> {
+    refuse_overwriting(&args.model, &args.output)?;
+    if let Some([h, w]) = args
+        .size
+        .iter()
+        .enumerate()
+        .find_map(|(i, size)| args.size[..i].contains(size).then_some(*size))
+    {
+        return Err(Error::Config(format!(
+            "--size {h}x{w} is given twice: the same view twice only costs time; give each size \
+             once"
+        ))
+        .into());
+    }
     let (mut card, model) = contract_model(&args.model)?;
     let model_size = card.input_size;
     let views = Views {

@@ -167,6 +167,12 @@ impl Segmenter {
     /// [`Error::Runtime`] when ONNX Runtime cannot be loaded or `cuda` was asked for and is
     /// unavailable.
     pub fn load(path: &Path, options: &SegmenterOptions) -> Result<Self> {
+        if path.is_dir() {
+            return Err(Error::model(
+                path,
+                "a directory, not a model file: name the .onnx file in it",
+            ));
+        }
         if !path.is_file() {
             return Err(Error::model(path, "file not found"));
         }

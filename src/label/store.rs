@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::candidates::Origin;
 use super::rank::Scores;
-use crate::paths::write_through_temp;
+use crate::paths::write_synced;
 use crate::{Error, Result};
 
 /// The manifest's file name in the dataset folder.
@@ -130,6 +130,8 @@ pub struct Store {
     input_keys: Vec<PathBuf>,
     model: ModelIdentity,
     binary: bool,
+    /// Held while the store is open: a second session on the same folder is refused.
+    _lock: std::fs::File,
 }
 
 impl Store {
@@ -139,6 +141,9 @@ impl Store {
     /// When the folder cannot be made or its manifest is unreadable (it is left as it is).
     pub fn open(root: &Path, model: ModelIdentity) -> Result<Self> {
         let binary = model.classes.len() == 1;
+        std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+        check_writable(root)?;
+        let lock = lock(root)?;
         let path = root.join(MANIFEST);
         let manifest = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Dataset {
@@ -155,6 +160,7 @@ impl Store {
             for kind in ["images", "masks"] {
                 let dir = split.folder(root).join(kind);
                 std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                check_writable(&dir)?;
             }
         }
         let input_keys = manifest
@@ -168,6 +174,7 @@ impl Store {
             input_keys,
             model,
             binary,
+            _lock: lock,
         })
     }
 
@@ -218,13 +225,10 @@ impl Store {
             .collect();
         let scale = if self.binary { 255 } else { 1 };
         let ids: Vec<u8> = labels.iter().map(|&l| l * scale).collect();
-        let image_path = self.root.join(&image);
-        write_png(
-            &image_path,
+        let image_png = encode_png(
             image::RgbImage::from_raw(width, height, rgb).map(image::DynamicImage::ImageRgb8),
         )?;
-        write_png(
-            &self.root.join(&mask),
+        let mask_png = encode_png(
             image::GrayImage::from_raw(width, height, ids).map(image::DynamicImage::ImageLuma8),
         )?;
         let entry = Entry {
@@ -250,14 +254,30 @@ impl Store {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
         };
-        self.input_keys.push(same_file_key(provenance.input));
-        self.manifest.entries.push(entry.clone());
-        let json = serde_json::to_vec_pretty(&self.manifest)
+        // The manifest on disk gains the entry only once both halves of the pair are whole, and
+        // the one in memory only once the manifest is written: a failed save leaves neither
+        // half behind and nothing of it in the next manifest.
+        let manifest = Manifest {
+            format: self.manifest.format,
+            entries: [
+                self.manifest.entries.as_slice(),
+                std::slice::from_ref(&entry),
+            ]
+            .concat(),
+        };
+        let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| Error::Config(format!("writing the manifest: {e}")))?;
-        let manifest = self.root.join(MANIFEST);
-        write_through_temp(&manifest, |temp| {
-            std::fs::write(temp, &json).map_err(|e| Error::io(&manifest, e))
-        })?;
+        let (image_path, mask_path) = (self.root.join(&entry.image), self.root.join(&entry.mask));
+        let written = write_synced(&image_path, &image_png)
+            .and_then(|()| write_synced(&mask_path, &mask_png))
+            .and_then(|()| write_synced(&self.root.join(MANIFEST), &json));
+        if let Err(error) = written {
+            let _ = std::fs::remove_file(&image_path);
+            let _ = std::fs::remove_file(&mask_path);
+            return Err(error);
+        }
+        self.manifest = manifest;
+        self.input_keys.push(same_file_key(provenance.input));
         Ok(entry)
     }
 
@@ -282,6 +302,63 @@ impl Store {
     }
 }
 
+/// The lock file in a dataset folder, holding the labelling process's id.
+const LOCK: &str = ".segstream-label.lock";
+
+/// Takes the dataset folder `root` for this process: one session at a time writes a folder, as
+/// each rewrites the manifest from what it holds. The lock is the kernel's (`flock`), so it
+/// goes with the process however that ends.
+fn lock(root: &Path) -> Result<std::fs::File> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    use std::os::fd::AsRawFd as _;
+    let path = root.join(LOCK);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    // SAFETY: flock on a descriptor this function owns; it only sets the lock.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = match holder.trim() {
+            "" => "another process".to_string(),
+            pid => format!("process {pid}"),
+        };
+        return Err(Error::Dataset {
+            path: root.to_path_buf(),
+            reason: format!(
+                "another `segstream label` ({holder}) is saving into this folder; finish that \
+                 one first, or label into another folder"
+            ),
+        });
+    }
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| write!(file, "{}", std::process::id()));
+    written.map_err(|e| Error::io(&path, e))?;
+    Ok(file)
+}
+
+/// Fails when nothing can be written in `dir` (a read-only folder or file system), found
+/// before the page is served rather than at the first save of a drawn correction.
+fn check_writable(dir: &Path) -> Result<()> {
+    let probe = dir.join(format!(".segstream-write-test.{}", std::process::id()));
+    match std::fs::write(&probe, b"") {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(Error::Dataset {
+            path: dir.to_path_buf(),
+            reason: format!("cannot write in this folder ({e}); label into a writable folder"),
+        }),
+    }
+}
+
 /// What identifies an input across runs: its canonical path when it exists.
 fn same_file_key(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
@@ -291,15 +368,15 @@ fn file_name(path: &Path) -> Option<String> {
     path.file_name().map(|n| n.to_string_lossy().into_owned())
 }
 
-/// Saves `image` (`None`: its buffer did not match its size) as PNG at `path`.
-fn write_png(path: &Path, image: Option<image::DynamicImage>) -> Result<()> {
+/// `image` (`None`: its buffer did not match its size) encoded as PNG, in memory.
+fn encode_png(image: Option<image::DynamicImage>) -> Result<Vec<u8>> {
     let image =
         image.ok_or_else(|| Error::Config("a picture's size does not match its pixels".into()))?;
-    write_through_temp(path, |temp| {
-        image
-            .save_with_format(temp, image::ImageFormat::Png)
-            .map_err(|e| Error::io(path, std::io::Error::other(e)))
-    })
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut bytes, image::ImageFormat::Png)
+        .map_err(|e| Error::Config(format!("encoding a PNG: {e}")))?;
+    Ok(bytes.into_inner())
 }
 
 /// The identity of the model file at `path` with its card's `classes` and `architecture`.
@@ -389,10 +466,27 @@ mod tests {
             .unwrap()
             .to_luma8();
         assert_eq!(kept.into_raw(), [0, 255, 255, 0]);
+        drop(again);
         assert_eq!(
             Store::open(dir.path(), identity()).unwrap().entries().len(),
             2
         );
+    }
+
+    #[test]
+    fn a_second_store_on_one_folder_is_refused_until_the_first_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path(), identity()).unwrap();
+        let error = Store::open(dir.path(), identity())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains(&format!("process {}", std::process::id())),
+            "{error}"
+        );
+        drop(first);
+        Store::open(dir.path(), identity()).unwrap();
     }
 
     #[test]

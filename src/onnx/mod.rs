@@ -37,6 +37,12 @@ pub const OUTPUT: &str = "logits";
 /// an ONNX model.
 pub fn read_model(path: &std::path::Path) -> crate::Result<proto::ModelProto> {
     use prost::Message as _;
+    if path.is_dir() {
+        return Err(crate::Error::model(
+            path,
+            "a directory, not a model file: name the .onnx file in it",
+        ));
+    }
     let bytes = std::fs::read(path).map_err(|e| crate::Error::io(path, e))?;
     proto::ModelProto::decode(bytes.as_slice())
         .map_err(|e| crate::Error::model(path, format!("not an ONNX model: {e}")))

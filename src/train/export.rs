@@ -36,10 +36,11 @@ pub fn export(model: &SegmentationModel, card: &ModelCard) -> Result<Vec<u8>> {
 /// [`export`] to a file.
 ///
 /// # Errors
-/// As [`export`], and [`Error::Io`] when the file cannot be written.
+/// As [`export`], and [`Error::Io`] when the file cannot be written (an earlier file at `path`
+/// stays whole then).
 pub fn export_to_file(model: &SegmentationModel, card: &ModelCard, path: &Path) -> Result<()> {
     let bytes = export(model, card)?;
-    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+    crate::paths::write_synced(path, &bytes)
 }
 
 /// A module that can write itself into an ONNX graph.

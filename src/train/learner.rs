@@ -33,6 +33,8 @@ use crate::metrics::Confusion;
 use crate::paths::shown;
 use crate::{Error, Result};
 
+/// The trained model's file name in the run folder.
+const MODEL_FILE: &str = "model.onnx";
 /// Validation images shown on the contact sheet.
 const SHEET_IMAGES: usize = 8;
 /// Augmented training images shown on `augment_samples.png`.
@@ -97,6 +99,16 @@ impl Learner {
     /// Invalid settings or dataset errors.
     pub fn new(config: TrainConfig, run: &Path, command: String) -> Result<Self> {
         config.validate()?;
+        if run.exists() && !run.is_dir() {
+            return Err(Error::Config(format!(
+                "-o {}: a file; train writes a run folder (model.onnx, checkpoints, curves) \
+                 there: name a folder",
+                crate::paths::shown(run)
+            )));
+        }
+        if let Some(init_from) = &config.init_from {
+            crate::paths::refuse_overwriting(init_from, &run.join(MODEL_FILE))?;
+        }
         let data = config.prepare()?;
         std::fs::create_dir_all(run).map_err(|e| Error::io(run, e))?;
         let size = *config.sizes.last().expect("validated: at least one size");
@@ -557,7 +569,7 @@ impl Learner {
             "validation": best.scores,
             "seconds": state.seconds.round(),
         });
-        let path = self.run.join("model.onnx");
+        let path = self.run.join(MODEL_FILE);
         export_to_file(&model, &card, &path)?;
         let size = best.size;
         let first = &self.data.sources[0];

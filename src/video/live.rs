@@ -231,6 +231,7 @@ impl LiveOutput {
                             .into(),
                     ));
                 }
+                keep_out_of_windows(CONSOLE_SINKS);
                 FrameSink::from_description(&strip_comments(DISPLAY_SINK))?
             }
             LiveOutput::Udp { host, port } => {
@@ -253,6 +254,22 @@ impl LiveOutput {
             }
         };
         Ok((sink, None))
+    }
+}
+
+/// Video sinks that draw on the console (DRM/KMS), never in a window. GStreamer 1.26's
+/// `autovideosink` tries `kmssink` before `ximagesink`, and on a machine whose graphics it
+/// cannot take over it spends seconds probing (about 7 s on a virtual machine under Xvfb)
+/// while a live feed's frames are dropped: the window showed a frozen picture.
+const CONSOLE_SINKS: &[&str] = &["kmssink"];
+
+/// Takes the `sinks` out of `autovideosink`'s choice in this process (rank none): a window was
+/// asked for and a window system is there.
+fn keep_out_of_windows(sinks: &[&str]) {
+    for name in sinks {
+        if let Some(factory) = gst::ElementFactory::find(name) {
+            factory.set_rank(gst::Rank::NONE);
+        }
     }
 }
 

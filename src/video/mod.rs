@@ -5,6 +5,7 @@ mod bus;
 mod decoder;
 mod frame;
 mod live;
+pub mod matroska;
 mod mosaic;
 mod sink;
 mod source;

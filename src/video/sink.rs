@@ -242,6 +242,13 @@ impl FrameSink {
     /// # Errors
     /// [`Error::Pipeline`] when the pipeline reports an error while finishing.
     pub fn finish(self, interrupted: bool) -> Result<u64> {
+        if self.frames_written == 0 {
+            // No frame, so no caps sent: nothing to finalise. And GStreamer 1.26's appsrc holds
+            // back every event, end-of-stream included, until it has sent caps, so waiting for
+            // the end of a stream that never had any would wait forever.
+            let _ = self.pipeline.set_state(gst::State::Null);
+            return Ok(0);
+        }
         if interrupted {
             self.pipeline.send_event(gst::event::Eos::new());
         } else {

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gstreamer_pbutils as gst_pbutils;
 use segstream::video::{Frame, FrameSource, Pulled, probe_file};
@@ -20,22 +20,13 @@ use crate::media::{
 
 /// Runs `segstream ARGS`, killing it (and failing) when it runs past `limit`.
 fn segstream_within(args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_segstream"))
+    let child = Command::new(env!("CARGO_BIN_EXE_segstream"))
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > limit {
-            child.kill().unwrap();
-            let output = child.wait_with_output().unwrap();
-            panic!("hung for {limit:?}: {}", describe(args, &output));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
+    crate::helpers::finish(child, limit)
 }
 
 /// The names in `dir` that are hidden (the temporary names outputs are staged under).
@@ -56,7 +47,13 @@ fn a_gif_whose_demuxer_never_ends_is_segmented_to_its_last_frame() {
     let result = segstream_within(&args, Duration::from_secs(60));
     let text = describe(&args, &result);
     assert_eq!(result.status.code(), Some(0), "{text}");
-    assert!(text.contains("did not end its stream"), "{text}");
+    // GStreamer 1.22's GIF reader never ends its stream, and segstream says it worked around
+    // that; 1.26's ends it, so there is nothing to say. On either, every frame is written.
+    gstreamer::init().unwrap();
+    let (major, minor, _, _) = gstreamer::version();
+    if (major, minor) < (1, 24) {
+        assert!(text.contains("did not end its stream"), "{text}");
+    }
     assert_eq!(frame_count(&output), 20, "{text}");
     assert!(hidden_names(dir.path()).is_empty(), "{text}");
 }
@@ -304,12 +301,12 @@ const LIVE_SOURCE: &str = "videotestsrc is-live=true num-buffers=30 ! video/x-ra
 /// Runs `segstream ARGS` in a network namespace of its own, where only loopback exists (no
 /// route to anywhere else).
 fn without_network(args: &[&str]) -> Output {
-    Command::new("unshare")
-        .arg("-n")
-        .arg(env!("CARGO_BIN_EXE_segstream"))
-        .args(args)
-        .output()
-        .expect("unshare (util-linux) runs")
+    crate::helpers::output_within(
+        Command::new("unshare")
+            .arg("-n")
+            .arg(env!("CARGO_BIN_EXE_segstream"))
+            .args(args),
+    )
 }
 
 #[test]
@@ -436,7 +433,7 @@ fn sigterm_and_sighup_finalise_the_output_like_ctrl_c() {
             .status()
             .unwrap();
         assert!(status.success());
-        let result = child.wait_with_output().unwrap();
+        let result = crate::helpers::finish(child, crate::helpers::DEADLINE);
         let stderr = String::from_utf8_lossy(&result.stderr);
         assert_eq!(result.status.code(), Some(130), "SIG{signal}: {stderr}");
         let written = count_after(&stderr, "interrupted: wrote ");
@@ -513,7 +510,7 @@ fn train_cli(args: &[&str], max_file_bytes: Option<u64>) -> Output {
             });
         }
     }
-    command.output().unwrap()
+    crate::helpers::output_within(&mut command)
 }
 
 /// The weights and optimiser files `state.json` names, and the epochs it has completed.

@@ -8,7 +8,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::helpers::{assert_fails, count_after, describe, interrupt, shipped};
+use crate::helpers::{
+    DEADLINE, assert_fails, count_after, describe, exits_within, finish, interrupt, shipped,
+};
 use crate::media::{decode, generated, people_clip};
 use crate::rtsp_server::RtspServer;
 
@@ -67,21 +69,6 @@ fn receive(port: u16, args: &[&str]) -> Child {
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     child
-}
-
-/// Waits for `child`, failing the test after `limit`.
-fn finish(child: Child, limit: Duration) -> Output {
-    let started = Instant::now();
-    let id = child.id();
-    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
-    while !waiter.is_finished() {
-        if started.elapsed() > limit {
-            let _ = Command::new("kill").args(["-9", &id.to_string()]).status();
-            panic!("segstream camera did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    waiter.join().unwrap()
 }
 
 /// Waits for `camera` (20 s at most) and asserts that it succeeded.
@@ -143,7 +130,10 @@ fn an_rtp_feed_is_segmented_into_a_playable_file_with_latency_reported() {
     ];
     let camera = receive(port, &args);
     let mut sender = send_short(port);
-    assert!(sender.wait().unwrap().success(), "the sender failed");
+    assert!(
+        exits_within(&mut sender, DEADLINE).success(),
+        "the sender failed"
+    );
     finish_ok(camera, &args);
 
     let stats = stats(&json);
@@ -199,7 +189,7 @@ fn an_overloaded_feed_drops_the_oldest_frames_instead_of_queueing() {
     let mut sender = send_long(port, 60);
     std::thread::sleep(Duration::from_secs(9));
     sender.kill().unwrap();
-    sender.wait().unwrap();
+    exits_within(&mut sender, DEADLINE);
     finish_ok(camera, &args);
 
     let stats = stats(&json);
@@ -250,7 +240,7 @@ fn every_third_frame_runs_the_model_and_the_others_reuse_its_mask() {
     ];
     let camera = receive(port, &args);
     let mut sender = send_short(port);
-    sender.wait().unwrap();
+    exits_within(&mut sender, DEADLINE);
     finish_ok(camera, &args);
     let stats = stats(&json);
     let written = count(&stats, "frames_written");
@@ -298,7 +288,7 @@ fn smoothing_steadies_the_mask_of_a_still_picture() {
         ];
         let camera = receive(port, &args);
         let mut sender = send(&people_clip(), port, picture, 30, 300);
-        sender.wait().unwrap();
+        exits_within(&mut sender, DEADLINE);
         finish_ok(camera, &args);
         stats(&json)["flicker"].as_f64().unwrap()
     };
@@ -319,7 +309,7 @@ fn a_sender_that_stops_ends_the_run_within_the_reconnect_timeout_with_the_file_f
     let mut sender = send_long(port, 30);
     std::thread::sleep(Duration::from_secs(4));
     sender.kill().unwrap();
-    sender.wait().unwrap();
+    exits_within(&mut sender, DEADLINE);
     let stopped = Instant::now();
     let result = finish_ok(camera, &args);
     let waited = stopped.elapsed();
@@ -346,7 +336,7 @@ fn ctrl_c_finalises_the_live_recording() {
     interrupt(&camera);
     let result = finish(camera, Duration::from_secs(10));
     sender.kill().unwrap();
-    sender.wait().unwrap();
+    exits_within(&mut sender, DEADLINE);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(130), "{stderr}");
     let written = count_after(&stderr, "interrupted: wrote ");
@@ -381,7 +371,7 @@ fn the_rtp_output_feeds_another_receiver() {
     let receiver = receive(second, &receiver_args);
     let relay = receive(first, &["-o", &relay_to, "--reconnect-timeout", "1.5"]);
     let mut sender = send_short(first);
-    sender.wait().unwrap();
+    exits_within(&mut sender, DEADLINE);
     finish_ok(relay, &[]);
     finish_ok(receiver, &[]);
     let frames = count(&stats(&json), "frames_read");
@@ -445,7 +435,7 @@ fn the_default_output_is_a_window() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let mut sender = send_short(port);
-    sender.wait().unwrap();
+    exits_within(&mut sender, DEADLINE);
     let result = finish_ok(camera, &["camera", "--source", &source]);
     let stderr = String::from_utf8_lossy(&result.stderr);
     let written = count_after(&stderr, "wrote ");
@@ -846,7 +836,7 @@ fn two_live_sources_share_the_model_and_one_stopping_leaves_the_other_at_its_rat
     std::thread::sleep(Duration::from_secs(5));
     senders[0].kill().unwrap();
     for sender in &mut senders {
-        sender.wait().unwrap();
+        exits_within(sender, DEADLINE);
     }
     let result = finish_ok(camera, &args);
     let stderr = String::from_utf8_lossy(&result.stderr);

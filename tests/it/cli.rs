@@ -37,7 +37,7 @@ fn a_reader_that_stops_early_ends_a_report_without_a_panic() {
         .unwrap();
     // `| head -0`: the reader is gone before the model has loaded and the report is printed.
     drop(child.stdout.take());
-    let output = child.wait_with_output().unwrap();
+    let output = crate::helpers::finish(child, crate::helpers::DEADLINE);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(output.status.signal(), Some(libc::SIGPIPE), "{stderr}");

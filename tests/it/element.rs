@@ -276,13 +276,13 @@ fn plugin_dir() -> PathBuf {
 fn gst_launch(line: &str) -> Output {
     let mut args = vec!["-e".to_string()];
     args.extend(line.split_whitespace().map(String::from));
-    Command::new("gst-launch-1.0")
-        .args(&args)
-        .env("GST_PLUGIN_PATH", plugin_dir())
-        .env("GST_DEBUG", "segstream:4")
-        .env("GST_DEBUG_NO_COLOR", "1")
-        .output()
-        .unwrap()
+    crate::helpers::output_within(
+        Command::new("gst-launch-1.0")
+            .args(&args)
+            .env("GST_PLUGIN_PATH", plugin_dir())
+            .env("GST_DEBUG", "segstream:4")
+            .env("GST_DEBUG_NO_COLOR", "1"),
+    )
 }
 
 fn stderr(output: &Output) -> String {

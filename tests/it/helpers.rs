@@ -1,7 +1,9 @@
 //! Shared test helpers: running the binary with a readable failure message, test inputs.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Held by in-process tests that seed burn's random numbers and depend on them: the seed is
 /// the device's, shared by every thread of the test process, so a concurrent test reseeding
@@ -51,13 +53,99 @@ pub fn segstream(args: &[&str]) -> Output {
     segstream_with_env(args, &[])
 }
 
-/// Runs `segstream` with `args` and extra environment variables.
+/// The longest any command of the tests may run: a command that hangs fails the test with
+/// what it printed, rather than holding the suite until CI kills it.
+pub const DEADLINE: Duration = Duration::from_secs(600);
+
+/// Runs `segstream` with `args` and extra environment variables, within [`DEADLINE`].
 pub fn segstream_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_segstream"))
+    let child = Command::new(env!("CARGO_BIN_EXE_segstream"))
         .args(args)
         .envs(env.iter().copied())
-        .output()
-        .expect("the segstream binary runs")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the segstream binary runs");
+    finish(child, DEADLINE)
+}
+
+/// Runs `command` with its output piped, within [`DEADLINE`].
+pub fn output_within(command: &mut Command) -> Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?} does not start: {e}"));
+    finish(child, DEADLINE)
+}
+
+/// Waits for `child` to end within `deadline`, collecting what it prints on the pipes it was
+/// given; past the deadline it is killed and the test fails with its output.
+pub fn finish(mut child: Child, deadline: Duration) -> Output {
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let status = wait_within(&mut child, deadline);
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    match status {
+        Some(status) => Output {
+            status,
+            stdout,
+            stderr,
+        },
+        None => panic!(
+            "process {} still ran after {} s and was killed\nstdout:\n{}\nstderr:\n{}",
+            child.id(),
+            deadline.as_secs(),
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        ),
+    }
+}
+
+/// Waits up to `deadline` for `child`; kills it (and returns `None`) when it is still running.
+pub fn wait_within(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("the child can be waited for") {
+            return Some(status);
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// [`wait_within`] for a child whose output is not read: its exit status, or a failed test.
+pub fn exits_within(child: &mut Child, deadline: Duration) -> ExitStatus {
+    wait_within(child, deadline).unwrap_or_else(|| {
+        panic!(
+            "process {} still ran after {} s and was killed",
+            child.id(),
+            deadline.as_secs()
+        )
+    })
 }
 
 /// Describes a finished command for assertion messages.

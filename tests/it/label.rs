@@ -27,7 +27,7 @@ pub fn picture(dir: &Path, name: &str, red: impl Fn(u32, u32) -> u8) -> PathBuf 
 
 /// A folder with a clear picture (left half red), a copy of it, another clear one (top half
 /// red) and an ambiguous one (red about half-way: the detector is unsure everywhere).
-fn pictures(dir: &Path) -> PathBuf {
+pub fn pictures(dir: &Path) -> PathBuf {
     let folder = dir.join("pictures");
     std::fs::create_dir_all(&folder).unwrap();
     let left = |x: u32, _| if x < SIZE[0] / 2 { 255 } else { 0 };
@@ -81,7 +81,7 @@ pub struct Labeller {
     /// The thread reading stdout: done once the process has printed its last line.
     reader: Option<std::thread::JoinHandle<()>>,
     pub base: String,
-    port: u16,
+    pub port: u16,
 }
 
 impl Labeller {
@@ -132,23 +132,36 @@ impl Labeller {
         }
     }
 
-    fn get(&self, path: &str) -> Vec<u8> {
+    pub fn get(&self, path: &str) -> Vec<u8> {
         let mut response = ureq::get(&format!("{}{path}", self.base)).call().unwrap();
         response.body_mut().read_to_vec().unwrap()
     }
 
-    fn queue(&self) -> serde_json::Value {
+    pub fn queue(&self) -> serde_json::Value {
         serde_json::from_slice(&self.get("/api/queue")).unwrap()
     }
 
-    /// POSTs `body` to `path`; returns the status and the JSON answer.
-    fn post(&self, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    /// The session token the server wrote into its page.
+    pub fn token(&self) -> String {
+        let page = String::from_utf8(self.get("/")).unwrap();
+        let tag = page
+            .split("name=\"segstream-token\" content=\"")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no token in the page: {page}"));
+        tag.split('"').next().unwrap().to_string()
+    }
+
+    /// POSTs `body` to `path` as the page does (its origin and token); returns the status and
+    /// the JSON answer.
+    pub fn post(&self, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
             .into();
         let mut response = agent
             .post(&format!("{}{path}", self.base))
+            .header("Origin", &self.base)
+            .header("X-Segstream-Token", &self.token())
             .send(body)
             .unwrap();
         let status = response.status().as_u16();
@@ -173,7 +186,7 @@ impl Labeller {
 
     /// Waits for the process to end; returns its exit code and everything it printed.
     pub fn wait(mut self) -> (Option<i32>, String) {
-        let status = self.child.wait().unwrap();
+        let status = crate::helpers::exits_within(&mut self.child, crate::helpers::DEADLINE);
         if let Some(reader) = self.reader.take() {
             reader.join().unwrap();
         }

@@ -17,6 +17,7 @@ mod gpu;
 mod helpers;
 mod import;
 mod label;
+mod label_hostile;
 mod label_page;
 mod many;
 mod media;

@@ -147,20 +147,20 @@ fn shards_split_the_list_and_skip_done_continues_where_it_stopped() {
     args.extend(["--shard", "1/3"]);
     run_ok(&args);
     assert_eq!(outputs(), ["b.mkv", "e.mkv"]);
-    let output = Command::new(env!("CARGO_BIN_EXE_segstream"))
-        .args(base)
-        .args(["--shards", "3"])
-        .env("JOB_COMPLETION_INDEX", "0")
-        .output()
-        .unwrap();
+    let output = crate::helpers::output_within(
+        Command::new(env!("CARGO_BIN_EXE_segstream"))
+            .args(base)
+            .args(["--shards", "3"])
+            .env("JOB_COMPLETION_INDEX", "0"),
+    );
     assert!(output.status.success(), "{}", describe(&base, &output));
     assert_eq!(outputs(), ["a.mkv", "b.mkv", "d.mkv", "e.mkv"]);
-    let output = Command::new(env!("CARGO_BIN_EXE_segstream"))
-        .args(base)
-        .env("SLURM_ARRAY_TASK_ID", "2")
-        .env("SLURM_ARRAY_TASK_COUNT", "3")
-        .output()
-        .unwrap();
+    let output = crate::helpers::output_within(
+        Command::new(env!("CARGO_BIN_EXE_segstream"))
+            .args(base)
+            .env("SLURM_ARRAY_TASK_ID", "2")
+            .env("SLURM_ARRAY_TASK_COUNT", "3"),
+    );
     assert!(output.status.success(), "{}", describe(&base, &output));
     assert_eq!(outputs(), ["a.mkv", "b.mkv", "c.mkv", "d.mkv", "e.mkv"]);
 
@@ -226,6 +226,112 @@ fn bad_options_for_several_inputs_are_usage_errors_and_write_nothing() {
 }
 
 #[test]
+fn outputs_that_are_inputs_are_refused_and_every_input_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixture_model();
+    let model = model.to_str().unwrap();
+    let same = dir.path().join("same");
+    let links = dir.path().join("links");
+    std::fs::create_dir_all(&same).unwrap();
+    std::fs::create_dir_all(&links).unwrap();
+    let original = std::fs::read(generated("bars.mkv")).unwrap();
+    for name in ["a.mkv", "b.mkv", "c.mkv", "d.mkv"] {
+        std::fs::write(same.join(name), &original).unwrap();
+    }
+    // The same files through a symbolic link, a hard link and `..`.
+    std::os::unix::fs::symlink(same.join("c.mkv"), links.join("c.mkv")).unwrap();
+    std::fs::hard_link(same.join("d.mkv"), links.join("d.mkv")).unwrap();
+    let dotted = same.join("..").join("same").join("b.mkv");
+    let out = same.to_str().unwrap();
+    let format = ["--format", "mkv", "--model", model];
+    let cases: [Vec<PathBuf>; 4] = [
+        vec![same.join("a.mkv"), same.join("b.mkv")],
+        vec![links.join("c.mkv")],
+        vec![links.join("d.mkv"), dir.path().join("missing.mkv")],
+        vec![dotted],
+    ];
+    for inputs in &cases {
+        let mut args = vec!["segment"];
+        args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+        args.extend(["-o", out]);
+        args.extend(format);
+        if inputs.len() == 1 {
+            // One input with a folder output still takes the several-inputs path.
+            args.extend(["--shard", "0/1"]);
+        }
+        assert_fails(&args, &[], 2, &["is the input file", "would destroy"]);
+    }
+    // The same through --inputs, whose list starts with a byte-order mark.
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, format!("\u{feff}{}\n", same.join("a.mkv").display())).unwrap();
+    let mut args = vec!["segment", "--inputs", list.to_str().unwrap(), "-o", out];
+    args.extend(format);
+    assert_fails(&args, &[], 2, &["is the input file"]);
+    for name in ["a.mkv", "b.mkv", "c.mkv", "d.mkv"] {
+        assert_eq!(std::fs::read(same.join(name)).unwrap(), original, "{name}");
+    }
+}
+
+#[test]
+fn a_list_that_starts_with_a_byte_order_mark_keeps_its_first_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("first.mkv");
+    std::fs::copy(generated("odd.mkv"), &clip).unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, format!("\u{feff}{}\n", clip.display())).unwrap();
+    let folder = dir.path().join("out");
+    let model = fixture_model();
+    run_ok(&[
+        "segment",
+        "--inputs",
+        list.to_str().unwrap(),
+        "-o",
+        folder.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--format",
+        "mkv",
+    ]);
+    assert_eq!(frame_count(&folder.join("first.mkv")), 10);
+}
+
+#[test]
+fn skip_done_redoes_a_matroska_file_cut_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixture_model();
+    for format in ["mkv", "webm"] {
+        let clip = dir.path().join(format!("clip-{format}.mkv"));
+        std::fs::copy(generated("odd.mkv"), &clip).unwrap();
+        let folder = dir.path().join(format!("out-{format}"));
+        let args = [
+            "segment",
+            clip.to_str().unwrap(),
+            "-o",
+            folder.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--format",
+            format,
+            "--skip-done",
+        ];
+        run_ok(&args);
+        let written = folder.join(format!("clip-{format}.{format}"));
+        let whole = std::fs::read(&written).unwrap();
+        // Done and whole: skipped.
+        assert!(run_ok(&args).stderr.contains("skipped: done already"));
+        // A third of it (a failed copy): its header still claims the whole length.
+        std::fs::write(&written, &whole[..whole.len() / 3]).unwrap();
+        let printed = run_ok(&args);
+        assert!(
+            !printed.stderr.contains("skipped: done already"),
+            "{format}: {}",
+            printed.stderr
+        );
+        assert_eq!(frame_count(&written), 10, "{format}: {}", printed.stderr);
+    }
+}
+
+#[test]
 fn ctrl_c_finalises_every_output() {
     let dir = tempfile::tempdir().unwrap();
     let (first, second) = (dir.path().join("one.avi"), dir.path().join("two.avi"));
@@ -243,7 +349,7 @@ fn ctrl_c_finalises_every_output() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(2000));
     interrupt(&child);
-    let result = child.wait_with_output().unwrap();
+    let result = crate::helpers::finish(child, crate::helpers::DEADLINE);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(130), "{stderr}");
     for name in ["one", "two"] {

@@ -299,6 +299,66 @@ fn spawn_segment(output: &Path) -> std::process::Child {
         .unwrap()
 }
 
+/// Checks what a Ctrl-C left in `dir`: no file at all (and says so), or the finalised
+/// output with every frame it says it wrote.
+fn check_interrupted(dir: &Path, output: &Path, code: Option<i32>, stderr: &str, when: &str) {
+    assert_eq!(code, Some(130), "{when}: {stderr}");
+    match names(dir).as_slice() {
+        [] => assert!(stderr.contains("no frame was written"), "{when}: {stderr}"),
+        [name] if name == "out.mp4" => {
+            let written = count_after(stderr, "interrupted: wrote ");
+            assert_eq!(frame_count(output), written as usize, "{when}");
+        }
+        other => panic!("{when}: the folder holds {other:?}: {stderr}"),
+    }
+}
+
+#[test]
+fn ctrl_c_at_each_step_of_start_up_ends_the_run() {
+    use std::io::BufRead as _;
+    // Before the model loads (the decoder is chosen first), once it has loaded (no frame
+    // through yet), and once frames are flowing: each run ends, within a deadline.
+    for marker in ["decoding on", "model loaded", "frames flowing"] {
+        let dir = tempfile::tempdir().unwrap();
+        let output: PathBuf = dir.path().join("out.mp4");
+        let mut child = spawn_segment(&output);
+        let stderr = child.stderr.take().unwrap();
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines_tx.send(line);
+            }
+        });
+        let mut printed = Vec::new();
+        let trigger = if marker == "frames flowing" {
+            "model loaded"
+        } else {
+            marker
+        };
+        while let Ok(line) = lines.recv_timeout(Duration::from_secs(60)) {
+            let seen = line.contains(trigger);
+            printed.push(line);
+            if seen {
+                break;
+            }
+        }
+        if marker == "frames flowing" {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        interrupt(&child);
+        let status = crate::helpers::wait_within(&mut child, Duration::from_secs(120));
+        reader.join().unwrap();
+        printed.extend(lines.try_iter());
+        let text = printed.join("\n");
+        let status =
+            status.unwrap_or_else(|| panic!("{marker}: Ctrl-C did not end the run: {text}"));
+        check_interrupted(dir.path(), &output, status.code(), &text, marker);
+    }
+}
+
 #[test]
 fn ctrl_c_at_any_moment_leaves_a_finalised_output_or_none() {
     for delay_ms in [30, 80, 150, 400] {
@@ -307,24 +367,10 @@ fn ctrl_c_at_any_moment_leaves_a_finalised_output_or_none() {
         let child = spawn_segment(&output);
         std::thread::sleep(Duration::from_millis(delay_ms));
         interrupt(&child);
-        let result = child.wait_with_output().unwrap();
+        // A run that does not end after Ctrl-C fails here with what it printed.
+        let result = crate::helpers::finish(child, Duration::from_secs(120));
         let stderr = String::from_utf8_lossy(&result.stderr);
-        assert_eq!(
-            result.status.code(),
-            Some(130),
-            "after {delay_ms} ms: {stderr}"
-        );
-        match names(dir.path()).as_slice() {
-            [] => assert!(stderr.contains("no frame was written"), "{stderr}"),
-            [name] if name == "out.mp4" => {
-                let written = count_after(&stderr, "interrupted: wrote ");
-                assert_eq!(
-                    frame_count(&output),
-                    written as usize,
-                    "after {delay_ms} ms"
-                );
-            }
-            other => panic!("after {delay_ms} ms the folder holds {other:?}: {stderr}"),
-        }
+        let when = format!("after {delay_ms} ms");
+        check_interrupted(dir.path(), &output, result.status.code(), &stderr, &when);
     }
 }

@@ -351,7 +351,7 @@ fn ctrl_c_finalises_the_output_with_the_frames_read() {
         .unwrap();
     std::thread::sleep(Duration::from_secs(3));
     interrupt(&child);
-    let result = child.wait_with_output().unwrap();
+    let result = crate::helpers::finish(child, crate::helpers::DEADLINE);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(130), "{stderr}");
     let written = count_after(&stderr, "interrupted: wrote ");

@@ -12,8 +12,13 @@ const state = {
   undo: [], redo: [], tool: "brush", cls: 1, polygon: [], stroke: null, zoom: 1,
 };
 
-async function api(path, options) {
-  const response = await fetch(path, options);
+// The server takes changes only with the token it wrote into this page: another site's page
+// can neither read it nor send the header without a preflight the server never grants.
+const TOKEN = document.querySelector('meta[name="segstream-token"]').content;
+
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}), "X-Segstream-Token": TOKEN };
+  const response = await fetch(path, { ...options, headers });
   if (!response.ok) {
     let message = response.statusText;
     try { message = (await response.json()).error; } catch (_) { /* not JSON */ }
