@@ -6,6 +6,7 @@ use std::ffi::OsString;
 
 use clap::ValueEnum as _;
 
+use crate::Error;
 use crate::bench::{self, BenchConfig, BenchReport};
 use crate::bench_streams::{self, StreamsConfig};
 use crate::cli::BenchArgs;
@@ -15,6 +16,9 @@ use crate::paths::{DEFAULT_MODEL, shown};
 use super::{choose_decoder, model_path};
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.streams == 0 {
+        return Err(Error::Config("--streams 0 measures nothing: give at least 1".into()).into());
+    }
     let model = model_path(&args.model, DEFAULT_MODEL)?;
     choose_decoder(args.decoding.decoder)?;
     if args.input.len() > 1 || args.streams > 1 {
@@ -48,6 +52,7 @@ fn run_streams(args: &BenchArgs, model: &std::path::Path) -> anyhow::Result<()> 
         [one] => vec![one.clone(); args.streams],
         several => several.to_vec(),
     };
+    check_room_for(inputs.len())?;
     let runtime = &args.model.runtime;
     let mut segment_options: Vec<OsString> =
         vec!["--model".into(), model.into(), "--no-audio".into()];
@@ -152,4 +157,25 @@ fn table(report: &BenchReport) -> String {
         report.peak_rss_mib
     );
     out
+}
+
+/// Resident memory of one `segment` process on a 960×540 clip (README, "Several files": four
+/// took 825 MiB): the model and runtime (about 135 MiB) and the stream's decoder, encoder and
+/// frames in flight (about 70 MiB). The separate-processes side of the comparison runs one
+/// such process per stream at once.
+const MIB_PER_PROCESS: u64 = 210;
+
+/// Refuses a comparison of `streams` streams that the machine's memory cannot hold, before
+/// any of them starts.
+fn check_room_for(streams: usize) -> crate::Result<()> {
+    let need = streams as u64 * MIB_PER_PROCESS;
+    match crate::infer::available_memory() {
+        Some(available) if need << 20 > available => Err(Error::Config(format!(
+            "--streams {streams}: the separate-processes side runs {streams} processes at once, \
+             about {need} MiB (about {MIB_PER_PROCESS} MiB each), and the machine has {} MiB \
+             available: give fewer streams",
+            available >> 20
+        ))),
+        _ => Ok(()),
+    }
 }

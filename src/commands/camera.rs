@@ -404,19 +404,19 @@ fn live_inputs(args: &CameraArgs) -> crate::Result<Vec<LiveInput>> {
             "--resolution and --fps are for cameras; a network feed has its own".into(),
         ));
     }
-    let given = |option: &str, feeds: &[String]| match feeds
+    // One address cannot be listened on or read twice; a source pipeline given twice (a test
+    // pattern) is two feeds.
+    if let Some(twice) = args
+        .source
         .iter()
         .enumerate()
-        .find(|(i, feed)| feeds[..*i].contains(feed))
+        .find_map(|(i, uri)| args.source[..i].contains(uri).then_some(uri))
     {
-        Some((_, twice)) => Err(Error::Config(format!(
-            "{option} {} is given twice: each feed once (one feed cannot be read twice)",
+        return Err(Error::Config(format!(
+            "--source {} is given twice: give each feed once (one address cannot be read twice)",
             crate::paths::escaped(twice)
-        ))),
-        None => Ok(()),
-    };
-    given("--source", &args.source)?;
-    given("--source-pipeline", &args.source_pipeline)?;
+        )));
+    }
     // One -o per feed in the order the feeds were given, whatever their kind.
     let default_order: Vec<FeedKind> = std::iter::repeat_n(FeedKind::Uri, args.source.len())
         .chain(std::iter::repeat_n(

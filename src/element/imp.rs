@@ -30,8 +30,30 @@ use super::output;
 use super::settings::{INPUT_FORMATS, PROPERTIES, Settings, output_format};
 use crate::imaging::{Compositor, Edge, LabelStyle, Mode, label_styles};
 use crate::stream::lane::{self, LaneInput, LaneOutput, LaneWorkers};
-use crate::stream::{EngineConfig, Reorder};
+use crate::stream::{EngineConfig, Policy, Reorder};
 use crate::video::Frame;
+
+/// Input buffers a leaky element keeps for frames in flight. A live lane holds a few frames
+/// (one a queue up to inference); when downstream takes nothing for a while, the oldest inputs
+/// beyond these belong to frames that are dropped or too late anyway, and keeping them all
+/// grew memory by a frame a frame (35 MB/s at 640×480, 30 fps).
+const LEAKY_PENDING: usize = 32;
+
+/// Forgets the oldest input buffers of `pending` beyond `keep` (events stay, in order).
+fn forget_oldest_beyond(pending: &mut VecDeque<Pending>, keep: usize) {
+    let buffers = pending
+        .iter()
+        .filter(|p| matches!(p, Pending::Buffer { .. }))
+        .count();
+    let mut excess = buffers.saturating_sub(keep);
+    pending.retain(|p| match p {
+        Pending::Buffer { .. } if excess > 0 => {
+            excess -= 1;
+            false
+        }
+        _ => true,
+    });
+}
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -189,6 +211,20 @@ impl ObjectImpl for Segstream {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        // Every setting is taken when the stream starts: as GStreamer's own elements do for
+        // properties flagged mutable in READY, a change while running is refused aloud and the
+        // old value kept (and read back), not silently ignored.
+        let current = self.obj().current_state();
+        if pspec.flags().contains(gst::PARAM_FLAG_MUTABLE_READY) && current > gst::State::Ready {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "property {} can change only in the NULL or READY state, not {current:?}: kept \
+                 as it was (set it before the pipeline starts)",
+                pspec.name()
+            );
+            return;
+        }
         lock(&self.settings).set(pspec.name(), value);
     }
 
@@ -367,6 +403,13 @@ impl Segstream {
                 buffer,
                 format,
             });
+            if state
+                .config
+                .as_ref()
+                .is_some_and(|c| c.policy == Policy::DropOldest)
+            {
+                forget_oldest_beyond(&mut state.pending, LEAKY_PENDING);
+            }
             input
         };
         // Sent without the state locked: a full lane waits here, and a flush must get in.
@@ -701,6 +744,12 @@ impl Segstream {
                     Pending::Event(event) => before.push(event),
                     // A frame the lane dropped (leaky) or that never made it.
                     Pending::Buffer { seq, .. } if seq < frame.seq => {}
+                    // This frame's input was forgotten while downstream took nothing (leaky):
+                    // the frame goes too.
+                    later @ Pending::Buffer { seq, .. } if seq > frame.seq => {
+                        state.pending.push_front(later);
+                        break;
+                    }
                     Pending::Buffer { buffer, format, .. } => {
                         input = Some((buffer, format));
                         break;

@@ -34,7 +34,7 @@ pub fn check_input_size(batch: usize, size: [usize; 2], classes: usize) -> Resul
 }
 
 /// Memory the kernel says is available for new allocations (`MemAvailable`), when it says.
-fn available_memory() -> Option<u64> {
+pub fn available_memory() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

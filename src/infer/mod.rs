@@ -7,7 +7,7 @@ pub mod raw;
 mod runtime;
 mod segmenter;
 
-pub use limits::{MAX_INPUT_SIDE, check_input_size};
+pub use limits::{MAX_INPUT_SIDE, available_memory, check_input_size};
 pub use model_card::ModelCard;
 pub use segmenter::{
     CudnnOptions, CudnnSearch, DeviceChoice, Provider, Reopen, Segmenter, SegmenterOptions,

@@ -127,3 +127,22 @@ fn bench_of_streams_compares_one_process_with_one_per_stream() {
         "{text}"
     );
 }
+
+#[test]
+fn streams_the_machine_cannot_hold_or_none_are_refused_before_any_start() {
+    let clip = crate::media::generated("bars.mkv");
+    let clip = clip.to_str().unwrap();
+    crate::helpers::assert_fails(
+        &["bench", "--input", clip, "--streams", "0"],
+        &[],
+        2,
+        &["--streams 0"],
+    );
+    // 20,000 streams of about 210 MiB each: more than any test machine holds.
+    crate::helpers::assert_fails(
+        &["bench", "--input", clip, "--streams", "20000"],
+        &[],
+        2,
+        &["--streams 20000", "MiB available"],
+    );
+}

@@ -1002,3 +1002,59 @@ fn outputs_must_match_the_sources() {
         assert_fails(&args, &[], 2, &[needle]);
     }
 }
+
+#[test]
+fn one_output_per_feed_in_the_order_the_feeds_were_given() {
+    let _serial = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("a.mkv"), dir.path().join("b.mkv"));
+    let port = free_port();
+    let source = format!("udp://127.0.0.1:{port}");
+    // The pipeline (320×240) first, then the network feed (640×480).
+    let pipeline = test_pattern("red", 30);
+    let model = crate::helpers::fixture_model();
+    let args = [
+        "--source-pipeline",
+        pipeline.as_str(),
+        "--source",
+        source.as_str(),
+        "-o",
+        first.to_str().unwrap(),
+        "-o",
+        second.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--reconnect-timeout",
+        "1.5",
+    ];
+    let camera = Command::new(env!("CARGO_BIN_EXE_segstream"))
+        .arg("camera")
+        .args(args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut sender = send_short(port);
+    exits_within(&mut sender, DEADLINE);
+    finish_ok(camera, &args);
+    assert_eq!(decoded_frames(&first).1, (320, 240), "-o 1: the first feed");
+    assert_eq!(
+        decoded_frames(&second).1,
+        (640, 480),
+        "-o 2: the second feed"
+    );
+}
+
+#[test]
+fn a_feed_given_twice_is_a_usage_error() {
+    let source = format!("udp://127.0.0.1:{}", free_port());
+    assert_fails(
+        &[
+            "camera", "--source", &source, "--source", &source, "-o", "x.mkv",
+        ],
+        &[],
+        2,
+        &["is given twice"],
+    );
+}

@@ -388,3 +388,73 @@ fn caps_the_element_cannot_take_are_refused_saying_what_it_takes() {
         assert!(text.contains(needle), "no '{needle}' in: {text}");
     }
 }
+
+#[test]
+fn a_setting_changed_while_playing_is_refused_and_reads_back_as_it_was() {
+    let frames = people_frames(1);
+    let mut h = harness(&[("mode", "mask")], "RGBA", &frames[0]);
+    let element = h.element().unwrap();
+    h.push(buffer(&frames[0], false)).unwrap();
+    let before = h.pull().unwrap();
+    // Mask mode writes GRAY8: one byte a pixel.
+    assert_eq!(before.size(), frames[0].width() * frames[0].height());
+    let mode = || {
+        use gst::prelude::GstValueExt as _;
+        element
+            .property_value("mode")
+            .serialize()
+            .unwrap()
+            .to_string()
+    };
+    let set = mode();
+    element.set_property_from_str("mode", "overlay");
+    assert_eq!(mode(), set, "a change while playing does not read back");
+    h.push(buffer(&frames[0], false)).unwrap();
+    let after = h.pull().unwrap();
+    assert_eq!(
+        after.size(),
+        before.size(),
+        "the element still writes masks"
+    );
+}
+
+/// The resident memory of process `pid` in MB, from the kernel's account.
+fn resident_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib >> 10)
+}
+
+#[test]
+fn a_leaky_element_whose_downstream_takes_nothing_keeps_its_memory_flat() {
+    let model = crate::helpers::fixture_model();
+    // gst-launch never pulls from the appsink, and one buffer fills it.
+    let line = format!(
+        "videotestsrc is-live=true ! video/x-raw,width=640,height=480,framerate=30/1 ! \
+         videoconvert ! segstream leaky=true model={} ! appsink max-buffers=1 drop=false",
+        model.display()
+    );
+    let mut child = Command::new("gst-launch-1.0")
+        .args(line.split_whitespace())
+        .env("GST_PLUGIN_PATH", plugin_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Past start-up (the model loaded, downstream full), then 6 s more of frames: 180 of
+    // 1.2 MB each, which the element used to keep one by one.
+    std::thread::sleep(Duration::from_secs(3));
+    let settled = resident_mb(child.id());
+    std::thread::sleep(Duration::from_secs(6));
+    let later = resident_mb(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(settled > 0, "gst-launch-1.0 did not run");
+    assert!(
+        later < settled + 60,
+        "memory grew from {settled} MB to {later} MB with downstream full"
+    );
+}

@@ -234,3 +234,22 @@ fn folds_hold_out_disjoint_shares_and_refuse_what_has_none() {
         &["has its own validation folder"],
     );
 }
+
+#[test]
+fn an_empty_split_is_an_error_not_a_perfect_score() {
+    let dir = tempfile::tempdir().unwrap();
+    dataset(dir.path(), W / 2);
+    std::fs::remove_file(dir.path().join("images/2.png")).unwrap();
+    std::fs::remove_file(dir.path().join("masks/2.png")).unwrap();
+    let model = red_detector(dir.path(), [H as usize, W as usize]);
+    let (model, data) = (model.to_str().unwrap(), dir.path().to_str().unwrap());
+    // Two pairs at the default --valid-frac: the validation split holds none.
+    assert_fails(
+        &["eval", "--model", model, "--data", data],
+        &[],
+        1,
+        &["holds no images", "--split all"],
+    );
+    let json = eval_json(Path::new(model), dir.path(), &["--split", "all"]);
+    assert_eq!(json["images"], 2, "{json}");
+}

@@ -158,3 +158,57 @@ fn eval_and_bench_name_a_bad_video_at_once() {
         println!("{} failed in {:?}", args[0], started.elapsed());
     }
 }
+
+#[test]
+fn a_model_path_that_is_a_folder_is_called_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().to_str().unwrap();
+    let output = dir.path().join("out.mp4");
+    let input = generated("bars.mkv");
+    let args = [
+        "segment",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--model",
+        folder,
+    ];
+    assert_fails(&args, &[], 1, &["a directory, not a model file"]);
+    assert_fails(
+        &["inspect", folder],
+        &[],
+        1,
+        &["a directory, not a model file"],
+    );
+    assert_fails(
+        &[
+            "fp16",
+            folder,
+            "-o",
+            dir.path().join("h.onnx").to_str().unwrap(),
+        ],
+        &[],
+        1,
+        &["a directory, not a model file"],
+    );
+}
+
+#[test]
+fn a_model_tool_refuses_to_write_over_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = red_detector(dir.path(), [64, 64]);
+    let original = std::fs::read(&model).unwrap();
+    let link = dir.path().join("link.onnx");
+    std::os::unix::fs::symlink(&model, &link).unwrap();
+    let (model_arg, link_arg) = (model.to_str().unwrap(), link.to_str().unwrap());
+    for args in [
+        vec!["views", model_arg, "-o", model_arg, "--size", "64x64"],
+        vec!["views", model_arg, "-o", link_arg, "--size", "64x64"],
+        vec!["fp16", model_arg, "-o", model_arg],
+        vec!["import", model_arg, "-o", link_arg],
+        vec!["quantize", model_arg, "--data", "unused", "-o", model_arg],
+    ] {
+        assert_fails(&args, &[], 2, &["is the input file", "would destroy"]);
+        assert_eq!(std::fs::read(&model).unwrap(), original, "{args:?}");
+    }
+}

@@ -134,3 +134,23 @@ fn views_the_model_cannot_take_write_nothing() {
         "no temporary left"
     );
 }
+
+#[test]
+fn a_view_size_given_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrapped = dir.path().join("twice.onnx");
+    assert_fails(
+        &[
+            "views",
+            shipped("people.onnx").to_str().unwrap(),
+            "-o",
+            wrapped.to_str().unwrap(),
+            "--size",
+            "64x64,64x64",
+        ],
+        &[],
+        2,
+        &["--size 64x64 is given twice"],
+    );
+    assert!(!wrapped.exists());
+}
