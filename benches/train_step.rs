@@ -31,8 +31,8 @@ fn main() -> anyhow::Result<()> {
             _ => anyhow::bail!("unknown option {flag}"),
         }
     }
-    segstream::train::memory::keep_freed_memory();
-    segstream::train::subnormals::flush_subnormals();
+    segstream::kernels::memory::keep_freed_memory();
+    segstream::kernels::subnormals::flush_subnormals();
     let device = Device::flex().autodiff();
     let mut model = match &model_path {
         Some(path) => SegmentationModel::Graph(Pretrained::read(path, 1, 0)?.model(&device)?),

@@ -9,20 +9,23 @@
 //! - [`dataset`], [`metrics`] and [`eval`]: labelled images, their scores, model evaluation;
 //! - [`element`]: the GStreamer plugin (`segstream` element), one more door into the engine;
 //! - [`label`]: the labelling page, which turns corrected frames into a dataset;
-//! - [`bench`]: decode, inference and end-to-end throughput; [`bench_streams`]: N streams in
-//!   one process against N processes;
-//! - `train` (feature `train`): the U-Nets in burn, export, parity.
+//! - [`bench`]: decode, inference and end-to-end throughput, and N streams in one process
+//!   against N processes;
+//! - `train` (feature `train`): the U-Nets in burn, export, parity; `kernels` (feature
+//!   `train`): the CPU compute kernels training and the ONNX interpreter run on.
 
 pub mod bench;
-pub mod bench_streams;
 pub mod cli;
 pub mod commands;
 pub mod dataset;
 pub mod element;
 mod error;
 pub mod eval;
+pub mod files;
 pub mod imaging;
 pub mod infer;
+#[cfg(feature = "train")]
+pub mod kernels;
 pub mod label;
 pub mod metrics;
 pub mod onnx;

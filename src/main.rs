@@ -50,8 +50,8 @@ fn main() -> ExitCode {
 /// Two malloc heaps for the whole process. glibc gives threads that contend their own heap, up
 /// to 8 a core, and a heap keeps what its threads freed: with decoders, encoders and stage
 /// workers for several streams that memory is held once per heap. Two hold 50–60 MB less with
-/// four streams in one process, at the same CPU (README, "Several files"). Set before any
-/// thread starts, so no third heap is ever made.
+/// four streams in one process, at the same CPU (docs/segment.md, "Several files, one model").
+/// Set before any thread starts, so no third heap is ever made.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: a malloc tuning parameter, set while the process has one thread.

@@ -14,7 +14,8 @@ use indicatif::ProgressBar;
 
 use crate::Error;
 use crate::cli::SegmentArgs;
-use crate::paths::{DEFAULT_MODEL, refuse_overwriting, shown};
+use crate::files::refuse_overwriting;
+use crate::paths::{DEFAULT_MODEL, shown};
 use crate::stream::{Door, Engine, EngineConfig, Report};
 use crate::video::{self, FrameSink, FrameSource, OutputKind, StagedOutput};
 
@@ -63,7 +64,7 @@ pub(super) fn run(args: &SegmentArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<
     let config = EngineConfig {
         batch_size: args
             .batch
-            .unwrap_or(super::segment::default_batch(segmenter.provider())),
+            .unwrap_or(super::file_run::default_batch(segmenter.provider())),
         max_wait: Duration::from_millis(args.max_wait_ms),
         // Lanes run side by side: each takes its share of the cores, as its encoder does,
         // rather than one pre- and post-processing worker per core that only hold frames.
@@ -177,7 +178,7 @@ fn run_item(
         ticker: None,
     };
     let report = output::settle(Some(staged), door.run(engine))?;
-    super::segment::warn_if_truncated(&item.input, &info, &report);
+    super::file_run::warn_if_truncated(&item.input, &info, &report);
     Ok(report)
 }
 

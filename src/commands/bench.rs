@@ -7,8 +7,8 @@ use std::ffi::OsString;
 use clap::ValueEnum as _;
 
 use crate::Error;
+use crate::bench::streams::{self as bench_streams, StreamsConfig};
 use crate::bench::{self, BenchConfig, BenchReport};
-use crate::bench_streams::{self, StreamsConfig};
 use crate::cli::BenchArgs;
 use crate::infer::Segmenter;
 use crate::paths::{DEFAULT_MODEL, shown};
@@ -159,9 +159,9 @@ fn table(report: &BenchReport) -> String {
     out
 }
 
-/// Resident memory of one `segment` process on a 960×540 clip (README, "Several files": four
-/// took 825 MiB): the model and runtime (about 135 MiB) and the stream's decoder, encoder and
-/// frames in flight (about 70 MiB). The separate-processes side of the comparison runs one
+/// Resident memory of one `segment` process on a 960×540 clip (docs/segment.md, "Several
+/// files, one model": four took 825 MiB): the model and runtime (about 135 MiB) and the
+/// stream's decoder, encoder and frames in flight (about 70 MiB). The separate-processes side of the comparison runs one
 /// such process per stream at once.
 const MIB_PER_PROCESS: u64 = 210;
 

@@ -7,8 +7,9 @@ use serde_json::json;
 use super::{contract_model, write_checked};
 use crate::Error;
 use crate::cli::Fp16Args;
+use crate::files::refuse_overwriting;
 use crate::onnx::half::to_half;
-use crate::paths::{refuse_overwriting, shown};
+use crate::paths::shown;
 
 pub fn run(args: &Fp16Args) -> anyhow::Result<()> {
     refuse_overwriting(&args.model, &args.output)?;

@@ -10,6 +10,8 @@ use rand::{RngExt as _, SeedableRng, rngs::StdRng};
 
 use crate::Error;
 use crate::cli::ImportArgs;
+use crate::files::refuse_overwriting;
+use crate::files::write_through_temp;
 use crate::imaging::postprocess::probabilities;
 use crate::imaging::resize::Scaler;
 use crate::infer::model_card::{IMAGENET_MEAN, IMAGENET_STD};
@@ -18,8 +20,7 @@ use crate::infer::{Segmenter, SegmenterOptions};
 use crate::onnx::import::{ImportOptions, Imported, rewrite};
 use crate::onnx::proto::ModelProto;
 use crate::onnx::read_model;
-use crate::paths::write_through_temp;
-use crate::paths::{refuse_overwriting, shown};
+use crate::paths::shown;
 
 /// Largest difference between the original's output and the imported model's that counts as
 /// the same model (f32 arithmetic in another order).
@@ -124,7 +125,7 @@ fn import_checked(
     output: &Path,
 ) -> Result<(Imported, Segmenter), String> {
     let imported = rewrite(original, options)?;
-    crate::paths::write_file_synced(output, &imported.model.encode_to_vec())
+    crate::files::write_file_synced(output, &imported.model.encode_to_vec())
         .map_err(|e| format!("writing {}: {e}", shown(output)))?;
     let mut segmenter =
         Segmenter::load(output, &SegmenterOptions::default()).map_err(|e| e.to_string())?;

@@ -54,7 +54,7 @@ pub fn install() -> anyhow::Result<()> {
             }
             Some(_) if first.elapsed() < SAME_REQUEST => {}
             _ => {
-                crate::paths::remove_temporaries();
+                crate::files::remove_temporaries();
                 std::process::exit(i32::from(EXIT_INTERRUPTED))
             }
         }

@@ -1,11 +1,14 @@
 //! The commands behind the CLI: each turns validated arguments into library calls and prints
 //! what the user asked for.
+//!
+//! The top room below `main`: it may use every room of the library.
 
 mod batch;
 mod bench;
 mod camera;
 mod draw;
 mod eval;
+mod file_run;
 mod fp16;
 mod import;
 #[cfg(feature = "train")]
@@ -77,8 +80,8 @@ fn write_checked(path: &Path, mut model: ModelProto, card: &ModelCard) -> anyhow
     use prost::Message as _;
     model.metadata_props = crate::onnx::metadata_entries(card.to_metadata());
     let encoded = model.encode_to_vec();
-    crate::paths::write_through_temp(path, |temp| {
-        crate::paths::write_file_synced(temp, &encoded).map_err(|e| crate::Error::io(path, e))?;
+    crate::files::write_through_temp(path, |temp| {
+        crate::files::write_file_synced(temp, &encoded).map_err(|e| crate::Error::io(path, e))?;
         Segmenter::load(temp, &cpu_options())
             .map(drop)
             .map_err(anyhow::Error::from)

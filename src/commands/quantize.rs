@@ -13,13 +13,14 @@ use super::contract_model;
 use crate::cli::QuantizeArgs;
 use crate::dataset::Dataset;
 use crate::dataset::read::decode;
+use crate::files::refuse_overwriting;
+use crate::files::write_through_temp;
 use crate::imaging::{Postprocessor, Preprocessor};
 use crate::infer::raw::RawSession;
 use crate::infer::{ModelCard, Segmenter, SegmenterOptions};
 use crate::onnx::quantize::{Ranges, calibrated_tensors, quantize, with_outputs};
 use crate::onnx::{OUTPUT, metadata_entries};
-use crate::paths::write_through_temp;
-use crate::paths::{refuse_overwriting, shown};
+use crate::paths::shown;
 use crate::{Error, Result};
 
 /// How the quantized model is described in its card.
@@ -72,7 +73,7 @@ pub fn run(args: &QuantizeArgs) -> anyhow::Result<()> {
         total += got.len();
     }
     write_through_temp(&args.output, |temp| -> crate::Result<()> {
-        crate::paths::write_file_synced(temp, &encoded).map_err(|e| Error::io(&args.output, e))?;
+        crate::files::write_file_synced(temp, &encoded).map_err(|e| Error::io(&args.output, e))?;
         Segmenter::load(temp, &SegmenterOptions::default())?;
         Ok(())
     })?;

@@ -8,16 +8,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::Error;
 use crate::cli::SegmentArgs;
-use crate::infer::Provider;
-use crate::paths::refuse_overwriting;
+use crate::files::refuse_overwriting;
 use crate::paths::{DEFAULT_MODEL, shown};
-use crate::stream::{self, Door, EngineConfig, Report};
+use crate::stream::{self, Door, EngineConfig};
 use crate::video::{self, FrameSink, FrameSource, InputInfo, OutputKind, StagedOutput};
 
+use super::file_run::{default_batch, warn_if_truncated};
 use super::{EXIT_INTERRUPTED, batch, choose_decoder, draw, interrupt, load_model, output, report};
-
-/// Share of the frames the container announces below which the input looks truncated.
-const TRUNCATED_SHARE: f64 = 0.9;
 
 pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
     // Claimed before anything is opened: a Ctrl-C from here on finalises what was written.
@@ -130,37 +127,6 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
     } else {
         0
     })
-}
-
-/// Says so when a file that ran to its end gave clearly fewer frames than its container
-/// announces (a file cut short, a damaged stream), and the frames cover clearly less time than
-/// the container's duration: a variable-frame-rate file has fewer frames than its nominal rate
-/// gives, but they cover its whole length.
-pub(super) fn warn_if_truncated(input: &Path, info: &InputInfo, report: &Report) {
-    let (Some(expected), Some(duration)) = (info.expected_frames(), info.duration) else {
-        return;
-    };
-    let few_frames = (report.frames_read as f64) < TRUNCATED_SHARE * expected as f64;
-    let short_span = report
-        .input_span
-        .is_none_or(|span| span.as_secs_f64() < TRUNCATED_SHARE * duration.seconds_f64());
-    if !report.interrupted() && few_frames && short_span {
-        eprintln!(
-            "warning: {}: decoded {} frames, but the container announces about {expected}: \
-             the file looks truncated or damaged",
-            shown(input),
-            report.frames_read
-        );
-    }
-}
-
-/// Frames per inference call when `--batch` is not given: 1 on the CPU, where larger batches
-/// are no faster and hold more memory; 8 under CUDA.
-pub(super) fn default_batch(provider: Provider) -> usize {
-    match provider {
-        Provider::Cpu => 1,
-        Provider::Cuda => 8,
-    }
 }
 
 fn validate(input: Option<&PathBuf>, args: &SegmentArgs) -> crate::Result<()> {

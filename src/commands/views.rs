@@ -9,8 +9,9 @@ use serde_json::json;
 use super::{contract_model, write_checked};
 use crate::Error;
 use crate::cli::ViewsArgs;
+use crate::files::refuse_overwriting;
 use crate::onnx::views::{Views, with_views};
-use crate::paths::{refuse_overwriting, shown};
+use crate::paths::shown;
 
 pub fn run(args: &ViewsArgs) -> anyhow::Result<()> {
     refuse_overwriting(&args.model, &args.output)?;

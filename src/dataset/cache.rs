@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::classes::ClassSet;
-use super::layout::Pair;
+use super::pair::Pair;
 use super::read::read_pair;
 use crate::imaging::Scaler;
 use crate::{Error, Result};

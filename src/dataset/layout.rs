@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use regex::Regex;
 
+use super::pair::{Pair, stem};
 use super::split::{CARVANA_GROUP, grouped_split};
 use crate::paths::shown;
 use crate::{Error, Result};
@@ -75,22 +76,6 @@ impl Layout {
                  (Carvana) or train/ + trainannot/ (CamVid)",
             ))
         }
-    }
-}
-
-/// One training example on disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pair {
-    /// The image file.
-    pub image: PathBuf,
-    /// Its mask file.
-    pub mask: PathBuf,
-}
-
-impl Pair {
-    /// The image's file stem, the pair's name in reports.
-    pub fn name(&self) -> String {
-        stem(&self.image)
     }
 }
 
@@ -238,12 +223,6 @@ fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files)
-}
-
-fn stem(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 pub(crate) fn dataset_error(path: &Path, reason: impl Into<String>) -> Error {

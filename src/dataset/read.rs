@@ -4,7 +4,8 @@
 use image::ImageReader;
 
 use super::classes::ClassSet;
-use super::layout::{Pair, dataset_error};
+use super::layout::dataset_error;
+use super::pair::Pair;
 use crate::Result;
 use crate::imaging::Scaler;
 use crate::paths::shown;

@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use regex::Regex;
 
-use super::layout::Pair;
+use super::pair::Pair;
 
 /// Carvana's grouping: the car id before `_NN` (`00087a6bd4dc_04` → `00087a6bd4dc`).
 pub const CARVANA_GROUP: &str = r"^(.+)_\d+$";

@@ -3,6 +3,9 @@
 //! into the same engine as `segment` and `camera`: frames in at the sink pad, composed frames
 //! (with the mask as [`meta::MASK_META`]) out of the source pad; elements naming the same
 //! `model-instance` share one model session and one batcher.
+//!
+//! Uses `stream`, `video`, `imaging`, `infer` and `paths`; nothing uses it but the plugin's
+//! registration.
 
 mod imp;
 mod instances;

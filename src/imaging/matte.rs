@@ -17,7 +17,7 @@
 
 use std::borrow::Cow;
 
-use super::postprocess::{Coverage, Grid, interpolate};
+use super::grid::{Coverage, Grid, interpolate};
 use super::resize::Scaler;
 
 /// How a cut-out's edge is drawn.

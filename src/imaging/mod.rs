@@ -1,8 +1,12 @@
 //! Pixel work around the model: pre-processing (resize + normalise), post-processing (logits
 //! to a label mask at frame size), soft alpha along the edges, composition (overlay, cut-out,
 //! mask) and contact sheets.
+//!
+//! Uses `infer` (the model card) and the error; below `stream`, `video`, `dataset`, `eval`,
+//! `label` and `train`.
 
 pub mod compose;
+pub mod grid;
 pub mod matte;
 pub mod postprocess;
 pub mod preprocess;

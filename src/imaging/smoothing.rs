@@ -32,7 +32,7 @@ impl Smoothing {
     };
 
     /// The default motion scale: a grid cell whose mean luma moved by this many levels is
-    /// not smoothed (chosen by measurement; see README, "Temporal smoothing").
+    /// not smoothed (chosen by measurement; see docs/camera.md, on `--smooth`).
     pub const MOTION: f32 = 24.0;
 
     /// Smoothing of `strength` (as given) with the motion scale `motion` from a user.

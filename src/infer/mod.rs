@@ -1,5 +1,7 @@
 //! Inference with ONNX Runtime: loading the library, opening a model, checking it against the
 //! model contract, reading its card and running batches.
+//!
+//! Uses `paths` and the error only; every room that runs a model stands on it.
 
 mod limits;
 pub mod model_card;

@@ -7,6 +7,8 @@
 //! - [`store`]: the dataset folder and its manifest, never overwritten;
 //! - [`session`]: the queue behind the page and the page's requests;
 //! - [`server`]: the loopback HTTP server.
+//!
+//! Uses `dataset`, `video`, `infer`, `imaging`, `metrics`, `files` and `paths`.
 
 pub mod candidates;
 pub mod rank;

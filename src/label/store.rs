@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::candidates::Origin;
 use super::rank::Scores;
-use crate::paths::write_synced;
+use crate::files::write_synced;
 use crate::{Error, Result};
 
 /// The manifest's file name in the dataset folder.

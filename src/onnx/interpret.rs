@@ -24,11 +24,11 @@ use burn::tensor::ops::{
 use super::proto::tensor_proto::DataType;
 use super::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
 use super::{VALUE_MOVING_OPS, int64_values};
-use crate::train::activation::{hard_swish, relu};
-use crate::train::conv::conv2d;
-use crate::train::conv_transpose::conv_transpose2d;
-use crate::train::elementwise::{add, mul};
-use crate::train::resize::interpolate;
+use crate::kernels::activation::{hard_swish, relu};
+use crate::kernels::conv::conv2d;
+use crate::kernels::conv_transpose::conv_transpose2d;
+use crate::kernels::elementwise::{add, mul};
+use crate::kernels::resize::interpolate;
 
 /// An ONNX graph as a burn module: its weights are the module's parameters, split into the
 /// head (the layer that produces the output) and the body (the rest), so that the body can be

@@ -3,6 +3,8 @@
 //!
 //! Every graph has the model contract's signature: input `input` (N×3×H×W f32) and output
 //! `logits` (N×C×H×W f32), N always dynamic, H and W dynamic unless fixed by the caller.
+//!
+//! Uses `infer` (the card) and `kernels` (the interpreter's CPU ops); `train` stands on it.
 
 mod graph;
 pub mod half;

@@ -13,8 +13,9 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, bounded};
 
-use super::engine::{Engine, SourceId, Work, join, spawn};
+use super::engine::{Engine, join, spawn};
 use super::outlet::Outlet;
+use super::shared::{SourceId, Work};
 use super::stages::{self, Flicker};
 use super::stats::StageStats;
 use super::{EngineConfig, Policy};

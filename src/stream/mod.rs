@@ -16,6 +16,9 @@
 //!
 //! Back-pressure follows the [`Policy`]: files block (frames out = frames in); live feeds drop
 //! the oldest waiting frame in front of pre-processing, so latency cannot grow.
+//!
+//! Uses `video` (frames, sources, outputs), `imaging` and `infer`; the doors (`commands`,
+//! `element`, `bench`) stand on it.
 
 mod engine;
 pub mod lane;
@@ -23,6 +26,7 @@ mod latency;
 mod outlet;
 mod reconnect;
 mod reorder;
+mod shared;
 mod stages;
 mod stats;
 
@@ -32,10 +36,11 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
-pub use engine::{Batching, Engine, SourceId};
+pub use engine::Engine;
 use engine::{join, spawn};
 use indicatif::ProgressBar;
 use lane::LaneWorkers;
+pub use shared::{Batching, SourceId};
 
 use crate::imaging::{Compositor, Smoothing};
 use crate::infer::Segmenter;

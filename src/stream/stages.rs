@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender};
 use gstreamer as gst;
 use indicatif::ProgressBar;
-use ndarray::{Array3, Array4, Axis, stack};
+use ndarray::{Array3, Axis, stack};
 
-use super::engine::{self, Batched, Batching, Routes, SourceId, Work, lock};
 use super::latency::{Interval, LatencySummary, Ticker};
 use super::outlet::{Frames, Outlet};
 use super::reconnect::{Reconnect, Verdict};
 use super::reorder::Reorder;
+use super::shared::{self, Batch, Batched, Batching, Routes, Scores, SourceId, Tensor, Work, lock};
 use super::stats::StageStats;
 use super::{Counters, Ending, EngineConfig, Patience};
 use crate::Result;
@@ -24,41 +24,7 @@ use crate::video::{Frame, FrameOutput, FrameSource, Pulled};
 /// How often the source looks at the stop flag while waiting for a frame.
 const SOURCE_POLL: gst::ClockTime = gst::ClockTime::from_mseconds(100);
 
-/// Pre-processed input of one frame.
-pub(super) struct Tensor {
-    frame: Frame,
-    input: Array3<f32>,
-}
-
-/// Frames batched for one inference call (of one or several sources).
-pub(super) struct Batch {
-    frames: Vec<Frame>,
-    input: Array4<f32>,
-}
-
-impl Batch {
-    /// The sources of the batch's frames, each once.
-    fn sources(&self) -> Vec<SourceId> {
-        let mut sources: Vec<SourceId> = self.frames.iter().map(|f| f.source).collect();
-        sources.sort_unstable();
-        sources.dedup();
-        sources
-    }
-}
-
-/// Logits of one frame.
-pub(super) struct Scores {
-    frame: Frame,
-    logits: Array3<f32>,
-}
-
 impl Frames for Frame {
-    fn frames(&self) -> u64 {
-        1
-    }
-}
-
-impl Frames for Scores {
     fn frames(&self) -> u64 {
         1
     }
@@ -215,7 +181,7 @@ pub(super) fn batch_work(
             let started = Instant::now();
             let batch = make_batch(std::mem::take(&mut pending));
             stats.record(started, batch.frames.len() as u64, work_rx.len());
-            engine::hold(routes, &batch.sources());
+            shared::hold(routes, &batch.sources());
             if batches_tx.send(Batched::Batch(batch)).is_err() {
                 break;
             }
@@ -282,7 +248,7 @@ pub(super) fn batch_live_work(
             let started = Instant::now();
             let batch = make_batch(std::mem::take(&mut pending));
             stats.record(started, batch.frames.len() as u64, work_rx.len());
-            engine::hold(routes, &batch.sources());
+            shared::hold(routes, &batch.sources());
             if operation.send(batches_tx, Batched::Batch(batch)).is_err() {
                 return Ok(stats);
             }
@@ -338,7 +304,7 @@ pub(super) fn infer_batches(
         let batch = match item {
             Batched::Batch(batch) => batch,
             Batched::End(source) => {
-                engine::end(routes, source);
+                shared::end(routes, source);
                 continue;
             }
         };
@@ -387,7 +353,7 @@ pub(super) fn infer_batches(
             // A lane that stopped taking logits has ended; the others go on.
             let _ = outlet.send(scores);
         }
-        engine::release(routes, &sources);
+        shared::release(routes, &sources);
     }
     Ok(stats)
 }

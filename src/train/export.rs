@@ -40,7 +40,7 @@ pub fn export(model: &SegmentationModel, card: &ModelCard) -> Result<Vec<u8>> {
 /// stays whole then).
 pub fn export_to_file(model: &SegmentationModel, card: &ModelCard, path: &Path) -> Result<()> {
     let bytes = export(model, card)?;
-    crate::paths::write_synced(path, &bytes)
+    crate::files::write_synced(path, &bytes)
 }
 
 /// A module that can write itself into an ONNX graph.

@@ -107,7 +107,7 @@ impl Learner {
             )));
         }
         if let Some(init_from) = &config.init_from {
-            crate::paths::refuse_overwriting(init_from, &run.join(MODEL_FILE))?;
+            crate::files::refuse_overwriting(init_from, &run.join(MODEL_FILE))?;
         }
         let data = config.prepare()?;
         std::fs::create_dir_all(run).map_err(|e| Error::io(run, e))?;
@@ -132,8 +132,8 @@ impl Learner {
             }
             None => None,
         };
-        super::memory::keep_freed_memory();
-        super::subnormals::flush_subnormals();
+        crate::kernels::memory::keep_freed_memory();
+        crate::kernels::subnormals::flush_subnormals();
         let device = Device::flex().autodiff();
         device.seed(config.seed);
         Ok(Learner {

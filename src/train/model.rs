@@ -14,10 +14,10 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::activation::relu;
-use super::conv::conv2d_module;
-use super::conv_transpose::conv_transpose2d_module;
-use super::norm::batch_norm;
+use crate::kernels::activation::relu;
+use crate::kernels::conv::conv2d_module;
+use crate::kernels::conv_transpose::conv_transpose2d_module;
+use crate::kernels::norm::batch_norm;
 use crate::onnx::interpret::GraphModel;
 
 /// Which U-Net to build.

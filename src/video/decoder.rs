@@ -37,7 +37,7 @@ static NVDEC_REQUIRED: AtomicBool = AtomicBool::new(false);
 /// # Errors
 /// [`Error::Config`] when NVDEC is asked for and cannot be used, naming why.
 pub fn choose(choice: DecoderChoice) -> Result<String> {
-    super::init()?;
+    super::init::init()?;
     let decoders = nvdec_decoders();
     match (choice, decoders.is_empty()) {
         (DecoderChoice::Cpu, _) => {

@@ -147,7 +147,8 @@ impl LiveInput {
             }
             LiveInput::Pipeline(description) => FrameSource::from_description(description)?,
         };
-        Ok(source.live(self))
+        let feed = self.clone();
+        Ok(source.live(&self.describe(), move || feed.open()))
     }
 }
 

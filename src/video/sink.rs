@@ -25,7 +25,7 @@ const APPSRC_QUEUED_FRAMES: u64 = 4;
 const PUSH_POLL: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Where a lane's composed frames go: a sink pipeline of its own ([`FrameSink`]) or a tile of
-/// one that several sources share ([`super::Mosaic`]).
+/// one that several sources share (a `Mosaic`).
 pub trait FrameOutput: Send {
     /// Pushes the next frame (in order), keeping its timestamps.
     ///

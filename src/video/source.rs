@@ -16,7 +16,7 @@ use gstreamer_video::VideoFormat;
 
 use super::bus;
 use super::frame::{Frame, geometry};
-use super::live::LiveInput;
+use super::init::init;
 use super::templates::{
     APPSINK, FILE_SOURCE, FILE_SOURCE_TEMPLATE, OutputKind, launch, named, strip_comments,
 };
@@ -59,14 +59,6 @@ impl InputInfo {
         let seconds = self.duration?.nseconds() as f64 / 1e9;
         (self.fps > 0.0).then(|| (seconds * self.fps).round() as u64)
     }
-}
-
-/// Initialises GStreamer once.
-///
-/// # Errors
-/// [`Error::Pipeline`] when GStreamer's libraries cannot be initialised.
-pub fn init() -> Result<()> {
-    gst::init().map_err(|e| Error::Pipeline(format!("cannot initialise GStreamer: {e}")))
 }
 
 /// Checks that `path` is a readable video and finds its duration, frame rate and audio.
@@ -155,6 +147,9 @@ enum Timing {
     Arrival { first: Option<Instant> },
 }
 
+/// Builds a live feed's source pipeline anew (a reconnection).
+type Reopen = Box<dyn Fn() -> Result<FrameSource> + Send + Sync>;
+
 /// A running source pipeline delivering RGBA frames, or I420 ones ([`FrameSource::for_output`]).
 pub struct FrameSource {
     pipeline: gst::Pipeline,
@@ -163,8 +158,8 @@ pub struct FrameSource {
     timing: Timing,
     /// The live feed's name (device or URI), given in its errors.
     origin: Option<PathBuf>,
-    /// The live feed, from which a reconnection builds the pipeline anew.
-    feed: Option<LiveInput>,
+    /// A live feed's pipeline built anew, for a reconnection.
+    reopen: Option<Reopen>,
     /// Where the next frame should start, for filling in missing timestamps.
     expected_pts: gst::ClockTime,
     /// Frames whose timestamp was missing or out of order.
@@ -210,7 +205,7 @@ impl FrameSource {
             next_seq: 0,
             timing: Timing::Stream,
             origin: None,
-            feed: None,
+            reopen: None,
             expected_pts: gst::ClockTime::ZERO,
             repaired_timestamps: 0,
             first_size: None,
@@ -233,12 +228,17 @@ impl FrameSource {
         self
     }
 
-    /// The same source as the live `feed`: frames are stamped with their arrival time, errors
-    /// are [`Error::Input`]s naming the feed, and [`FrameSource::restart`] rebuilds it.
-    pub fn live(mut self, feed: &LiveInput) -> Self {
+    /// The same source as the live feed `name`: frames are stamped with their arrival time,
+    /// errors are [`Error::Input`]s naming the feed, and [`FrameSource::restart`] rebuilds its
+    /// pipeline with `reopen`.
+    pub fn live(
+        mut self,
+        name: &str,
+        reopen: impl Fn() -> Result<FrameSource> + Send + Sync + 'static,
+    ) -> Self {
         self.timing = Timing::Arrival { first: None };
-        self.origin = Some(PathBuf::from(feed.describe()));
-        self.feed = Some(feed.clone());
+        self.origin = Some(PathBuf::from(name));
+        self.reopen = Some(Box::new(reopen));
         self
     }
 
@@ -279,8 +279,8 @@ impl FrameSource {
     /// be built or play again.
     pub fn restart(&mut self) -> Result<()> {
         self.stop();
-        if let Some(feed) = &self.feed {
-            let mut fresh = feed.open()?;
+        if let Some(reopen) = &self.reopen {
+            let mut fresh = reopen()?;
             fresh.appsink.set_caps(self.appsink.caps().as_ref());
             std::mem::swap(&mut self.pipeline, &mut fresh.pipeline);
             std::mem::swap(&mut self.appsink, &mut fresh.appsink);

@@ -143,7 +143,7 @@ pub fn launch<T: IsA<gst::Element>>(
     factory: &str,
     name: &str,
 ) -> Result<(gst::Pipeline, T)> {
-    super::source::init()?;
+    super::init::init()?;
     let element = gst::parse::launch(description)
         .map_err(|e| Error::Pipeline(format!("{role} pipeline '{description}': {e}")))?;
     let pipeline = element.downcast::<gst::Pipeline>().map_err(|_| {

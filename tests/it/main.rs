@@ -6,6 +6,7 @@ mod camera;
 mod cli;
 #[cfg(feature = "train")]
 mod dataset;
+mod docs;
 mod element;
 #[cfg(feature = "train")]
 mod encoder_weights;

@@ -214,7 +214,7 @@ pub fn conv_transpose2d_module(up: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::conv::against_burn;
+    use crate::kernels::conv::against_burn;
     use burn::tensor::Distribution;
 
     /// burn's own values and gradients against ours.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::bench::Spread;
+use super::single::Spread;
 use crate::{Error, Result};
 
 /// What to compare.
