@@ -120,6 +120,8 @@ fn an_rtp_feed_is_segmented_into_a_playable_file_with_latency_reported() {
     let dir = tempfile::tempdir().unwrap();
     let (output, json) = (dir.path().join("live.mkv"), dir.path().join("stats.json"));
     let port = free_port();
+    // The fixture model: the feed's rate is one any machine holds, busy or not.
+    let model = crate::helpers::fixture_model();
     let args = [
         "-o",
         output.to_str().unwrap(),
@@ -127,6 +129,8 @@ fn an_rtp_feed_is_segmented_into_a_playable_file_with_latency_reported() {
         json.to_str().unwrap(),
         "--reconnect-timeout",
         "2",
+        "--model",
+        model.to_str().unwrap(),
     ];
     let camera = receive(port, &args);
     let mut sender = send_short(port);
@@ -225,6 +229,7 @@ fn an_overloaded_feed_drops_the_oldest_frames_instead_of_queueing() {
 #[test]
 fn every_third_frame_runs_the_model_and_the_others_reuse_its_mask() {
     let _serial = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let model = crate::helpers::fixture_model();
     let dir = tempfile::tempdir().unwrap();
     let (output, json) = (dir.path().join("live.mkv"), dir.path().join("stats.json"));
     let port = free_port();
@@ -237,6 +242,8 @@ fn every_third_frame_runs_the_model_and_the_others_reuse_its_mask() {
         json.to_str().unwrap(),
         "--reconnect-timeout",
         "1.5",
+        "--model",
+        model.to_str().unwrap(),
     ];
     let camera = receive(port, &args);
     let mut sender = send_short(port);
@@ -429,6 +436,7 @@ fn the_default_output_is_a_window() {
     let source = format!("udp://127.0.0.1:{port}");
     let camera = Command::new(env!("CARGO_BIN_EXE_segstream"))
         .args(["camera", "--source", &source, "--reconnect-timeout", "1.5"])
+        .args(["--model", crate::helpers::fixture_model().to_str().unwrap()])
         .env("DISPLAY", &display.name)
         .stderr(Stdio::piped())
         .spawn()
@@ -702,7 +710,15 @@ fn rtsp_over_tcp_is_received_and_a_server_that_stops_ends_the_run_with_the_file_
     let output = dir.path().join("tcp.mkv");
     // rtspt:// asks for the media interleaved in the RTSP (TCP) connection.
     let uri = server.uri("rtspt", "live");
-    let args = ["-o", output.to_str().unwrap(), "--reconnect-timeout", "2"];
+    let model = crate::helpers::fixture_model();
+    let args = [
+        "-o",
+        output.to_str().unwrap(),
+        "--reconnect-timeout",
+        "2",
+        "--model",
+        model.to_str().unwrap(),
+    ];
     let camera = camera_from(&uri, &args);
     std::thread::sleep(Duration::from_secs(4));
     let stopped = Instant::now();
@@ -807,6 +823,8 @@ fn two_live_sources_share_the_model_and_one_stopping_leaves_the_other_at_its_rat
         dir.path().join("stats.json"),
     );
     let ports = [free_port(), free_port()];
+    // The fixture model: two 15 fps feeds are a rate any machine holds, busy or not.
+    let model = crate::helpers::fixture_model();
     let sources: Vec<String> = ports
         .iter()
         .map(|p| format!("udp://127.0.0.1:{p}"))
@@ -823,6 +841,8 @@ fn two_live_sources_share_the_model_and_one_stopping_leaves_the_other_at_its_rat
         json.to_str().unwrap(),
         "--reconnect-timeout",
         "2",
+        "--model",
+        model.to_str().unwrap(),
     ];
     let camera = Command::new(env!("CARGO_BIN_EXE_segstream"))
         .args(args)
@@ -882,6 +902,8 @@ fn two_sources_with_one_output_are_tiled_side_by_side() {
     let dir = tempfile::tempdir().unwrap();
     let (output, json) = (dir.path().join("mosaic.mkv"), dir.path().join("stats.json"));
     let (red, blue) = (test_pattern("red", 45), test_pattern("blue", 30));
+    // The fixture model: 15 fps of small frames is a rate any machine holds, busy or not.
+    let model = crate::helpers::fixture_model();
     let args = [
         "camera",
         "--source-pipeline",
@@ -894,6 +916,8 @@ fn two_sources_with_one_output_are_tiled_side_by_side() {
         output.to_str().unwrap(),
         "--stats-json",
         json.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
     ];
     let result = crate::helpers::segstream(&args);
     let stderr = String::from_utf8_lossy(&result.stderr);
@@ -950,7 +974,8 @@ fn several_sources_without_an_output_are_tiled_in_one_window() {
         test_pattern("blue", 60),
         test_pattern("green", 60),
     ];
-    let mut args = vec!["camera"];
+    let model = crate::helpers::fixture_model();
+    let mut args = vec!["camera", "--model", model.to_str().unwrap()];
     for feed in &feeds {
         args.extend(["--source-pipeline", feed.as_str()]);
     }
