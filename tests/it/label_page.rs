@@ -271,3 +271,75 @@ fn strokes_painted_in_the_browser_are_saved_exactly_and_undo_takes_one_back() {
     let (code, _) = labeller.wait();
     assert_eq!(code, Some(130));
 }
+
+/// Serves `page` as HTML to every request on a port of its own (another origin than the
+/// labelling page's), until the test process ends; returns its address.
+fn serve_elsewhere(page: String) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut request);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{page}",
+                page.len()
+            );
+            let _ = std::io::Write::write_all(&mut stream, answer.as_bytes());
+        }
+    });
+    address
+}
+
+#[test]
+fn a_page_of_another_origin_cannot_save_accept_or_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("pictures");
+    std::fs::create_dir_all(&folder).unwrap();
+    picture(&folder, "plain.png", |_, _| 0);
+    let model = red_model(dir.path());
+    let dataset = dir.path().join("dataset");
+    let mut labeller = Labeller::start(&folder, &model, &dataset, &[]);
+    // What any site the person visits can send without reading an answer: no-cors fetches
+    // (with and without a body) and a text/plain form, into a hidden frame.
+    let target = labeller.base.clone();
+    let attack = format!(
+        r#"<!doctype html><html><body><iframe name="sink"></iframe><script>
+        const target = "{target}";
+        const sends = [
+          fetch(target + "/api/items/0/accept", {{ method: "POST", mode: "no-cors" }}),
+          fetch(target + "/api/items/0/save", {{ method: "POST", mode: "no-cors",
+            body: new Uint8Array({pixels}).fill(1) }}),
+          fetch(target + "/api/items/0/save", {{ method: "POST", mode: "no-cors",
+            headers: {{ "Content-Type": "text/plain" }}, body: "x" }}),
+        ].map((p) => p.catch(() => null));
+        const form = document.createElement("form");
+        form.method = "POST"; form.enctype = "text/plain"; form.target = "sink";
+        form.action = target + "/api/finish";
+        document.body.appendChild(form);
+        form.submit();
+        Promise.all(sends).then(() => setTimeout(() => {{ document.title = "done"; }}, 1000));
+        </script></body></html>"#,
+        pixels = SIZE[0] * SIZE[1]
+    );
+    let elsewhere = serve_elsewhere(attack);
+    let browser = Browser::start();
+    browser.send("/url", &json!({ "url": format!("{elsewhere}/") }));
+    browser.until("return document.title === 'done'");
+    drop(browser);
+    assert!(
+        labeller.child.try_wait().unwrap().is_none(),
+        "the forged finish ended the session"
+    );
+    assert!(
+        !dataset.join("manifest.json").exists(),
+        "a forged save was written"
+    );
+    let queue = labeller.queue();
+    assert_eq!(queue["items"][0]["status"], "pending", "{queue}");
+    interrupt(&labeller.child);
+    let (code, _) = labeller.wait();
+    assert_eq!(code, Some(130));
+}

@@ -154,3 +154,43 @@ fn a_view_size_given_twice_is_refused() {
     );
     assert!(!wrapped.exists());
 }
+
+#[test]
+fn sigterm_while_a_model_is_written_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrapped = dir.path().join("big.onnx");
+    // A large view: checking that it runs takes seconds, while its temporary file exists.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_segstream"))
+        .args(["views", shipped("people.onnx").to_str().unwrap(), "-o"])
+        .arg(&wrapped)
+        .args(["--size", "8192x8192"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let temporary = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().ends_with(".part"))
+    };
+    let started = std::time::Instant::now();
+    while !temporary() && child.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "no temporary file appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = crate::helpers::exits_within(&mut child, crate::helpers::DEADLINE);
+    assert!(!temporary(), "a .part file was left behind");
+    // Stopped while writing (nothing kept), or done just before the signal (the whole model).
+    match status.code() {
+        Some(130) => assert!(!wrapped.exists()),
+        Some(0) => assert!(wrapped.exists()),
+        other => panic!("exit {other:?}"),
+    }
+}
