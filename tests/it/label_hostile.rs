@@ -249,12 +249,9 @@ fn a_stalled_upload_holds_neither_the_page_nor_ctrl_c() {
     assert_eq!(manifest(&dataset)["entries"].as_array().unwrap().len(), 1);
 }
 
-#[test]
-fn a_second_session_on_one_folder_is_refused_naming_the_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let dataset = dir.path().join("dataset");
-    let first = labeller(dir.path(), &dataset);
-    let (folder, model) = (dir.path().join("pictures"), dir.path().join("red.onnx"));
+/// `segstream label FOLDER --model MODEL -o DATASET`, asserted to fail with exit code 1 before
+/// serving; returns everything it printed.
+fn label_fails(folder: &Path, model: &Path, dataset: &Path) -> String {
     let args = [
         "label",
         folder.to_str().unwrap(),
@@ -268,6 +265,16 @@ fn a_second_session_on_one_folder_is_refused_naming_the_first() {
     let output = segstream(&args);
     let text = describe(&args, &output);
     assert_eq!(output.status.code(), Some(1), "{text}");
+    text
+}
+
+#[test]
+fn a_second_session_on_one_folder_is_refused_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = dir.path().join("dataset");
+    let first = labeller(dir.path(), &dataset);
+    let (folder, model) = (dir.path().join("pictures"), dir.path().join("red.onnx"));
+    let text = label_fails(&folder, &model, &dataset);
     assert!(
         text.contains(&format!("process {}", first.child.id())),
         "{text}"
@@ -332,19 +339,7 @@ fn a_read_only_folder_is_refused_before_the_page_is_served() {
     let dataset = mounted.0.join("dataset");
     std::fs::create_dir_all(dataset.join("images")).unwrap();
     mounted.read_only();
-    let args = [
-        "label",
-        folder.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "-o",
-        dataset.to_str().unwrap(),
-        "--port",
-        "0",
-    ];
-    let output = segstream(&args);
-    let text = describe(&args, &output);
-    assert_eq!(output.status.code(), Some(1), "{text}");
+    let text = label_fails(&folder, &model, &dataset);
     assert!(text.contains("cannot write in this folder"), "{text}");
     assert!(text.contains(dataset.to_str().unwrap()), "{text}");
     assert!(!text.contains("label at"), "{text}");

@@ -189,19 +189,25 @@ impl Drop for Browser {
     }
 }
 
+/// A labelling session on one picture with no red anywhere (the model's mask is empty), into
+/// `dir/dataset`; returns it and the dataset folder.
+fn plain_session(dir: &Path) -> (Labeller, std::path::PathBuf) {
+    let folder = dir.join("pictures");
+    std::fs::create_dir_all(&folder).unwrap();
+    picture(&folder, "plain.png", |_, _| 0);
+    let model = red_model(dir);
+    let dataset = dir.join("dataset");
+    (Labeller::start(&folder, &model, &dataset, &[]), dataset)
+}
+
 /// WebDriver's code of the Control key.
 const CONTROL: &str = "\u{E009}";
 
 #[test]
 fn strokes_painted_in_the_browser_are_saved_exactly_and_undo_takes_one_back() {
     let dir = tempfile::tempdir().unwrap();
-    let folder = dir.path().join("pictures");
-    std::fs::create_dir_all(&folder).unwrap();
     // No red anywhere: the model's mask is empty, so every object pixel saved was painted.
-    picture(&folder, "plain.png", |_, _| 0);
-    let model = red_model(dir.path());
-    let dataset = dir.path().join("dataset");
-    let labeller = Labeller::start(&folder, &model, &dataset, &[]);
+    let (labeller, dataset) = plain_session(dir.path());
     let browser = Browser::start();
     browser.send("/url", &json!({ "url": format!("{}/", labeller.base) }));
     browser.until("return document.body.dataset.ready === 'true'");
@@ -296,12 +302,7 @@ fn serve_elsewhere(page: String) -> String {
 #[test]
 fn a_page_of_another_origin_cannot_save_accept_or_finish() {
     let dir = tempfile::tempdir().unwrap();
-    let folder = dir.path().join("pictures");
-    std::fs::create_dir_all(&folder).unwrap();
-    picture(&folder, "plain.png", |_, _| 0);
-    let model = red_model(dir.path());
-    let dataset = dir.path().join("dataset");
-    let mut labeller = Labeller::start(&folder, &model, &dataset, &[]);
+    let (mut labeller, dataset) = plain_session(dir.path());
     // What any site the person visits can send without reading an answer: no-cors fetches
     // (with and without a body) and a text/plain form, into a hidden frame.
     let target = labeller.base.clone();
