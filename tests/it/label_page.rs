@@ -229,7 +229,8 @@ fn strokes_painted_in_the_browser_are_saved_exactly_and_undo_takes_one_back() {
     browser.press(&[CONTROL, "z"]);
     browser.press(&["s"]);
     let started = Instant::now();
-    while !dataset.join("masks/plain.png").exists() {
+    // The manifest is written last, once both halves of the pair are whole on disk.
+    while !dataset.join("manifest.json").exists() {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "the page did not save"
