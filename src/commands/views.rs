@@ -10,6 +10,7 @@ use super::{contract_model, write_checked};
 use crate::Error;
 use crate::cli::ViewsArgs;
 use crate::files::refuse_overwriting;
+use crate::infer::{check_working_memory, working_bytes_per_pixel};
 use crate::onnx::views::{Views, with_views};
 use crate::paths::shown;
 
@@ -33,6 +34,24 @@ pub fn run(args: &ViewsArgs) -> anyhow::Result<()> {
         sizes: args.size.clone(),
         mirror: args.mirror,
     };
+    // Checking the written model runs every view once: refuse views this machine cannot hold
+    // before that allocates them.
+    if let Some(per_pixel) =
+        working_bytes_per_pixel(&model.encode_to_vec(), &args.model, model_size)
+    {
+        let mirrored = if views.mirror { 2 } else { 1 };
+        let pixels: u64 = views
+            .sizes
+            .iter()
+            .map(|[h, w]| (h * w * mirrored) as u64)
+            .sum();
+        check_working_memory(pixels, per_pixel).map_err(|reason| {
+            Error::Config(format!(
+                "views of {}: {reason}: give smaller --size",
+                shown(&args.model)
+            ))
+        })?;
+    }
     let wrapped =
         with_views(&model, card.num_classes(), &views).map_err(|e| Error::model(&args.model, e))?;
     let count = views.count();

@@ -9,7 +9,10 @@ pub mod raw;
 mod runtime;
 mod segmenter;
 
-pub use limits::{MAX_INPUT_SIDE, available_memory, check_input_size};
+pub use limits::{
+    MAX_INPUT_SIDE, available_memory, check_input_size, check_working_memory,
+    working_bytes_per_pixel,
+};
 pub use model_card::ModelCard;
 pub use segmenter::{
     CudnnOptions, CudnnSearch, DeviceChoice, Provider, Reopen, Segmenter, SegmenterOptions,

@@ -159,11 +159,12 @@ fn a_view_size_given_twice_is_refused() {
 fn sigterm_while_a_model_is_written_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
     let wrapped = dir.path().join("big.onnx");
-    // A large view: checking that it runs takes seconds, while its temporary file exists.
+    // A large view: checking that it runs takes a second or more, while its temporary file
+    // exists (4096² needs about 1.5 GB).
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_segstream"))
         .args(["views", shipped("people.onnx").to_str().unwrap(), "-o"])
         .arg(&wrapped)
-        .args(["--size", "8192x8192"])
+        .args(["--size", "4096x4096"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -193,4 +194,37 @@ fn sigterm_while_a_model_is_written_leaves_no_temporary_file() {
         Some(0) => assert!(wrapped.exists()),
         other => panic!("exit {other:?}"),
     }
+}
+
+#[test]
+fn views_the_memory_cannot_hold_are_refused_before_they_are_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrapped = dir.path().join("huge.onnx");
+    // A side whose view needs several times the memory available (the person model works
+    // with about 90 bytes a pixel), within the 16384 per side that sizes may have.
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let available_kib: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    let side = ((available_kib * 1024.0 / 20.0).sqrt() as usize / 32 * 32).clamp(1024, 16384);
+    let size = format!("{side}x{side}");
+    assert_fails(
+        &[
+            "views",
+            shipped("people.onnx").to_str().unwrap(),
+            "-o",
+            wrapped.to_str().unwrap(),
+            "--size",
+            &size,
+        ],
+        &[],
+        2,
+        &["working memory", "MB of memory available"],
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing written"
+    );
 }
