@@ -5,11 +5,10 @@
 //! Requests name frames by their number in the queue only; no request names a file, so none
 //! can reach outside the dataset.
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use super::rank::{Scored, changed};
-use super::store::{Decision, Provenance, Split, Store};
+use super::store::{Decision, Provenance, Split, Store, encode_png};
 use crate::imaging::Scaler;
 use crate::infer::ModelCard;
 use crate::{Error, Result};
@@ -389,13 +388,9 @@ impl Session {
 
 /// `image` as a PNG reply.
 fn png(image: image::RgbaImage) -> Result<Reply> {
-    let mut body = Cursor::new(Vec::new());
-    image
-        .write_to(&mut body, image::ImageFormat::Png)
-        .map_err(|e| Error::Config(format!("encoding a PNG: {e}")))?;
     Ok(Reply {
         status: 200,
         content_type: "image/png",
-        body: body.into_inner(),
+        body: encode_png(&image::DynamicImage::ImageRgba8(image))?,
     })
 }

@@ -225,10 +225,15 @@ impl Store {
             .collect();
         let scale = if self.binary { 255 } else { 1 };
         let ids: Vec<u8> = labels.iter().map(|&l| l * scale).collect();
-        let image_png = encode_png(
+        let encoded = |image: Option<image::DynamicImage>| {
+            image
+                .ok_or_else(|| Error::Config("a picture's size does not match its pixels".into()))
+                .and_then(|image| encode_png(&image))
+        };
+        let image_png = encoded(
             image::RgbImage::from_raw(width, height, rgb).map(image::DynamicImage::ImageRgb8),
         )?;
-        let mask_png = encode_png(
+        let mask_png = encoded(
             image::GrayImage::from_raw(width, height, ids).map(image::DynamicImage::ImageLuma8),
         )?;
         let entry = Entry {
@@ -368,10 +373,8 @@ fn file_name(path: &Path) -> Option<String> {
     path.file_name().map(|n| n.to_string_lossy().into_owned())
 }
 
-/// `image` (`None`: its buffer did not match its size) encoded as PNG, in memory.
-fn encode_png(image: Option<image::DynamicImage>) -> Result<Vec<u8>> {
-    let image =
-        image.ok_or_else(|| Error::Config("a picture's size does not match its pixels".into()))?;
+/// `image` encoded as PNG, in memory: for a file written whole, or for the page.
+pub(super) fn encode_png(image: &image::DynamicImage) -> Result<Vec<u8>> {
     let mut bytes = std::io::Cursor::new(Vec::new());
     image
         .write_to(&mut bytes, image::ImageFormat::Png)
