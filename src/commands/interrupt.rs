@@ -4,7 +4,7 @@
 //! SIGTERM and SIGHUP (a service being stopped, a closed terminal) are handled as Ctrl-C is.
 //!
 //! Until a command claims Ctrl-C (with [`claim`]), an interrupt exits at once with code 130,
-//! as the default handler would: nothing has been written yet. Once claimed, the first Ctrl-C
+//! as the default handler would: nothing has been written yet (temporary files are removed). Once claimed, the first Ctrl-C
 //! sets the command's stop flag and prints what the command will do; a second exits at once.
 //! A second signal within [`SAME_REQUEST`] of the first is the same request delivered twice
 //! (`timeout` and `kill -- -PGID` signal the process and its group), not a second one.
@@ -55,7 +55,11 @@ pub fn install() -> anyhow::Result<()> {
             Some(_) if first.elapsed() < SAME_REQUEST => {}
             _ => {
                 crate::files::remove_temporaries();
-                std::process::exit(i32::from(EXIT_INTERRUPTED))
+                // `_exit`, not `exit`: the other threads are still running (an ONNX Runtime
+                // session, GStreamer), and the static destructors `exit` runs would tear their
+                // libraries down beneath them (a segmentation fault instead of exit 130).
+                // SAFETY: `_exit` ends the process at once; it touches no Rust state.
+                unsafe { libc::_exit(i32::from(EXIT_INTERRUPTED)) }
             }
         }
     })
