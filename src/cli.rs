@@ -784,6 +784,11 @@ pub struct TrainArgs {
     /// backward, optimiser.
     #[arg(long)]
     pub profile: bool,
+    /// Where to train: cpu, cuda (an NVIDIA GPU; the `cuda` build), vulkan (any Vulkan
+    /// device, the software one included) or auto (CUDA when there is one, else the CPU).
+    /// Not part of the run: --resume may continue on another device.
+    #[arg(long, default_value = "auto")]
+    pub device: crate::train::device::TrainDevice,
 }
 
 /// Parses `HEIGHTxWIDTH` (or a single number for a square).

@@ -32,7 +32,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
         .join(" ");
-    let learner = Learner::new(config, &run, command)?;
+    let device = args.device.resolve()?;
+    println!("device: {}", device.name);
+    let learner = Learner::new(config, &run, command)?.on(device.device);
     let data = learner.data();
     for source in &data.sources {
         println!(

@@ -134,6 +134,7 @@ impl Learner {
         };
         crate::kernels::memory::keep_freed_memory();
         crate::kernels::subnormals::flush_subnormals();
+        // Seeds the CPU's generator, which draws the starting weights on every device.
         let device = Device::flex().autodiff();
         device.seed(config.seed);
         Ok(Learner {
@@ -146,6 +147,14 @@ impl Learner {
             device,
             pretrained,
         })
+    }
+
+    /// The run on `device` (autodiff over it) instead of the CPU: the same model, loop,
+    /// checkpoints and export on every device.
+    #[must_use]
+    pub fn on(mut self, device: Device) -> Self {
+        self.device = device;
+        self
     }
 
     /// The data the run uses.
@@ -362,15 +371,18 @@ impl Learner {
 
     /// A fresh model for training: the `--init-from` graph, or a new U-Net (its encoder
     /// loaded from `--encoder-weights` when given).
+    ///
+    /// The weights are drawn on the CPU, whose generator the run's seed set, and then moved to
+    /// the training device: one seed starts from the same weights on every device.
     pub(super) fn new_model(&self) -> Result<SegmentationModel> {
-        let mut model = self.build_model(&self.device)?;
+        let mut model = self.build_model(&Device::flex().autodiff())?;
         if let (Some(path), SegmentationModel::ResNet34(unet)) =
             (&self.config.encoder_weights, &mut model)
         {
             let loaded = load_resnet34_weights(&mut unet.encoder, path)?;
             println!("encoder: {loaded} tensors from {}", shown(path));
         }
-        Ok(model)
+        Ok(model.moved_to(&self.device))
     }
 
     /// The run's network on `device`, with its starting weights.
@@ -731,7 +743,12 @@ fn validate(
     classes: usize,
     class_weights: &[f32],
 ) -> Validation {
-    let device = Device::flex();
+    // Where the model is: the training device, without autodiff.
+    let device = model
+        .devices()
+        .into_iter()
+        .next()
+        .unwrap_or_else(Device::flex);
     let mut confusion = Confusion::new(classes.max(2));
     let mut predicted = Vec::new();
     let (mut loss_sum, mut batches) = (0.0, 0usize);

@@ -105,7 +105,7 @@ impl LossKind {
     /// The mean loss of `logits` against `targets` over counted pixels.
     pub fn compute(&self, logits: Tensor<4>, targets: &Targets) -> Tensor<1> {
         let channels = logits.dims()[1];
-        let counted = targets.weight.clone().sum().clamp_min(1e-6);
+        let counted = total(targets.weight.clone()).clamp_min(1e-6);
         let (pixel_loss, probabilities, truth) = if channels == 1 {
             let y = targets.classes.clone().float();
             // BCE with logits, stable form: max(x,0) − x·y + log(1 + e^−|x|).
@@ -123,7 +123,7 @@ impl LossKind {
             );
             (loss, softmax(logits, 1), truth)
         };
-        let loss = (pixel_loss * targets.weight.clone()).sum() / counted;
+        let loss = total(pixel_loss * targets.weight.clone()) / counted;
         if self.dice {
             loss + soft_dice_loss(probabilities, truth, targets.counted.clone())
         } else {
@@ -134,12 +134,23 @@ impl LossKind {
 
 /// 1 − mean over channels of the soft Dice between probabilities and one-hot truth.
 fn soft_dice_loss(probabilities: Tensor<4>, truth: Tensor<4>, weight: Tensor<4>) -> Tensor<1> {
+    let channels = probabilities.dims()[1];
     let p = probabilities * weight.clone();
     let t = truth * weight;
     let intersection = (p.clone() * t.clone()).sum_dim(0).sum_dim(2).sum_dim(3);
-    let total = p.sum_dim(0).sum_dim(2).sum_dim(3) + t.sum_dim(0).sum_dim(2).sum_dim(3);
-    let dice = (intersection * 2.0 + DICE_SMOOTH) / (total + DICE_SMOOTH);
-    dice.mean().neg() + 1.0
+    let both = p.sum_dim(0).sum_dim(2).sum_dim(3) + t.sum_dim(0).sum_dim(2).sum_dim(3);
+    let dice = (intersection * 2.0 + DICE_SMOOTH) / (both + DICE_SMOOTH);
+    (total(dice) / channels as f64).neg() + 1.0
+}
+
+/// The sum of every element of `t`, as burn's `sum` gives it, but reduced along one axis of
+/// the flattened tensor: on a GPU runtime burn's whole-tensor `sum` adds its partial sums with
+/// float atomics through buffer addresses (`OpAtomicFAddEXT` on a physical storage buffer),
+/// and Mesa's software Vulkan device crashes compiling that kernel (in
+/// `vkCreateComputePipelines`, with Mesa 22.3 and 25.0 alike); the axis reduction is the
+/// kernel burn uses for `sum_dim` everywhere else.
+fn total<const D: usize>(t: Tensor<D>) -> Tensor<1> {
+    t.reshape([-1]).sum_dim(0)
 }
 
 #[cfg(test)]

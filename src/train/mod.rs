@@ -8,6 +8,7 @@
 pub mod augment;
 pub mod checkpoint;
 pub mod config;
+pub mod device;
 pub mod encoder_weights;
 pub mod export;
 pub mod learner;

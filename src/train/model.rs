@@ -8,6 +8,7 @@
 //! [`SegmentationModel::size_multiple`]. Every conv followed by batch norm has no bias, so the
 //! exporter can fold the norm into it.
 
+use burn::module::{ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
@@ -71,6 +72,23 @@ pub enum SegmentationModel {
 }
 
 impl SegmentationModel {
+    /// The model on `device`, with the weights it has here: burn draws a parameter's starting
+    /// value when it is first used, and a model moved before that would draw it on the new
+    /// device, with that device's own generator; so every parameter is drawn first, where the
+    /// model was made (the CPU, seeded by the run), and then moved.
+    #[must_use]
+    pub fn moved_to(self, device: &Device) -> Self {
+        struct DrawNow;
+        impl ModuleVisitor for DrawNow {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let _ = param.val();
+            }
+        }
+        self.visit(&mut DrawNow);
+        // `fork`, not `to_device`: each parameter becomes a leaf of the new device's graph.
+        self.fork(device)
+    }
+
     /// A randomly initialised model with `num_classes` output channels.
     pub fn new(architecture: &Architecture, num_classes: usize, device: &Device) -> Self {
         match *architecture {

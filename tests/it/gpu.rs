@@ -110,3 +110,56 @@ fn the_models_score_on_cuda_as_on_the_cpu_in_fp32_and_fp16() {
         "{f16_on_gpu} vs {on_cpu}"
     );
 }
+
+/// The ONNX Runtime folder segstream uses: `ORT_DYLIB_PATH`'s, else the checkout's.
+fn runtime_folder() -> std::path::PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .and_then(|library| Path::new(&library).parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".deps/onnxruntime"))
+}
+
+/// `ORT_GPU=1 scripts/setup` brings every library the CUDA provider links, from PyPI: each one
+/// resolves inside the folder but the driver's `libcuda.so.1`, and on a machine without the
+/// driver the provider's error names the driver, not a missing library. Runs wherever the GPU
+/// build was set up, with or without a GPU.
+#[test]
+#[ignore = "needs ONNX Runtime's GPU build (ORT_GPU=1 scripts/setup)"]
+fn the_gpu_build_brings_every_library_of_the_cuda_provider() {
+    let folder = runtime_folder();
+    let provider = folder.join("libonnxruntime_providers_cuda.so");
+    assert!(provider.is_file(), "run ORT_GPU=1 scripts/setup first");
+    let ldd = std::process::Command::new("ldd")
+        .arg(&provider)
+        .env("LD_LIBRARY_PATH", &folder)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&ldd.stdout);
+    let missing: Vec<&str> = listed
+        .lines()
+        .filter(|l| l.contains("not found") && !l.contains("libcuda.so.1"))
+        .collect();
+    assert!(missing.is_empty(), "{listed}");
+    for library in ["libcublasLt.so", "libcudart.so", "libcurand.so"] {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.contains(library) && l.contains(folder.to_str().unwrap())),
+            "{library} from {}:\n{listed}",
+            folder.display()
+        );
+    }
+    let has_driver = listed.lines().any(|l| l.contains("libcuda.so.1 => /"));
+    if !has_driver {
+        // Without LD_LIBRARY_PATH: segstream finds the folder's libraries itself.
+        let printed = crate::helpers::segstream(&[
+            "inspect",
+            shipped("people.onnx").to_str().unwrap(),
+            "--provider",
+            "cuda",
+        ]);
+        let stderr = String::from_utf8_lossy(&printed.stderr);
+        assert!(!printed.status.success());
+        assert!(stderr.contains("libcuda.so.1"), "{stderr}");
+        assert!(!stderr.contains("libcublas"), "{stderr}");
+    }
+}
