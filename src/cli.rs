@@ -422,6 +422,10 @@ pub struct EvalArgs {
     /// Which fold of train's split is held out (as `train --fold`).
     #[arg(long, default_value_t = 0)]
     pub fold: usize,
+    /// Score on this group only, as `train --hold-out` held it out (val: the group; train:
+    /// every other image of the folder; all: both).
+    #[arg(long, conflicts_with = "fold")]
+    pub hold_out: Option<String>,
     /// Use at most this many images.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -722,6 +726,12 @@ pub struct TrainArgs {
     /// (for cross-validation, where the held-out fold must not choose the model).
     #[arg(long, default_value = "best", value_parser = ["best", "last"])]
     pub keep: String,
+    /// Validate on one group only and train on all the rest, the folder's validation folder
+    /// included: a CamVid sequence (the name's prefix: 0001TP, 0006R0, 0016E5, …), a Carvana
+    /// car, or a --group-by group. A sequence the model never saw a frame of tells the truth
+    /// about new footage; CamVid's val/ shares its drive with train/.
+    #[arg(long, conflicts_with = "fold")]
+    pub hold_out: Option<String>,
     /// Data-loading threads.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,

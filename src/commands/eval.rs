@@ -84,8 +84,10 @@ fn score_dataset(
         .map(Regex::new)
         .transpose()
         .map_err(|e| Error::Config(format!("--group-by: {e}")))?;
-    let (train, valid) =
-        dataset.train_valid(args.valid_frac, group_by.as_ref(), args.seed, args.fold)?;
+    let (train, valid) = match &args.hold_out {
+        Some(held) => dataset.hold_out(group_by.as_ref(), held)?,
+        None => dataset.train_valid(args.valid_frac, group_by.as_ref(), args.seed, args.fold)?,
+    };
     let mut pairs = match args.split.as_str() {
         "train" => train,
         "all" => train.into_iter().chain(valid).collect(),
@@ -169,6 +171,7 @@ fn summary_json(
         "model": args.model.display().to_string(),
         "data": data.to_string(),
         "split": args.split,
+        "hold_out": args.hold_out,
         "resolution": resolution,
         "images": evaluation.images.len(),
         "pixels": evaluation.total.total(),

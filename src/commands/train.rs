@@ -149,6 +149,7 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         encoder_lr_ratio: args.encoder_lr_ratio,
         init_from: args.init_from.clone(),
         median_frequency: args.class_weights == "median-frequency",
+        hold_out: args.hold_out.clone(),
     };
     if !args.no_augment {
         config.augment = Some(augmentation(args, &config)?);

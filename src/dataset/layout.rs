@@ -12,7 +12,7 @@ use std::str::FromStr;
 use regex::Regex;
 
 use super::pair::{Pair, stem};
-use super::split::{CARVANA_GROUP, grouped_split};
+use super::split::{CAMVID_GROUP, CARVANA_GROUP, grouped_split, hold_out_group};
 use crate::paths::shown;
 use crate::{Error, Result};
 
@@ -161,6 +161,45 @@ impl Dataset {
                 "--fold {fold} holds out nothing: at --valid-frac {valid_frac}, the folds of \
                  these {} images end before it",
                 train.len()
+            )));
+        }
+        Ok((train, valid))
+    }
+
+    /// (train, valid) with every image of group `held` (a CamVid sequence, a Carvana car, a
+    /// group of `group_by`) held out for validation and every other image of the folder, its
+    /// own validation folder included, for training: a model chosen and scored on a group it
+    /// never saw anything of.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a layout without groups and no `group_by`, or a group the folder
+    /// does not have (naming those it has).
+    pub fn hold_out(&self, group_by: Option<&Regex>, held: &str) -> Result<(Vec<Pair>, Vec<Pair>)> {
+        let built_in = match self.layout {
+            Layout::CamVid => Some(CAMVID_GROUP),
+            Layout::Carvana => Some(CARVANA_GROUP),
+            Layout::Generic => None,
+        }
+        .map(|pattern| Regex::new(pattern).expect("a valid built-in regex"));
+        let Some(group_by) = group_by.or(built_in.as_ref()) else {
+            return Err(Error::Config(format!(
+                "--hold-out {held}: {} has no groups of its own: say with --group-by REGEX \
+                 what names an image's group",
+                shown(&self.root)
+            )));
+        };
+        let everything = self
+            .train
+            .iter()
+            .chain(self.valid.iter().flatten())
+            .cloned();
+        let (train, valid, groups) = hold_out_group(everything.collect(), group_by, held);
+        if valid.is_empty() || train.is_empty() {
+            let listed: Vec<String> = groups.iter().map(|(g, n)| format!("{g} ({n})")).collect();
+            return Err(Error::Config(format!(
+                "--hold-out {held}: {} must keep images on both sides; its groups (images): {}",
+                shown(&self.root),
+                listed.join(", ")
             )));
         }
         Ok((train, valid))

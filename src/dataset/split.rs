@@ -14,6 +14,27 @@ use super::pair::Pair;
 /// Carvana's grouping: the car id before `_NN` (`00087a6bd4dc_04` → `00087a6bd4dc`).
 pub const CARVANA_GROUP: &str = r"^(.+)_\d+$";
 
+/// CamVid's grouping: the sequence, the name's prefix before `_` (`0016E5_07959` → `0016E5`,
+/// `Seq05VD_f00120` → `Seq05VD`); frames of one drive look alike, so a sequence is one group.
+pub const CAMVID_GROUP: &str = r"^([^_]+)_";
+
+/// Splits `pairs` into (train, valid) with every image of group `held` in valid and the rest
+/// in train, and the groups there are with their image counts (for an error naming them).
+pub fn hold_out_group(
+    pairs: Vec<Pair>,
+    group_by: &Regex,
+    held: &str,
+) -> (Vec<Pair>, Vec<Pair>, BTreeMap<String, usize>) {
+    let mut counts = BTreeMap::new();
+    let (valid, train): (Vec<Pair>, Vec<Pair>) = pairs.into_iter().partition(|pair| {
+        let group = group_of(&pair.name(), Some(group_by));
+        let is_held = group == held;
+        *counts.entry(group).or_insert(0) += 1;
+        is_held
+    });
+    (train, valid, counts)
+}
+
 /// The group of an image name: `group_by`'s first capture (or whole match) where it matches,
 /// else the name itself (each image its own group).
 pub fn group_of(name: &str, group_by: Option<&Regex>) -> String {

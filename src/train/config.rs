@@ -49,6 +49,10 @@ pub struct TrainConfig {
     /// Which share of the grouped split is held out (k-fold cross-validation).
     #[serde(default)]
     pub fold: usize,
+    /// Validate on this group (a CamVid sequence, a Carvana car, a `group_by` group) and train
+    /// on every other image of the folders, their validation folders included.
+    #[serde(default)]
+    pub hold_out: Option<String>,
     /// Export the last epoch's weights instead of the best by the validation score.
     #[serde(default)]
     pub keep_last: bool,
@@ -174,8 +178,15 @@ impl TrainConfig {
             .iter()
             .zip(datasets)
             .map(|(source, dataset)| {
-                let (mut train, mut valid) =
-                    dataset.train_valid(self.valid_frac, group.as_ref(), self.seed, self.fold)?;
+                let (mut train, mut valid) = match &self.hold_out {
+                    Some(held) => dataset.hold_out(group.as_ref(), held)?,
+                    None => dataset.train_valid(
+                        self.valid_frac,
+                        group.as_ref(),
+                        self.seed,
+                        self.fold,
+                    )?,
+                };
                 if let Some(limit) = self.limit {
                     train.truncate(limit);
                     valid.truncate(limit.div_ceil(4));

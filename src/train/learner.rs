@@ -568,6 +568,7 @@ impl Learner {
             "loss": if self.config.loss.dice { "ce+dice" } else { "ce" },
             "seed": self.config.seed,
             "fold": self.config.fold,
+            "hold_out": self.config.hold_out,
             "kept": if self.config.keep_last { "last epoch" } else { "best epoch" },
             "init_from": self.pretrained.as_ref().map(|p| serde_json::json!({
                 "file": p.path.display().to_string(),

@@ -119,6 +119,29 @@ fn grouped_split_keeps_each_car_on_one_side() {
 
 /// A 32×48 pattern whose labels are readable from the image: label 1 where the red channel is
 /// 255, label 0 where it is 0 (a checkerboard of 4-pixel squares plus an asymmetric bar).
+#[test]
+fn holding_out_a_sequence_keeps_all_of_it_on_one_side() {
+    let root = shared("camvid");
+    let camvid = Dataset::open(&root, None).unwrap();
+    let total = camvid.train.len() + camvid.valid.as_ref().unwrap().len();
+    let sequence = |p: &Pair| p.name().split('_').next().unwrap().to_string();
+    for held in ["0001TP", "0006R0", "0016E5"] {
+        let (train, valid) = camvid.hold_out(None, held).unwrap();
+        assert!(
+            !valid.is_empty() && valid.iter().all(|p| sequence(p) == held),
+            "{held}"
+        );
+        assert!(train.iter().all(|p| sequence(p) != held), "{held}");
+        // Every image of the folder, its own val/ included, is on exactly one side.
+        assert_eq!(train.len() + valid.len(), total, "{held}");
+    }
+    let error = camvid.hold_out(None, "0006").unwrap_err().to_string();
+    assert!(error.contains("0006R0 (101)"), "{error}");
+    let people = Dataset::open(&shared("human_seg"), None).unwrap();
+    let error = people.hold_out(None, "x").unwrap_err().to_string();
+    assert!(error.contains("--group-by"), "{error}");
+}
+
 fn pattern() -> Sample {
     let [h, w] = [32, 48];
     let label =

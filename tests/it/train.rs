@@ -43,6 +43,7 @@ fn config(limit: usize, size: usize, epochs: usize) -> TrainConfig {
         encoder_lr_ratio: 0.1,
         init_from: None,
         median_frequency: false,
+        hold_out: None,
     }
 }
 
