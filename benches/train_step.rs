@@ -62,7 +62,10 @@ fn main() -> anyhow::Result<()> {
         labels: (0..batch * pixels).map(|i| u8::from(i % 3 == 0)).collect(),
     };
     let mut optimizer = AdamConfig::new().init();
-    let loss = LossKind { dice: false };
+    let loss = LossKind {
+        dice: false,
+        ohem: None,
+    };
     let (mut times, mut first_loss, mut last_loss) = (Vec::new(), f32::NAN, f32::NAN);
     for step in 0..steps + 2 {
         let t;

@@ -703,6 +703,11 @@ pub struct TrainArgs {
     /// Add a soft Dice term to the cross-entropy.
     #[arg(long)]
     pub dice: bool,
+    /// Online hard example mining, P[,SHARE]: the pixel loss counts only pixels whose true
+    /// class gets less than probability P (the anchors use 0.7), and at least the hardest SHARE
+    /// (default 1/16) of a batch's pixels.
+    #[arg(long, value_delimiter = ',', num_args = 1..=2)]
+    pub ohem: Vec<f32>,
     /// Class weights in the pixel loss: none, or median-frequency (SegNet's: rare classes
     /// weigh more, from the training labels).
     #[arg(long, default_value = "none", value_parser = ["none", "median-frequency"])]
@@ -799,6 +804,27 @@ pub struct TrainArgs {
     /// Not part of the run: --resume may continue on another device.
     #[arg(long, default_value = "auto")]
     pub device: crate::train::device::TrainDevice,
+}
+
+#[cfg(feature = "train")]
+impl TrainArgs {
+    /// `--ohem P[,SHARE]` checked: P in (0, 1], SHARE in [0, 1].
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] naming the value out of range.
+    pub fn ohem(&self) -> crate::Result<Option<crate::train::loss::Ohem>> {
+        let Some(&below) = self.ohem.first() else {
+            return Ok(None);
+        };
+        let min_share = self.ohem.get(1).copied().unwrap_or(1.0 / 16.0);
+        if !(below > 0.0 && below <= 1.0) || !(0.0..=1.0).contains(&min_share) {
+            return Err(crate::Error::Config(format!(
+                "--ohem {below},{min_share}: the probability must be in (0, 1] and the share \
+                 in [0, 1]"
+            )));
+        }
+        Ok(Some(crate::train::loss::Ohem { below, min_share }))
+    }
 }
 
 /// Parses `HEIGHTxWIDTH` (or a single number for a square).

@@ -130,7 +130,10 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         batch_size: args.batch,
         lr: args.lr,
         weight_decay: args.weight_decay,
-        loss: LossKind { dice: args.dice },
+        loss: LossKind {
+            dice: args.dice,
+            ohem: args.ohem()?,
+        },
         valid_frac: args.valid_frac,
         group_by: args.group_by.clone(),
         seed: args.seed,

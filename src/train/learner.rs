@@ -565,7 +565,7 @@ impl Learner {
             "epochs": self.config.epochs,
             "batch_size": self.config.batch_size,
             "lr": self.config.lr,
-            "loss": if self.config.loss.dice { "ce+dice" } else { "ce" },
+            "loss": self.config.loss.to_string(),
             "seed": self.config.seed,
             "fold": self.config.fold,
             "hold_out": self.config.hold_out,

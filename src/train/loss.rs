@@ -1,5 +1,6 @@
 //! Losses on N×C×H×W logits with per-pixel labels: BCE-with-logits for one class,
-//! cross-entropy for several, both skipping ignored pixels, and an optional soft Dice term.
+//! cross-entropy for several, both skipping ignored pixels, optionally only over the hardest
+//! pixels (OHEM), and an optional soft Dice term.
 
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, relu, sigmoid, softmax};
@@ -15,10 +16,76 @@ const MAX_CLASS_WEIGHT: f64 = 10.0;
 const DICE_SMOOTH: f32 = 1.0;
 
 /// Which loss to minimise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LossKind {
     /// Add (1 − soft Dice) to the pixel loss.
     pub dice: bool,
+    /// Average the pixel loss over the hardest pixels only.
+    #[serde(default)]
+    pub ohem: Option<Ohem>,
+}
+
+impl std::fmt::Display for LossKind {
+    /// As the model card records it: `ce`, `ce+dice`, `ohem(0.7, 0.0625) ce+dice`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(Ohem { below, min_share }) = self.ohem {
+            write!(f, "ohem({below}, {min_share}) ")?;
+        }
+        f.write_str(if self.dice { "ce+dice" } else { "ce" })
+    }
+}
+
+/// Online hard example mining (the real-time street models' loss, as in PSPNet's and
+/// BiSeNet's code): the pixel loss counts only the pixels whose true class the model gives
+/// less than `below` probability, and at least the `min_share` hardest of a batch's counted
+/// pixels, so the many easy pixels (road, sky) stop drowning the thin and rare ones.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Ohem {
+    /// A pixel is hard while its true class's probability is below this (0.7 in the anchors).
+    pub below: f32,
+    /// Share of the counted pixels always kept, the hardest first.
+    pub min_share: f32,
+}
+
+impl Ohem {
+    /// The 0/1 mask of the pixels that count: hard ones, or the hardest `min_share` of the
+    /// counted ones when fewer are hard. Read on the host (a sort of the batch's losses) and
+    /// outside the gradient: which pixels count is chosen, not learned.
+    fn hardest(&self, pixel_loss: &Tensor<4>, counted: &Tensor<4>) -> Tensor<4> {
+        let device = pixel_loss.device();
+        let shape = pixel_loss.dims();
+        let losses = pixel_loss.clone().detach().into_data_as::<f32>();
+        let counted_data = counted.clone().into_data_as::<f32>();
+        let (losses, counts) = (
+            losses.as_slice::<f32>().expect("f32 data"),
+            counted_data.as_slice::<f32>().expect("f32 data"),
+        );
+        let mut candidates: Vec<f32> = losses
+            .iter()
+            .zip(counts)
+            .filter(|&(_, &c)| c > 0.0)
+            .map(|(&l, _)| l)
+            .collect();
+        // −ln(p) is the pixel loss of a true-class probability p, for BCE and cross-entropy.
+        let hard = -self.below.ln();
+        let min_kept = ((candidates.len() as f32 * self.min_share).ceil() as usize).max(1);
+        let cut = if candidates.iter().filter(|&&l| l > hard).count() >= min_kept {
+            hard
+        } else if candidates.is_empty() {
+            f32::INFINITY
+        } else {
+            let k = min_kept.min(candidates.len()) - 1;
+            *candidates
+                .select_nth_unstable_by(k, |a, b| b.total_cmp(a))
+                .1
+        };
+        let keep: Vec<f32> = losses
+            .iter()
+            .zip(counts)
+            .map(|(&l, &c)| f32::from(u8::from(c > 0.0 && (l > hard || l >= cut))))
+            .collect();
+        Tensor::from_data(TensorData::new(keep, shape), &device)
+    }
 }
 
 /// A batch's labels as tensors on the training device.
@@ -105,7 +172,6 @@ impl LossKind {
     /// The mean loss of `logits` against `targets` over counted pixels.
     pub fn compute(&self, logits: Tensor<4>, targets: &Targets) -> Tensor<1> {
         let channels = logits.dims()[1];
-        let counted = total(targets.weight.clone()).clamp_min(1e-6);
         let (pixel_loss, probabilities, truth) = if channels == 1 {
             let y = targets.classes.clone().float();
             // BCE with logits, stable form: max(x,0) − x·y + log(1 + e^−|x|).
@@ -123,7 +189,11 @@ impl LossKind {
             );
             (loss, softmax(logits, 1), truth)
         };
-        let loss = total(pixel_loss * targets.weight.clone()) / counted;
+        let weight = match &self.ohem {
+            Some(ohem) => targets.weight.clone() * ohem.hardest(&pixel_loss, &targets.counted),
+            None => targets.weight.clone(),
+        };
+        let loss = total(pixel_loss * weight.clone()) / total(weight).clamp_min(1e-6);
         if self.dice {
             loss + soft_dice_loss(probabilities, truth, targets.counted.clone())
         } else {
@@ -163,6 +233,58 @@ mod tests {
             rgb: vec![0; labels.len() * 3],
             labels,
         }
+    }
+
+    /// Binary logits whose pixel losses are known: label 1 everywhere but the ignored last.
+    fn losses_of(logits: &[f32]) -> (Tensor<4>, Targets, Vec<f32>) {
+        let device = Device::flex();
+        let n = logits.len();
+        let mut labels = vec![1u8; n];
+        labels[n - 1] = IGNORE;
+        let batch = Batch {
+            len: 1,
+            size: [1, n],
+            images: vec![0.0; 3 * n],
+            labels,
+        };
+        let targets = Targets::new(&batch, &device, &[]);
+        let tensor = Tensor::from_data(TensorData::new(logits.to_vec(), [1, 1, 1, n]), &device);
+        // BCE of label 1: ln(1 + e^−x).
+        let losses = logits[..n - 1].iter().map(|x| (-x).exp().ln_1p()).collect();
+        (tensor, targets, losses)
+    }
+
+    #[test]
+    fn ohem_averages_over_the_hard_pixels_and_keeps_at_least_its_share() {
+        // Probabilities of the true class: 0.95, 0.9, 0.6, 0.3, 0.1 (and one ignored pixel).
+        let logits = [2.944, 2.197, 0.405, -0.847, -2.197, -5.0];
+        let (tensor, targets, losses) = losses_of(&logits);
+        let mean = |picked: &[f32]| picked.iter().sum::<f32>() / picked.len() as f32;
+        let loss = |ohem| {
+            LossKind { dice: false, ohem }
+                .compute(tensor.clone(), &targets)
+                .into_scalar::<f32>()
+        };
+        let plain = loss(None);
+        assert!((plain - mean(&losses)).abs() < 1e-5, "{plain}");
+        // Below 0.7: the three hardest (0.6, 0.3, 0.1); the ignored pixel never counts.
+        let hard = loss(Some(Ohem {
+            below: 0.7,
+            min_share: 0.0,
+        }));
+        assert!(
+            (hard - mean(&losses[2..])).abs() < 1e-5,
+            "{hard} vs {losses:?}"
+        );
+        // Only 0.1 is below 0.2, but a share of 0.4 of five pixels keeps the two hardest.
+        let kept = loss(Some(Ohem {
+            below: 0.2,
+            min_share: 0.4,
+        }));
+        assert!(
+            (kept - mean(&losses[3..])).abs() < 1e-5,
+            "{kept} vs {losses:?}"
+        );
     }
 
     #[test]

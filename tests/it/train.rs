@@ -28,7 +28,10 @@ fn config(limit: usize, size: usize, epochs: usize) -> TrainConfig {
         batch_size: 4,
         lr: 3e-3,
         weight_decay: 0.0,
-        loss: LossKind { dice: true },
+        loss: LossKind {
+            dice: true,
+            ohem: None,
+        },
         valid_frac: 0.2,
         group_by: None,
         seed: 11,
