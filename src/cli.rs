@@ -817,7 +817,8 @@ impl TrainArgs {
             return Ok(None);
         };
         let min_share = self.ohem.get(1).copied().unwrap_or(1.0 / 16.0);
-        if !(below > 0.0 && below <= 1.0) || !(0.0..=1.0).contains(&min_share) {
+        let in_range = below > 0.0 && below <= 1.0 && (0.0..=1.0).contains(&min_share);
+        if !in_range {
             return Err(crate::Error::Config(format!(
                 "--ohem {below},{min_share}: the probability must be in (0, 1] and the share \
                  in [0, 1]"
