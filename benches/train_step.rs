@@ -1,9 +1,9 @@
 //! Training step time on synthetic data, split into forward, loss, backward and optimiser, for
 //! comparison with `benches/torch_step.py` (same U-Net, batch, size and threads).
 //!
-//! `cargo bench --bench train_step -- [--size 128] [--batch 8] [--steps 10] [--model M.onnx]
-//! [--device cpu|cuda|vulkan]` — without `--model`, the default U-Net (depth 4, base 16); with
-//! it, the ONNX model as `train --init-from` trains it (one output class). Prints the mean
+//! `cargo bench --bench train_step -- [--size 128] [--batch 8] [--steps 10] [--model M.onnx
+//! [--decoder unet]] [--device cpu|cuda|vulkan]` — without `--model`, the default U-Net (depth
+//! 4, base 16); with it, the ONNX model as `train --init-from` trains it (one output class). Prints the mean
 //! step time and the loss after the last step (the weights are drawn on the CPU with seed 0 on
 //! every device, so the losses of two devices compare). On a GPU the device runs ahead of the
 //! host, so only the step's total is its time (the loss is read back each step); the phases
@@ -18,13 +18,14 @@ use segstream::train::learner::{StepTimes, train_step};
 use segstream::train::loader::Batch;
 use segstream::train::loss::LossKind;
 use segstream::train::model::{Architecture, SegmentationModel};
-use segstream::train::pretrained::Pretrained;
+use segstream::train::pretrained::{Decoder, Pretrained};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let (mut size, mut batch, mut steps) = (128usize, 8usize, 10usize);
     let mut model_path = None::<PathBuf>;
     let mut on = TrainDevice::Cpu;
+    let mut decoder = Decoder::Head;
     while let Some(flag) = args.next() {
         let value = args
             .next()
@@ -35,6 +36,7 @@ fn main() -> anyhow::Result<()> {
             "--steps" => steps = value.parse()?,
             "--model" => model_path = Some(PathBuf::from(value)),
             "--device" => on = value.parse().map_err(anyhow::Error::msg)?,
+            "--decoder" => decoder = value.parse().map_err(anyhow::Error::msg)?,
             _ => anyhow::bail!("unknown option {flag}"),
         }
     }
@@ -44,7 +46,7 @@ fn main() -> anyhow::Result<()> {
     let (cpu, device) = (Device::flex().autodiff(), chosen.device);
     cpu.seed(0);
     let mut model = match &model_path {
-        Some(path) => SegmentationModel::Graph(Pretrained::read(path, 1, 0)?.model(&cpu)?),
+        Some(path) => SegmentationModel::Graph(Pretrained::read(path, 1, 0, decoder)?.model(&cpu)?),
         None => SegmentationModel::new(&Architecture::default(), 1, &cpu),
     }
     .moved_to(&device);

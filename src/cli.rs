@@ -789,6 +789,11 @@ pub struct TrainArgs {
     /// at the first --size), then everything.
     #[arg(long, requires = "init_from")]
     pub freeze_body: Option<usize>,
+    /// With --init-from: what replaces the body's head. head: a fresh one like it, only when
+    /// the classes differ; unet: a U-Net decoder that brings the body's features back to the
+    /// input's size, joined at each octave by the body's activations there (and the picture).
+    #[arg(long, requires = "init_from", default_value = "head")]
+    pub decoder: crate::train::pretrained::Decoder,
     /// Stop after this many epochs in total, leaving a checkpoint for --resume.
     #[arg(long)]
     pub stop_after: Option<usize>,

@@ -151,6 +151,7 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         freeze_encoder: args.freeze_encoder || args.freeze_body.is_some_and(|n| n > 0),
         encoder_lr_ratio: args.encoder_lr_ratio,
         init_from: args.init_from.clone(),
+        decoder: args.decoder,
         median_frequency: args.class_weights == "median-frequency",
         hold_out: args.hold_out.clone(),
     };

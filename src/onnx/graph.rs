@@ -38,6 +38,8 @@ impl Weights {
 pub struct GraphBuilder {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
+    /// Put before every name the builder makes, so that its nodes can join another graph.
+    prefix: String,
 }
 
 /// Geometry of a convolution or pooling window.
@@ -57,9 +59,18 @@ impl GraphBuilder {
         Self::default()
     }
 
+    /// An empty builder whose node, value and initializer names all start with `prefix`: its
+    /// nodes are meant for another graph ([`GraphBuilder::into_parts`]).
+    pub fn prefixed(prefix: &str) -> Self {
+        GraphBuilder {
+            prefix: prefix.to_string(),
+            ..Self::default()
+        }
+    }
+
     /// Adds `weights` as an initializer and returns its name.
     pub fn constant(&mut self, weights: &Weights) -> String {
-        let name = format!("w{}", self.initializers.len());
+        let name = format!("{}w{}", self.prefix, self.initializers.len());
         self.initializers.push(TensorProto {
             name: Some(name.clone()),
             dims: weights.dims.iter().map(|&d| d as i64).collect(),
@@ -84,7 +95,19 @@ impl GraphBuilder {
         bias: Option<&Weights>,
         window: Window,
     ) -> String {
-        self.weighted("Conv", x, weight, bias, window)
+        self.weighted("Conv", x, weight, bias, window, vec![])
+    }
+
+    /// Depthwise `Conv` (one group per channel); `weight` is channels×1×kh×kw.
+    pub fn depthwise_conv(
+        &mut self,
+        x: &str,
+        weight: &Weights,
+        bias: Option<&Weights>,
+        window: Window,
+    ) -> String {
+        let groups = int_attribute("group", weight.dims[0] as i64);
+        self.weighted("Conv", x, weight, bias, window, vec![groups])
     }
 
     /// `ConvTranspose` without output padding; `weight` is in×out×kh×kw.
@@ -95,7 +118,7 @@ impl GraphBuilder {
         bias: Option<&Weights>,
         window: Window,
     ) -> String {
-        self.weighted("ConvTranspose", x, weight, bias, window)
+        self.weighted("ConvTranspose", x, weight, bias, window, vec![])
     }
 
     /// A convolution-like op: input, weight and optional bias; kernel size from the weight.
@@ -106,11 +129,13 @@ impl GraphBuilder {
         weight: &Weights,
         bias: Option<&Weights>,
         window: Window,
+        mut attributes: Vec<AttributeProto>,
     ) -> String {
         let mut inputs = vec![x.to_string(), self.constant(weight)];
         inputs.extend(bias.map(|b| self.constant(b)));
         let kernel = [weight.dims[2], weight.dims[3]];
-        self.node(op, inputs, window_attributes(Window { kernel, ..window }))
+        attributes.extend(window_attributes(Window { kernel, ..window }));
+        self.node(op, inputs, attributes)
     }
 
     /// `MaxPool`.
@@ -126,6 +151,23 @@ impl GraphBuilder {
     /// Element-wise `Add`.
     pub fn add(&mut self, a: &str, b: &str) -> String {
         self.node("Add", vec![a.to_string(), b.to_string()], vec![])
+    }
+
+    /// Bilinear `Resize` (half-pixel centres) of an N×C×H×W tensor by `factor` along H and W.
+    pub fn upsample(&mut self, x: &str, factor: usize) -> String {
+        let scales = self.constant(&Weights::new(
+            vec![4],
+            vec![1.0, 1.0, factor as f32, factor as f32],
+        ));
+        let attributes = vec![
+            string_attribute("mode", "linear"),
+            string_attribute("coordinate_transformation_mode", "half_pixel"),
+        ];
+        self.node(
+            "Resize",
+            vec![x.to_string(), String::new(), scales],
+            attributes,
+        )
     }
 
     /// `Concat` along `axis`.
@@ -187,8 +229,17 @@ impl GraphBuilder {
         .encode_to_vec()
     }
 
+    /// The nodes and initializers appended so far, for another graph; the last node's output
+    /// is renamed `output`.
+    pub fn into_parts(mut self, output: &str) -> (Vec<NodeProto>, Vec<TensorProto>) {
+        if let Some(last) = self.nodes.last_mut() {
+            last.output = vec![output.to_string()];
+        }
+        (self.nodes, self.initializers)
+    }
+
     fn node(&mut self, op: &str, inputs: Vec<String>, attributes: Vec<AttributeProto>) -> String {
-        let output = format!("{}{}", op.to_lowercase(), self.nodes.len());
+        let output = format!("{}{}{}", self.prefix, op.to_lowercase(), self.nodes.len());
         self.node_named(op, inputs, &output, attributes);
         output
     }
@@ -202,7 +253,7 @@ impl GraphBuilder {
     ) {
         self.nodes.push(NodeProto {
             op_type: Some(op.to_string()),
-            name: Some(format!("{op}_{}", self.nodes.len())),
+            name: Some(format!("{}{op}_{}", self.prefix, self.nodes.len())),
             input: inputs,
             output: vec![output.to_string()],
             attribute: attributes,

@@ -23,7 +23,7 @@ use burn::tensor::ops::{
 
 use super::proto::tensor_proto::DataType;
 use super::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
-use super::{VALUE_MOVING_OPS, int64_values};
+use super::{DECODER_PREFIX, VALUE_MOVING_OPS, int64_values};
 use crate::kernels::activation::{hard_swish, relu};
 use crate::kernels::conv::conv2d;
 use crate::kernels::conv_transpose::conv_transpose2d;
@@ -31,8 +31,9 @@ use crate::kernels::elementwise::{add, mul};
 use crate::kernels::resize::interpolate;
 
 /// An ONNX graph as a burn module: its weights are the module's parameters, split into the
-/// head (the layer that produces the output) and the body (the rest), so that the body can be
-/// frozen or trained slower (parameter paths contain `head` or `body`).
+/// head (the layer that produces the output, and a grafted decoder's layers: names under
+/// [`DECODER_PREFIX`]) and the body (the rest), so that the body can be frozen or trained
+/// slower (parameter paths contain `head` or `body`).
 #[derive(Module, Debug)]
 pub struct GraphModel {
     /// Trainable initializers of the body, flat; shaped where used.
@@ -180,7 +181,7 @@ impl GraphModel {
                 let (dims, values) = tensor_values(tensor)?;
                 let is_float = tensor.data_type == Some(DataType::Float as i32);
                 if is_float && weighs(op_type, slot) {
-                    let in_head = head_inputs.contains(name);
+                    let in_head = head_inputs.contains(name) || name.starts_with(DECODER_PREFIX);
                     let params = if in_head { &mut head } else { &mut body };
                     let slot = Slot {
                         head: in_head,
@@ -265,6 +266,17 @@ impl GraphModel {
             _ => {}
         });
         trace
+    }
+
+    /// Every node's output and its dimensions, in the order the graph computes them, for one
+    /// `size` (height, width) input.
+    pub(super) fn shapes(&self, [height, width]: [usize; 2]) -> Vec<(String, [usize; 4])> {
+        let mut shapes = Vec::new();
+        let input = Tensor::zeros([1, 3, height, width], &self.device());
+        self.evaluate(input, |node, _, output| {
+            shapes.push((node.output.clone(), output));
+        });
+        shapes
     }
 
     /// The value named `name` as a rank-4 tensor: an earlier output, a parameter or a constant
@@ -408,13 +420,20 @@ pub struct SizeTrace {
 /// The index of the head: the convolution that produces the output, found by walking back
 /// from the output through ops that only move values ([`VALUE_MOVING_OPS`]).
 fn head_node(model: &ModelProto) -> Option<usize> {
+    head_chain(model)?.last().copied()
+}
+
+/// The nodes from the output back to the head, the head last (see [`head_node`]).
+pub(super) fn head_chain(model: &ModelProto) -> Option<Vec<usize>> {
     let graph = model.graph.as_ref()?;
     let mut tensor = graph.output.first()?.name.clone()?;
+    let mut chain = Vec::new();
     loop {
         let index = graph.node.iter().position(|n| n.output.contains(&tensor))?;
+        chain.push(index);
         let node = &graph.node[index];
         match node.op_type.as_deref()? {
-            "Conv" | "ConvTranspose" => return Some(index),
+            "Conv" | "ConvTranspose" => return Some(chain),
             // Resizing works channel by channel: any number of classes passes through.
             op if op == "Resize" || VALUE_MOVING_OPS.contains(&op) => {
                 tensor = node.input.first()?.clone()
@@ -490,7 +509,7 @@ pub fn fixed_input_size(model: &ModelProto) -> Option<[usize; 2]> {
 }
 
 /// Declares `classes` channels (dimension 1) on an N×C×H×W tensor's type.
-fn set_channels(info: &mut super::proto::ValueInfoProto, classes: usize) {
+pub(super) fn set_channels(info: &mut super::proto::ValueInfoProto, classes: usize) {
     use super::proto::tensor_shape_proto::dimension::Value;
     use super::proto::type_proto::Value as Type;
     if let Some(Type::TensorType(tensor)) = info.r#type.as_mut().and_then(|t| t.value.as_mut())

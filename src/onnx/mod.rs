@@ -6,6 +6,8 @@
 //!
 //! Uses `infer` (the card) and `kernels` (the interpreter's CPU ops); `train` stands on it.
 
+#[cfg(feature = "train")]
+pub mod decoder;
 mod graph;
 pub mod half;
 pub mod import;
@@ -31,6 +33,9 @@ pub const OPSET: i64 = 17;
 pub const INPUT: &str = "input";
 /// Name of the model output.
 pub const OUTPUT: &str = "logits";
+/// Prefix of the names of a decoder grafted onto a pretrained body ([`decoder`]); the
+/// interpreter trains what is named so as part of the head.
+pub const DECODER_PREFIX: &str = "segstream_decoder/";
 
 /// The ONNX model in the file at `path`.
 ///

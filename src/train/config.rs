@@ -75,6 +75,9 @@ pub struct TrainConfig {
     /// head when the classes differ.
     #[serde(default)]
     pub init_from: Option<PathBuf>,
+    /// With `init_from`: what replaces its head.
+    #[serde(default)]
+    pub decoder: crate::train::pretrained::Decoder,
     /// Weigh each class's pixels by SegNet's median-frequency weights in the pixel loss.
     #[serde(default)]
     pub median_frequency: bool,
@@ -123,6 +126,9 @@ impl TrainConfig {
             return fail(
                 "--init-from brings its own network: leave out --arch and --encoder-weights".into(),
             );
+        }
+        if self.init_from.is_none() && self.decoder != crate::train::pretrained::Decoder::Head {
+            return fail("--decoder needs --init-from (a pretrained body to graft it onto)".into());
         }
         if !resnet && self.init_from.is_none() && self.freeze_encoder {
             return fail(

@@ -23,7 +23,7 @@ use super::loader::{Batch, EpochPlan, derive_seed};
 use super::loss::{LossKind, Targets, median_frequency_weights};
 use super::model::SegmentationModel;
 use super::parity::max_logit_difference;
-use super::pretrained::Pretrained;
+use super::pretrained::{Decoder, Pretrained};
 use super::report::{EpochRecord, draw_curves, write_csv};
 use super::schedule::OneCycle;
 use crate::dataset::{Sample, load_resized};
@@ -119,15 +119,24 @@ impl Learner {
         card.architecture = config.architecture.to_string();
         let pretrained = match &config.init_from {
             Some(path) => {
-                let pretrained = Pretrained::read(path, classes, config.seed)?;
+                let pretrained = Pretrained::read(path, classes, config.seed, config.decoder)?;
                 pretrained.check_sizes(&config.sizes)?;
                 if let Some(before) = pretrained.replaced_head {
-                    println!("{}: new head ({before} → {classes} classes)", shown(path));
+                    let new = match config.decoder {
+                        Decoder::Head => "new head",
+                        Decoder::UNet => "new U-Net decoder",
+                    };
+                    println!("{}: {new} ({before} → {classes} classes)", shown(path));
                 }
                 // The body was trained on inputs normalised this way.
                 card.mean = pretrained.card.mean;
                 card.std = pretrained.card.std;
-                card.architecture = pretrained.card.architecture.clone();
+                card.architecture = match (pretrained.replaced_head, config.decoder) {
+                    (Some(_), Decoder::UNet) => {
+                        format!("{} + U-Net decoder", pretrained.card.architecture)
+                    }
+                    _ => pretrained.card.architecture.clone(),
+                };
                 Some(pretrained)
             }
             None => None,
@@ -577,6 +586,7 @@ impl Learner {
                     .or_else(|| p.card.training.get("init_from").and_then(|i| i.get("source"))),
                 "architecture": p.card.architecture,
                 "new_head_replaced_classes": p.replaced_head,
+                "decoder": self.config.decoder,
             })),
             "best_epoch": best.epoch,
             "validation": best.scores,

@@ -1,17 +1,43 @@
 //! `train --init-from`: the ONNX model a run starts from. Its graph is read by the interpreter
 //! and trained as it is; when the run has other classes than the model, its head (the layer
-//! producing the output) is replaced by a fresh one; its card gives the normalisation.
+//! producing the output) is replaced by a fresh one, or by a U-Net decoder (`--decoder unet`);
+//! its card gives the normalisation.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use burn::prelude::*;
 
 use crate::infer::{ModelCard, check_input_size};
+use crate::onnx::decoder::with_unet_decoder;
 use crate::onnx::interpret::{GraphModel, fixed_input_size, with_new_head};
 use crate::onnx::proto::ModelProto;
 use crate::onnx::read_model;
 use crate::paths::shown;
 use crate::{Error, Result};
+
+/// What replaces a pretrained body's head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Decoder {
+    /// A fresh head like the old one, only when the classes differ (the body's output size).
+    #[default]
+    Head,
+    /// A U-Net decoder back to the input's size with skip connections from the body
+    /// ([`with_unet_decoder`]), always.
+    UNet,
+}
+
+impl FromStr for Decoder {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "head" => Ok(Self::Head),
+            "unet" => Ok(Self::UNet),
+            other => Err(format!("'{other}': expected head or unet")),
+        }
+    }
+}
 
 /// A pretrained model ready to be trained further.
 #[derive(Debug, Clone)]
@@ -28,12 +54,12 @@ pub struct Pretrained {
 
 impl Pretrained {
     /// Reads `path` for a run with `classes` output channels; a new head (seeded by `seed`)
-    /// replaces the old one when the counts differ.
+    /// replaces the old one when the counts differ, a U-Net decoder whenever `decoder` asks.
     ///
     /// # Errors
     /// [`Error::Model`] when the file is not an ONNX model in segstream's contract (foreign
     /// models go through `segstream import` first), or has no head to replace.
-    pub fn read(path: &Path, classes: usize, seed: u64) -> Result<Self> {
+    pub fn read(path: &Path, classes: usize, seed: u64, decoder: Decoder) -> Result<Self> {
         let proto = read_model(path)?;
         let metadata = |key: &str| {
             proto
@@ -51,13 +77,16 @@ impl Pretrained {
                 "it has no segstream card: bring it in with `segstream import` first",
             ));
         }
-        let replaced_head = (card.num_classes() != classes).then_some(card.num_classes());
-        let proto = match replaced_head {
-            Some(_) => with_new_head(&proto, classes, seed)
-                .map_err(|reason| Error::model(path, format!("a new head: {reason}")))?,
-            None => proto,
-        };
+        let replaced_head = (card.num_classes() != classes || decoder == Decoder::UNet)
+            .then_some(card.num_classes());
         let size = fixed_input_size(&proto).unwrap_or(card.input_size);
+        let proto = match (replaced_head, decoder) {
+            (Some(_), Decoder::Head) => with_new_head(&proto, classes, seed)
+                .map_err(|reason| Error::model(path, format!("a new head: {reason}")))?,
+            (Some(_), Decoder::UNet) => with_unet_decoder(&proto, classes, seed, size)
+                .map_err(|reason| Error::model(path, format!("a U-Net decoder: {reason}")))?,
+            (None, _) => proto,
+        };
         check_input_size(1, size, classes).map_err(|reason| Error::model(path, reason))?;
         // The graph must run before a run is started on it.
         GraphModel::from_onnx(&proto, &Device::flex()).map_err(|e| Error::model(path, e))?;

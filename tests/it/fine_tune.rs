@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use prost::Message;
+use segstream::onnx::DECODER_PREFIX;
 use segstream::onnx::proto::ModelProto;
 use segstream::train::checkpoint::{Checkpoints, load_model};
 use segstream::train::model::SegmentationModel;
-use segstream::train::pretrained::Pretrained;
+use segstream::train::pretrained::{Decoder, Pretrained};
 
 use crate::helpers::{import_model, run_ok};
 use crate::media::{generated, shared};
@@ -214,41 +215,126 @@ fn a_new_head_learns_on_a_frozen_body() {
     ]);
     assert!(stdout.contains("new head (1 → 3 classes)"), "{stdout}");
 
-    // The weights after the frozen stage against the starting ones (same seed, same head).
+    let changed = changed_by_the_run(&model, 3, Decoder::Head, &run);
+    // MediaPipe's head is its final ConvTranspose: weights ct_W and bias ct_B.
+    assert_eq!(
+        changed,
+        HashSet::from(["ct_W".to_string(), "ct_B".to_string()]),
+        "changed: {changed:?}"
+    );
+    // The new head takes the old one's place: no initializer more or less.
+    let imported = ModelProto::decode(std::fs::read(&model).unwrap().as_slice()).unwrap();
+    let start = Pretrained::read(&model, 3, 0, Decoder::Head).unwrap();
+    let start = start.model(&Device::flex()).unwrap().to_onnx();
+    assert_eq!(initializers(&imported).len(), initializers(&start).len());
+}
+
+/// The initializers a run's last checkpoint holds changed against its start (the pretrained
+/// `model` with `decoder` for `classes`, drawn from train's default seed), by name; asserts
+/// that it has as many as the start.
+fn changed_by_the_run(
+    model: &Path,
+    classes: usize,
+    decoder: Decoder,
+    run: &Path,
+) -> HashSet<String> {
     let seed = 0; // train's default --seed
-    let start = Pretrained::read(&model, 3, seed).unwrap();
+    let start = Pretrained::read(model, classes, seed, decoder).unwrap();
     let fresh = start.model(&Device::flex()).unwrap();
     let mut trained = SegmentationModel::Graph(start.model(&Device::flex()).unwrap());
-    let weights = Checkpoints::new(&run).model_file().unwrap();
+    let weights = Checkpoints::new(run).model_file().unwrap();
     load_model(&mut trained, &weights).unwrap();
     let SegmentationModel::Graph(trained) = trained else {
         unreachable!("loaded into a graph")
     };
     let before = initializers(&fresh.to_onnx());
     let after = initializers(&trained.to_onnx());
-    let changed: HashSet<&str> = before
+    assert_eq!(before.len(), after.len());
+    let values = |t: &(String, Vec<u8>, Vec<f32>)| -> Vec<f32> {
+        if t.1.is_empty() {
+            t.2.clone()
+        } else {
+            t.1.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect()
+        }
+    };
+    before
         .iter()
         .zip(&after)
-        .filter(|(b, a)| {
-            let values = |t: &(String, Vec<u8>, Vec<f32>)| -> Vec<f32> {
-                if t.1.is_empty() {
-                    t.2.clone()
-                } else {
-                    t.1.chunks_exact(4)
-                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                        .collect()
-                }
-            };
-            values(b) != values(a)
-        })
-        .map(|(b, _)| b.0.as_str())
-        .collect();
-    // MediaPipe's head is its final ConvTranspose: weights ct_W and bias ct_B.
-    assert_eq!(
-        changed,
-        HashSet::from(["ct_W", "ct_B"]),
-        "changed: {changed:?}"
+        .filter(|(b, a)| values(b) != values(a))
+        .map(|(b, _)| b.0.clone())
+        .collect()
+}
+
+#[test]
+fn a_unet_decoder_on_the_body_learns_while_it_is_frozen_resumes_and_exports_with_parity() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = imported_selfie(dir.path());
+    let data = dir.path().join("data");
+    three_class_data(&data, 10);
+    let run = dir.path().join("run");
+    let stdout = train(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--classes",
+        "red,green,blue",
+        "--init-from",
+        model.to_str().unwrap(),
+        "--decoder",
+        "unet",
+        "--size",
+        "128",
+        "--freeze-body",
+        "1",
+        "--epochs",
+        "1",
+        "--batch",
+        "4",
+        "--stop-after",
+        "1",
+        "--no-cache",
+        "-o",
+        run.to_str().unwrap(),
+    ]);
+    assert!(
+        stdout.contains("new U-Net decoder (1 → 3 classes)"),
+        "{stdout}"
     );
-    let exported = ModelProto::decode(std::fs::read(&model).unwrap().as_slice()).unwrap();
-    assert_eq!(initializers(&exported).len(), before.len());
+
+    // The frozen stage trained every weight of the decoder and nothing else.
+    let start = Pretrained::read(&model, 3, 0, Decoder::UNet).unwrap();
+    let decoder: HashSet<String> = start
+        .model(&Device::flex())
+        .unwrap()
+        .trainable()
+        .iter()
+        .map(|(name, _)| name.clone())
+        .filter(|name| name.starts_with(DECODER_PREFIX))
+        .collect();
+    assert!(decoder.len() >= 4, "decoder weights: {decoder:?}");
+    assert_eq!(changed_by_the_run(&model, 3, Decoder::UNet, &run), decoder);
+
+    let stdout = train(&["--resume", run.to_str().unwrap()]);
+    let parity = figure(&stdout, "max |Δ| =");
+    assert!(parity <= 1e-3, "parity {parity}\n{stdout}");
+    let exported = run.join("model.onnx");
+    let proto = ModelProto::decode(std::fs::read(&exported).unwrap().as_slice()).unwrap();
+    let names: Vec<String> = initializers(&proto).into_iter().map(|t| t.0).collect();
+    assert!(
+        !names.iter().any(|n| n == "ct_W"),
+        "the old head is gone: {names:?}"
+    );
+    let card = run_ok(&["inspect", exported.to_str().unwrap()]).stdout;
+    assert!(card.contains("U-Net decoder"), "{card}");
+    let frames = dir.path().join("frames");
+    let input = generated("bars.mkv");
+    run_ok(&[
+        "segment",
+        input.to_str().unwrap(),
+        "-o",
+        frames.to_str().unwrap(),
+        "--model",
+        exported.to_str().unwrap(),
+    ]);
 }

@@ -45,6 +45,7 @@ fn config(limit: usize, size: usize, epochs: usize) -> TrainConfig {
         freeze_encoder: false,
         encoder_lr_ratio: 0.1,
         init_from: None,
+        decoder: Default::default(),
         median_frequency: false,
         hold_out: None,
     }
