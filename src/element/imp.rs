@@ -378,10 +378,23 @@ impl Segstream {
             let format = output_format(mode, info.format());
             (info, format)
         };
-        let mut frame = Frame::from_buffer(&buffer, &info, 0, received).map_err(|error| {
-            gst::element_imp_error!(self, gst::StreamError::Decode, ("{error}"));
-            gst::FlowError::Error
-        })?;
+        // YUV in, RGBA out (a transparent cut-out): the frame is converted on the way in.
+        let rgba_out = !matches!(
+            format,
+            VideoFormat::I420 | VideoFormat::Nv12 | VideoFormat::Gray8
+        );
+        let mut frame = Frame::from_buffer(&buffer, &info, 0, received)
+            .and_then(|frame| {
+                if rgba_out {
+                    frame.into_rgba()
+                } else {
+                    Ok(frame)
+                }
+            })
+            .map_err(|error| {
+                gst::element_imp_error!(self, gst::StreamError::Decode, ("{error}"));
+                gst::FlowError::Error
+            })?;
         let input = {
             let mut state = lock(&self.state);
             if state.lane.is_none() {
@@ -516,7 +529,7 @@ impl Segstream {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
-                ("segstream takes video/x-raw in RGBA, RGBx, BGRx or BGRA, not {caps}: put videoconvert in front of it")
+                ("segstream takes video/x-raw in I420, NV12, RGBA, RGBx, BGRx or BGRA, not {caps}: put videoconvert in front of it")
             );
             return None;
         };
@@ -551,8 +564,35 @@ impl Segstream {
                 true
             }
             QueryViewMut::Allocation(_) => false,
+            QueryViewMut::Caps(q) => {
+                // Modes that send the format they take offer what downstream takes among
+                // theirs, so that a decoder before and an encoder after agree with no
+                // converter; when downstream takes none of them, all (the caps event says why).
+                let ours = pad.pad_template_caps();
+                let caps = match self.fixed_output_format() {
+                    Some(_) => ours,
+                    None => {
+                        let downstream = self.srcpad.peer_query_caps(None);
+                        let both =
+                            downstream.intersect_with_mode(&ours, gst::CapsIntersectMode::First);
+                        if both.is_empty() { ours } else { both }
+                    }
+                };
+                q.set_result(&filtered(caps, q.filter()));
+                true
+            }
             _ => gst::Pad::query_default(pad, Some(&*self.obj()), query),
         }
+    }
+
+    /// The one format a mode sends whatever it takes (GRAY8 masks, RGBA transparent
+    /// cut-outs), if it is such a mode.
+    fn fixed_output_format(&self) -> Option<VideoFormat> {
+        lock(&self.state)
+            .mode
+            .as_ref()
+            .map(|mode| output_format(mode, VideoFormat::Unknown))
+            .filter(|&format| format != VideoFormat::Unknown)
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
@@ -575,22 +615,11 @@ impl Segstream {
             QueryViewMut::Caps(q) => {
                 // Masks and transparent cut-outs have one output format; other modes send
                 // what they take.
-                let fixed = lock(&self.state)
-                    .mode
-                    .as_ref()
-                    .map(|mode| output_format(mode, VideoFormat::Unknown))
-                    .filter(|&format| format != VideoFormat::Unknown);
-                let caps = match fixed {
+                let caps = match self.fixed_output_format() {
                     Some(format) => gst_video::VideoCapsBuilder::new().format(format).build(),
                     None => pad.pad_template_caps(),
                 };
-                let caps = match q.filter() {
-                    Some(filter) => {
-                        filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First)
-                    }
-                    None => caps,
-                };
-                q.set_result(&caps);
+                q.set_result(&filtered(caps, q.filter()));
                 true
             }
             _ => gst::Pad::query_default(pad, Some(&*self.obj()), query),
@@ -861,4 +890,12 @@ fn compositors(
     (0..workers)
         .map(|_| Compositor::new(mode.clone(), styles.to_vec()).map(|c| c.with_edge(edge)))
         .collect()
+}
+
+/// `caps` as a caps query's `filter` narrows them, in the filter's order.
+fn filtered(caps: gst::Caps, filter: Option<&gst::CapsRef>) -> gst::Caps {
+    match filter {
+        Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+        None => caps,
+    }
 }

@@ -450,8 +450,11 @@ impl Settings {
     }
 }
 
-/// The formats the element takes.
-pub const INPUT_FORMATS: [VideoFormat; 4] = [
+/// The formats the element takes: the decoders' (composed in YUV, as `segment` does) and the
+/// RGB family.
+pub const INPUT_FORMATS: [VideoFormat; 6] = [
+    VideoFormat::I420,
+    VideoFormat::Nv12,
     VideoFormat::Rgba,
     VideoFormat::Rgbx,
     VideoFormat::Bgrx,

@@ -108,6 +108,26 @@ impl RgbTables {
     }
 }
 
+/// I420 `pixels` laid out as `layout` as packed RGBA (opaque), converted with `matrix`; each
+/// chroma sample serves its 2×2 block.
+pub fn i420_to_rgba(pixels: &[u8], layout: &I420Layout, matrix: &YuvMatrix) -> Vec<u8> {
+    let tables = matrix.tables();
+    let [width, height] = layout.size;
+    let mut rgba = Vec::with_capacity(width * height * 4);
+    for y in 0..height {
+        let (luma, u, v) = (
+            layout.row(pixels, 0, y),
+            layout.row(pixels, 1, y / 2),
+            layout.row(pixels, 2, y / 2),
+        );
+        for (x, &l) in luma.iter().enumerate() {
+            let [r, g, b] = tables.rgb(l, u[x / 2], v[x / 2]);
+            rgba.extend_from_slice(&[r.round() as u8, g.round() as u8, b.round() as u8, 255]);
+        }
+    }
+    rgba
+}
+
 /// Where the planes of an I420 picture lie in its bytes (GStreamer's layout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct I420Layout {

@@ -7,7 +7,7 @@ use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
 use crate::imaging::compose::luma;
-use crate::imaging::yuv::I420Layout;
+use crate::imaging::yuv::{I420Layout, YuvMatrix, i420_to_rgba};
 use crate::imaging::{Mask, Scaler};
 use crate::{Error, Result};
 
@@ -74,9 +74,9 @@ impl Frame {
         }
     }
 
-    /// The frame in `buffer` (of geometry `info`: I420, RGBA, RGBx, BGRA or BGRx, any row
-    /// stride), with the buffer's timestamps: I420 stays I420 (in the default layout), the
-    /// others become packed RGBA.
+    /// The frame in `buffer` (of geometry `info`: I420, NV12, RGBA, RGBx, BGRA or BGRx, any
+    /// row stride), with the buffer's timestamps: I420 and NV12 become I420 (in the default
+    /// layout; NV12's interleaved chroma is split into its planes), the others packed RGBA.
     ///
     /// # Errors
     /// [`Error::Pipeline`] when the buffer cannot be read or its format is another.
@@ -86,38 +86,52 @@ impl Frame {
         seq: u64,
         received: Instant,
     ) -> Result<Frame> {
+        use gst_video::VideoFormat as F;
         let mapped = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info)
             .map_err(|e| Error::Pipeline(format!("cannot map a frame: {e}")))?;
-        let (format, swap_red_blue) = match info.format() {
-            gst_video::VideoFormat::I420 => (gst_video::VideoFormat::I420, false),
-            gst_video::VideoFormat::Rgba | gst_video::VideoFormat::Rgbx => {
-                (gst_video::VideoFormat::Rgba, false)
-            }
-            gst_video::VideoFormat::Bgra | gst_video::VideoFormat::Bgrx => {
-                (gst_video::VideoFormat::Rgba, true)
-            }
+        let format = match info.format() {
+            F::I420 | F::Nv12 => F::I420,
+            F::Rgba | F::Rgbx | F::Bgra | F::Bgrx => F::Rgba,
             other => {
                 return Err(Error::Pipeline(format!(
-                    "frames in {other:?}: only I420, RGBA, RGBx, BGRA and BGRx are read"
+                    "frames in {other:?}: only I420, NV12, RGBA, RGBx, BGRA and BGRx are read"
                 )));
             }
         };
         let packed = geometry(format, info.width(), info.height(), info)?;
-        // Rows are appended in order; only the packed layout's padding, if any, is zeroed.
-        let mut pixels = Vec::with_capacity(packed.size());
-        for plane in 0..packed.n_planes() {
+        let plane = |plane: u32| {
             let data = mapped
                 .plane_data(plane)
                 .map_err(|e| Error::Pipeline(format!("cannot read a frame: {e}")))?;
-            let from_stride = mapped.info().stride()[plane as usize] as usize;
-            let (row, rows) = plane_extent(&packed, plane);
+            Ok::<_, Error>((data, mapped.info().stride()[plane as usize] as usize))
+        };
+        let mut pixels = vec![0; packed.size()];
+        // Plane by plane, row by row: the source's strides to the default layout's.
+        let mut copy_plane = |to: u32, (data, stride): (&[u8], usize)| {
+            let (row, rows) = plane_extent(&packed, to);
             for y in 0..rows {
-                pixels.resize(row_start(&packed, plane, y), 0);
-                pixels.extend_from_slice(&data[y * from_stride..][..row]);
+                let start = row_start(&packed, to, y);
+                pixels[start..start + row].copy_from_slice(&data[y * stride..][..row]);
+            }
+        };
+        if info.format() == F::Nv12 {
+            copy_plane(0, plane(0)?);
+            let (data, stride) = plane(1)?;
+            let (row, rows) = plane_extent(&packed, 1);
+            for y in 0..rows {
+                let pairs = data[y * stride..][..2 * row].chunks_exact(2);
+                let (u, v) = (row_start(&packed, 1, y), row_start(&packed, 2, y));
+                for (x, pair) in pairs.enumerate() {
+                    pixels[u + x] = pair[0];
+                    pixels[v + x] = pair[1];
+                }
+            }
+        } else {
+            for p in 0..packed.n_planes() {
+                copy_plane(p, plane(p)?);
             }
         }
-        pixels.resize(packed.size(), 0);
-        if swap_red_blue {
+        if matches!(info.format(), F::Bgra | F::Bgrx) {
             swap_red_and_blue(&mut pixels);
         }
         Ok(Frame {
@@ -129,6 +143,29 @@ impl Frame {
             pixels,
             received,
             mask: None,
+        })
+    }
+
+    /// The frame as packed RGBA (an I420 frame converted with its colorimetry; an RGBA one as
+    /// it is).
+    ///
+    /// # Errors
+    /// [`Error::Pipeline`] when GStreamer refuses the geometry.
+    pub fn into_rgba(self) -> Result<Frame> {
+        let Some(layout) = self.i420_layout() else {
+            return Ok(self);
+        };
+        let matrix = YuvMatrix::new(&self.info.colorimetry());
+        let info = geometry(
+            gst_video::VideoFormat::Rgba,
+            self.info.width(),
+            self.info.height(),
+            &self.info,
+        )?;
+        Ok(Frame {
+            pixels: i420_to_rgba(&self.pixels, &layout, &matrix),
+            info,
+            ..self
         })
     }
 

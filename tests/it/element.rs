@@ -8,13 +8,16 @@ use std::sync::Once;
 use std::time::Duration;
 
 use gst::prelude::*;
+use gst_video::VideoFormat;
 use gstreamer as gst;
 use gstreamer_check::Harness;
+use gstreamer_video as gst_video;
 use segstream::element::meta;
+use segstream::imaging::yuv::{I420Layout, YuvMatrix, rgba_to_i420};
 use segstream::video::{Frame, swap_red_and_blue};
 
 use crate::helpers::run_ok;
-use crate::media::{decode, frame_count, generated, png_frames};
+use crate::media::{decode, frame_count, generated, png_frames, shared};
 
 /// Registers the element in this process (the plugin's own registration function).
 fn init() {
@@ -182,6 +185,193 @@ fn bgrx_overlay_and_passthrough_keep_the_format_and_carry_the_mask() {
     }
 }
 
+/// `frames` (RGBA) in I420 and in NV12 (the same samples, chroma interleaved), as GStreamer
+/// lays them out.
+fn yuv_buffers(frames: &[Frame]) -> (Vec<gst::Buffer>, Vec<gst::Buffer>) {
+    let (w, h) = (frames[0].width() as u32, frames[0].height() as u32);
+    let info = |format| gst_video::VideoInfo::builder(format, w, h).build().unwrap();
+    let (i420, nv12) = (info(VideoFormat::I420), info(VideoFormat::Nv12));
+    let layout = I420Layout::new(&i420);
+    let matrix = YuvMatrix::new(&i420.colorimetry());
+    let with_times = |pixels: Vec<u8>, frame: &Frame| {
+        let mut buffer = gst::Buffer::from_mut_slice(pixels);
+        let b = buffer.get_mut().unwrap();
+        b.set_pts(frame.pts);
+        b.set_duration(frame.duration);
+        buffer
+    };
+    frames
+        .iter()
+        .map(|frame| {
+            let planar = rgba_to_i420(&frame.pixels, &layout, &matrix);
+            let mut interleaved = vec![0; nv12.size()];
+            let (offsets, strides) = (nv12.offset(), nv12.stride());
+            for y in 0..h as usize {
+                let start = offsets[0] + y * strides[0] as usize;
+                interleaved[start..start + w as usize].copy_from_slice(layout.row(&planar, 0, y));
+            }
+            for y in 0..layout.plane_size(1)[1] {
+                let (u, v) = (layout.row(&planar, 1, y), layout.row(&planar, 2, y));
+                let start = offsets[1] + y * strides[1] as usize;
+                for x in 0..u.len() {
+                    interleaved[start + 2 * x] = u[x];
+                    interleaved[start + 2 * x + 1] = v[x];
+                }
+            }
+            (with_times(planar, frame), with_times(interleaved, frame))
+        })
+        .unzip()
+}
+
+/// The buffers `mode` sends for `input` (in `format`, of `frame`'s size), and the caps.
+fn through(
+    mode: &str,
+    format: &str,
+    frame: &Frame,
+    input: &[gst::Buffer],
+) -> (Vec<gst::Buffer>, gst::Caps) {
+    let mut h = harness(&[("mode", mode)], format, frame);
+    for buffer in input {
+        h.push(buffer.clone()).unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    let out = pull_to_eos(&mut h);
+    let caps = h.sinkpad().unwrap().current_caps().unwrap();
+    (out, caps)
+}
+
+#[test]
+fn the_decoders_formats_are_composed_in_yuv_and_sent_as_they_came() {
+    let frames = people_frames(6);
+    let (i420, nv12) = yuv_buffers(&frames);
+    let (w, h) = (frames[0].width(), frames[0].height());
+
+    // Overlay: I420 out for I420 in, NV12 for NV12, the same picture and labels in both.
+    let (planar, caps) = through("overlay", "I420", &frames[0], &i420);
+    assert_eq!(
+        caps.structure(0).unwrap().get::<&str>("format").unwrap(),
+        "I420"
+    );
+    let (interleaved, caps) = through("overlay", "NV12", &frames[0], &nv12);
+    assert_eq!(
+        caps.structure(0).unwrap().get::<&str>("format").unwrap(),
+        "NV12"
+    );
+    assert_eq!(planar.len(), frames.len());
+    assert_eq!(interleaved.len(), frames.len());
+    let info = |format| {
+        gst_video::VideoInfo::builder(format, w as u32, h as u32)
+            .build()
+            .unwrap()
+    };
+    let (i420_info, nv12_info) = (info(VideoFormat::I420), info(VideoFormat::Nv12));
+    let layout = I420Layout::new(&i420_info);
+    let mut tinted = false;
+    for ((a, b), input) in planar.iter().zip(&interleaved).zip(&i420) {
+        let (a, b) = (a.map_readable().unwrap(), b.map_readable().unwrap());
+        assert_eq!(a.len(), i420_info.size());
+        assert_eq!(b.len(), nv12_info.size());
+        tinted |= a.as_slice() != input.map_readable().unwrap().as_slice();
+        let uv = nv12_info.offset()[1];
+        let uv_stride = nv12_info.stride()[1] as usize;
+        for y in 0..h {
+            let nv12_row = &b[nv12_info.offset()[0] + y * nv12_info.stride()[0] as usize..][..w];
+            assert_eq!(layout.row(&a, 0, y), nv12_row, "luma row {y}");
+        }
+        for y in 0..layout.plane_size(1)[1] {
+            let pairs = &b[uv + y * uv_stride..][..2 * layout.plane_size(1)[0]];
+            let u: Vec<u8> = pairs.iter().step_by(2).copied().collect();
+            let v: Vec<u8> = pairs.iter().skip(1).step_by(2).copied().collect();
+            assert_eq!(layout.row(&a, 1, y), u.as_slice(), "U row {y}");
+            assert_eq!(layout.row(&a, 2, y), v.as_slice(), "V row {y}");
+        }
+    }
+    assert!(tinted, "the overlay drew on some frame");
+    for (a, b) in planar.iter().zip(&interleaved) {
+        assert_eq!(meta::read(a), meta::read(b), "same labels in both formats");
+    }
+
+    // Mask: GRAY8 whatever comes in, each pixel 255 where the label is the object.
+    let (masks, caps) = through("mask", "I420", &frames[0], &i420);
+    assert_eq!(
+        caps.structure(0).unwrap().get::<&str>("format").unwrap(),
+        "GRAY8"
+    );
+    let stride = w.next_multiple_of(4);
+    let mut object = 0;
+    for mask in &masks {
+        let labels = meta::read(mask).unwrap();
+        let gray = mask.map_readable().unwrap();
+        let drawn: Vec<u8> = gray
+            .chunks(stride)
+            .flat_map(|row| &row[..w])
+            .copied()
+            .collect();
+        let expected: Vec<u8> = labels
+            .labels
+            .iter()
+            .map(|&l| if l == 1 { 255 } else { 0 })
+            .collect();
+        assert!(drawn == expected, "the GRAY8 mask is the labels");
+        object += labels.labels.iter().filter(|&&l| l == 1).count();
+    }
+    assert!(object > 1000, "people were found ({object} pixels)");
+
+    // A transparent cut-out: RGBA out of I420 in, its alpha the mask's.
+    let (cutouts, caps) = through("cutout", "I420", &frames[0], &i420);
+    assert_eq!(
+        caps.structure(0).unwrap().get::<&str>("format").unwrap(),
+        "RGBA"
+    );
+    for (cutout, mask) in cutouts.iter().zip(&masks) {
+        let rgba = cutout.map_readable().unwrap();
+        assert_eq!(rgba.len(), w * h * 4);
+        let labels = meta::read(mask).unwrap();
+        let opaque = |l: u8| {
+            rgba.chunks(4)
+                .zip(&labels.labels)
+                .filter(|(_, label)| **label == l)
+                .map(|(px, _)| usize::from(px[3] > 127))
+                .sum::<usize>()
+        };
+        let (inside, outside) = (opaque(1), opaque(0));
+        let count = |l: u8| labels.labels.iter().filter(|&&x| x == l).count();
+        assert!(
+            inside * 10 >= count(1) * 8,
+            "the people are kept: {inside} of {}",
+            count(1)
+        );
+        assert!(
+            outside * 10 <= count(0),
+            "the rest is cut: {outside} of {}",
+            count(0)
+        );
+    }
+}
+
+#[test]
+fn a_decoder_and_an_encoder_link_to_the_element_with_no_converter() {
+    // H.264 in 4:2:0, as cameras and phones write it: the decoder sends I420.
+    let input = shared("videos/solidWhiteRight.mp4");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("blurred.mp4");
+    let line = format!(
+        "-v filesrc location={} ! decodebin ! segstream mode=blur ! \
+         x264enc speed-preset=ultrafast ! mp4mux ! filesink location={}",
+        input.display(),
+        out.display()
+    );
+    let output = gst_launch(&line);
+    let printed = stderr(&output);
+    assert!(output.status.success(), "{printed}");
+    assert_eq!(frame_count(&out), frame_count(&input), "every frame");
+    let caps = printed
+        .lines()
+        .find(|l| l.contains("segstream0.GstPad:src: caps"))
+        .unwrap_or_else(|| panic!("no caps line for segstream's source pad in {printed}"));
+    assert!(caps.contains("format=(string)I420"), "{caps}");
+}
+
 #[test]
 fn cutout_edges_are_soft_unless_turned_off() {
     let frames = people_frames(4);
@@ -343,9 +533,9 @@ fn missing_or_corrupt_models_and_unsupported_caps_are_clear_errors() {
             vec!["corrupt.onnx"],
         ),
         (
-            "videotestsrc num-buffers=5 ! video/x-raw,format=I420 ! segstream ! fakesink".to_string(),
+            "videotestsrc num-buffers=5 ! video/x-raw,format=YUY2 ! segstream ! fakesink".to_string(),
             // GStreamer refuses the link itself, naming the caps.
-            vec!["segstream0 can't handle caps", "I420"],
+            vec!["segstream0 can't handle caps", "YUY2"],
         ),
         (
             "videotestsrc num-buffers=5 ! videoconvert ! segstream mode=replace background=nonsense ! fakesink".to_string(),
@@ -374,8 +564,8 @@ fn caps_the_element_cannot_take_are_refused_saying_what_it_takes() {
     element.set_bus(Some(&bus));
     let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
     h.play();
-    h.set_src_caps_str("video/x-raw,format=I420,width=64,height=48,framerate=30/1");
-    let pushed = h.push(gst::Buffer::from_mut_slice(vec![0u8; 64 * 48 * 3 / 2]));
+    h.set_src_caps_str("video/x-raw,format=YUY2,width=64,height=48,framerate=30/1");
+    let pushed = h.push(gst::Buffer::from_mut_slice(vec![0u8; 64 * 48 * 2]));
     assert_eq!(pushed, Err(gst::FlowError::NotNegotiated));
     let message = bus
         .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
@@ -384,7 +574,11 @@ fn caps_the_element_cannot_take_are_refused_saying_what_it_takes() {
         unreachable!()
     };
     let text = error.error().to_string();
-    for needle in ["RGBA, RGBx, BGRx or BGRA", "I420", "videoconvert"] {
+    for needle in [
+        "I420, NV12, RGBA, RGBx, BGRx or BGRA",
+        "YUY2",
+        "videoconvert",
+    ] {
         assert!(text.contains(needle), "no '{needle}' in: {text}");
     }
 }
