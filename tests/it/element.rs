@@ -13,7 +13,7 @@ use gstreamer as gst;
 use gstreamer_check::Harness;
 use gstreamer_video as gst_video;
 use segstream::element::meta;
-use segstream::imaging::yuv::{I420Layout, YuvMatrix, rgba_to_i420};
+use segstream::imaging::yuv::{I420Layout, YuvMatrix, i420_to_rgba, rgba_to_i420};
 use segstream::video::{Frame, swap_red_and_blue};
 
 use crate::helpers::run_ok;
@@ -289,6 +289,42 @@ fn the_decoders_formats_are_composed_in_yuv_and_sent_as_they_came() {
     assert!(tinted, "the overlay drew on some frame");
     for (a, b) in planar.iter().zip(&interleaved) {
         assert_eq!(meta::read(a), meta::read(b), "same labels in both formats");
+    }
+
+    // Against the RGBA path on the same pictures (the I420 frames' exact RGB): the same
+    // labels, and the overlay within 2 levels once converted.
+    let matrix = YuvMatrix::new(&i420_info.colorimetry());
+    let exact: Vec<gst::Buffer> = i420
+        .iter()
+        .map(|b| {
+            let rgba = i420_to_rgba(&b.map_readable().unwrap(), &layout, &matrix);
+            let mut buffer = gst::Buffer::from_mut_slice(rgba);
+            buffer.get_mut().unwrap().set_pts(b.pts());
+            buffer
+        })
+        .collect();
+    let (in_rgba, _) = through("overlay", "RGBA", &frames[0], &exact);
+    for (yuv, rgb) in planar.iter().zip(&in_rgba) {
+        let (a, b) = (meta::read(yuv).unwrap(), meta::read(rgb).unwrap());
+        let differ = a
+            .labels
+            .iter()
+            .zip(&b.labels)
+            .filter(|(x, y)| x != y)
+            .count();
+        assert!(
+            differ * 1000 <= a.labels.len(),
+            "{differ} labels differ from the RGBA path's"
+        );
+        let converted = i420_to_rgba(&yuv.map_readable().unwrap(), &layout, &matrix);
+        let rgb = rgb.map_readable().unwrap();
+        let total: u64 = converted
+            .iter()
+            .zip(rgb.iter())
+            .map(|(x, y)| u64::from(x.abs_diff(*y)))
+            .sum();
+        let mad = total as f64 / converted.len() as f64;
+        assert!(mad <= 2.0, "overlay {mad:.2} levels from the RGBA path's");
     }
 
     // Mask: GRAY8 whatever comes in, each pixel 255 where the label is the object.
