@@ -108,6 +108,20 @@ struct State {
     flushing: bool,
     /// The latency the element reports.
     latency: Option<LatencyWatch>,
+    /// The input's time segment, to place buffers in running time.
+    segment: gst::FormattedSegment<gst::ClockTime>,
+    /// Quality of service: the running time before which a frame would reach the sink late
+    /// (from downstream's last QoS event), and the frames taken and dropped for it.
+    qos: Qos,
+}
+
+/// What quality of service knows: frames earlier than `earliest` (running time) are dropped
+/// before inference, counted.
+#[derive(Debug, Default, Clone, Copy)]
+struct Qos {
+    earliest: Option<gst::ClockTime>,
+    processed: u64,
+    dropped: u64,
 }
 
 impl Default for State {
@@ -125,6 +139,8 @@ impl Default for State {
             flow: Ok(gst::FlowSuccess::Ok),
             flushing: false,
             latency: None,
+            segment: gst::FormattedSegment::new(),
+            qos: Qos::default(),
         }
     }
 }
@@ -192,6 +208,13 @@ impl ObjectSubclass for Segstream {
                     parent,
                     || false,
                     |this| this.src_query(pad, query),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                Segstream::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.src_event(pad, event),
                 )
             })
             .build();
@@ -378,6 +401,9 @@ impl Segstream {
             let format = output_format(mode, info.format());
             (info, format)
         };
+        if self.too_late(&buffer) {
+            return Ok(gst::FlowSuccess::Ok);
+        }
         // YUV in, RGBA out (a transparent cut-out): the frame is converted on the way in.
         let rgba_out = !matches!(
             format,
@@ -493,11 +519,18 @@ impl Segstream {
                 self.stop_output();
                 forwarded
             }
+            EventView::Segment(segment) => {
+                if let Ok(time) = segment.segment().clone().downcast::<gst::ClockTime>() {
+                    lock(&self.state).segment = time;
+                }
+                self.forward_in_order(event)
+            }
             EventView::FlushStop(_) => {
                 {
                     let mut state = lock(&self.state);
                     state.flushing = false;
                     state.flow = Ok(gst::FlowSuccess::Ok);
+                    state.qos.earliest = None;
                 }
                 let forwarded = self.srcpad.push_event(event);
                 self.start_task();
@@ -506,6 +539,63 @@ impl Segstream {
             _ if event.is_serialized() => self.forward_in_order(event),
             _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
         }
+    }
+
+    /// Events from downstream: a QoS event sets the running time before which frames are
+    /// dropped (its timestamp plus how late the last frame was), then goes upstream.
+    fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        if let gst::EventView::Qos(qos) = event.view() {
+            let (_, _, diff, timestamp) = qos.get();
+            let earliest = timestamp.map(|t| {
+                let late = gst::ClockTime::from_nseconds(diff.unsigned_abs());
+                if diff > 0 {
+                    t + late
+                } else {
+                    t.saturating_sub(late)
+                }
+            });
+            lock(&self.state).qos.earliest = earliest;
+        }
+        gst::Pad::event_default(pad, Some(&*self.obj()), event)
+    }
+
+    /// Whether `buffer` would reach the sink late (by the last QoS event): then it is counted
+    /// as dropped, and a QoS message says so.
+    fn too_late(&self, buffer: &gst::BufferRef) -> bool {
+        let mut state = lock(&self.state);
+        let running_time = buffer
+            .pts()
+            .and_then(|pts| state.segment.to_running_time(pts));
+        let late = matches!(
+            (running_time, state.qos.earliest),
+            (Some(time), Some(earliest)) if time < earliest
+        );
+        if !late {
+            state.qos.processed += 1;
+            return false;
+        }
+        state.qos.dropped += 1;
+        let Qos {
+            processed, dropped, ..
+        } = state.qos;
+        let stream_time = buffer
+            .pts()
+            .and_then(|pts| state.segment.to_stream_time(pts));
+        drop(state);
+        gst::debug!(CAT, imp = self, "dropped a late frame ({dropped} so far)");
+        let message = gst::message::Qos::builder(true)
+            .running_time(running_time)
+            .stream_time(stream_time)
+            .timestamp(buffer.pts())
+            .duration(buffer.duration())
+            .stats(
+                gst::format::Buffers::from_u64(processed),
+                gst::format::Buffers::from_u64(dropped),
+            )
+            .src(&*self.obj())
+            .build();
+        let _ = self.obj().post_message(message);
+        true
     }
 
     /// Sends a serialized event now when nothing waits, else behind what waits.

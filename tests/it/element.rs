@@ -409,6 +409,64 @@ fn a_decoder_and_an_encoder_link_to_the_element_with_no_converter() {
 }
 
 #[test]
+fn frames_a_qos_event_says_are_late_are_dropped_before_inference_and_counted() {
+    init();
+    let frames = people_frames(1);
+    let element = gst::ElementFactory::make("segstream").build().unwrap();
+    element.set_property_from_str("mode", "mask");
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
+    h.play();
+    h.set_src_caps_str(&format!(
+        "video/x-raw,format=RGBA,width={},height={},framerate=10/1",
+        frames[0].width(),
+        frames[0].height()
+    ));
+    let at = |tenths: u64| {
+        let mut b = buffer(&frames[0], false);
+        b.get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(100 * tenths));
+        b
+    };
+    h.push(at(0)).unwrap();
+    // The sink saw the frame of 1 s arrive 0.5 s late: frames before 1.5 s are late too.
+    let late = gst::event::Qos::new(
+        gst::QOSType::Underflow,
+        1.0,
+        500_000_000,
+        gst::ClockTime::from_seconds(1),
+    );
+    assert!(h.push_upstream_event(late));
+    for tenths in [1, 5, 14, 15, 20] {
+        h.push(at(tenths)).unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    let out: Vec<u64> = pull_to_eos(&mut h)
+        .iter()
+        .map(|b| b.pts().unwrap().mseconds())
+        .collect();
+    assert_eq!(
+        out,
+        [0, 1500, 2000],
+        "the late frames (0.1, 0.5, 1.4 s) are dropped"
+    );
+    let mut stats = Vec::new();
+    while let Some(message) = bus.pop_filtered(&[gst::MessageType::Qos]) {
+        if let gst::MessageView::Qos(qos) = message.view() {
+            let (processed, dropped) = qos.stats();
+            stats.push((processed.value(), dropped.value()));
+        }
+    }
+    assert_eq!(
+        stats,
+        [(1, 1), (1, 2), (1, 3)],
+        "one QoS message per dropped frame"
+    );
+}
+
+#[test]
 fn cutout_edges_are_soft_unless_turned_off() {
     let frames = people_frames(4);
     let alphas = |properties: &[(&str, &str)]| -> Vec<u8> {
