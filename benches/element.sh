@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GStreamer element measured (figures only; nothing here fails on a timing):
-#  1. the element in gst-launch-1.0 (decode → segstream → x264enc → mp4mux) against
-#     `segstream segment` on the same clip, model and encoder settings, in alternating pairs;
+#  1. the element in gst-launch-1.0 (decode → segstream → x264enc → mp4mux: in the decoder's I420
+#     with no converter, and in RGBA between two videoconverts) against `segstream segment` on
+#     the same clip, model and encoder settings, in alternating triples;
 #  2. the latency the element adds in a live pipeline (videotestsrc is-live=true, 30 fps),
 #     from GStreamer's own latency tracer;
 #  3. two elements sharing one model-instance against two with sessions of their own:
@@ -17,7 +18,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # The encoder settings of segment's mp4 sink (pipelines/sinks/mp4.gst), behind a queue: segment's
 # appsrc hands frames to the encoder on a thread of its own, and so does the queue.
-encode="queue ! videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=superfast mb-tree=true rc-lookahead=10 pass=qual quantizer=20 bitrate=50000 bframes=0 ! h264parse ! mp4mux"
+x264="x264enc speed-preset=superfast mb-tree=true rc-lookahead=10 pass=qual quantizer=20 bitrate=50000 bframes=0 ! h264parse ! mp4mux"
+encode="queue ! videoconvert ! video/x-raw,format=I420 ! $x264"
 
 # Runs the command; prints its wall seconds and peak memory (MB).
 measure() {
@@ -33,18 +35,23 @@ frames=$(gst-launch-1.0 -v filesrc location="$clip" ! decodebin ! video/x-raw ! 
     fakesink silent=false 2>/dev/null | grep -c 'chain')
 echo "clip: $clip ($frames frames), $(nproc) cores"
 echo
-echo "1. element in gst-launch-1.0 vs segstream segment (same model, same x264 settings), $pairs alternating pairs"
-ratios=()
+echo "1. element in gst-launch-1.0 vs segstream segment (same model, same x264 settings), $pairs alternating triples"
+yuv_ratios=()
+rgba_ratios=()
 for ((i = 1; i <= pairs; i++)); do
-    read -r element_s _ < <(measure gst-launch-1.0 -q filesrc location="$clip" ! decodebin ! \
-        videoconvert ! segstream ! $encode ! filesink location="$work/element.mp4")
+    read -r yuv_s _ < <(measure gst-launch-1.0 -q filesrc location="$clip" ! decodebin ! \
+        segstream ! queue ! $x264 ! filesink location="$work/element.mp4")
+    read -r rgba_s _ < <(measure gst-launch-1.0 -q filesrc location="$clip" ! decodebin ! \
+        videoconvert ! video/x-raw,format=RGBA ! segstream ! $encode ! filesink location="$work/element.mp4")
     read -r segment_s _ < <(measure "$segstream" segment "$clip" -o "$work/segment.mp4" --no-audio)
-    ratio=$(awk -v e="$element_s" -v s="$segment_s" 'BEGIN { printf "%.3f", e / s }')
-    ratios+=("$ratio")
-    echo "   pair $i: element ${element_s} s, segment ${segment_s} s, ratio $ratio"
+    yuv=$(awk -v e="$yuv_s" -v s="$segment_s" 'BEGIN { printf "%.3f", e / s }')
+    rgba=$(awk -v e="$rgba_s" -v s="$segment_s" 'BEGIN { printf "%.3f", e / s }')
+    yuv_ratios+=("$yuv")
+    rgba_ratios+=("$rgba")
+    echo "   triple $i: element I420 ${yuv_s} s, element RGBA ${rgba_s} s, segment ${segment_s} s; ratios $yuv, $rgba"
 done
-median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
-echo "   median wall-time ratio element/segment: $median"
+median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+echo "   median wall-time ratio element/segment: I420 $(median "${yuv_ratios[@]}"), RGBA $(median "${rgba_ratios[@]}")"
 
 echo
 echo "2. latency the element adds, live 640x480 at 30 fps, leaky (300 frames; GStreamer's latency tracer,"
