@@ -14,7 +14,7 @@ use gstreamer_video as gst_video;
 use crate::imaging::{Background, Edge, Mode, Smoothing};
 use crate::infer::{DeviceChoice, SegmenterOptions};
 use crate::paths::{DEFAULT_MODEL, shipped_model};
-use crate::stream::{Batching, EngineConfig, Policy};
+use crate::stream::{Batching, EngineConfig, FILE_SESSIONS, Policy};
 use crate::{Error, Result};
 
 /// Frames per inference call for a file (a non-leaky element) when `batch` is 0.
@@ -374,8 +374,17 @@ impl Settings {
             batch_size,
             max_wait: Duration::from_millis(u64::from(self.max_wait_ms)),
             live: self.leaky,
-            // Elements sharing an engine may smooth, so their logits must come in order.
-            sessions: 1,
+            // Inference calls side by side, as `segment` runs files, when this element has the
+            // engine to itself and takes logits in any order (its lane reorders them); elements
+            // sharing an engine may smooth, so theirs must come in order.
+            sessions: match self.model_instance.is_none()
+                && !self.leaky
+                && self.smooth == 0.0
+                && self.every <= 1
+            {
+                true => FILE_SESSIONS,
+                false => 1,
+            },
         }
     }
 
