@@ -13,8 +13,8 @@ use segstream::train::checkpoint::{Checkpoints, load_model};
 use segstream::train::model::SegmentationModel;
 use segstream::train::pretrained::{Decoder, Pretrained};
 
-use crate::helpers::{import_model, run_ok};
-use crate::media::{generated, shared};
+use crate::helpers::{import_model, run_ok, segment_bars_with};
+use crate::media::shared;
 
 /// The MediaPipe selfie model imported into `dir`.
 fn imported_selfie(dir: &Path) -> PathBuf {
@@ -88,16 +88,7 @@ fn fine_tuning_the_imported_selfie_model_lowers_validation_loss_and_keeps_its_di
     assert!(parity <= 1e-2, "parity {parity}");
 
     let exported = run.join("model.onnx");
-    let frames = dir.path().join("frames");
-    let input = generated("bars.mkv");
-    run_ok(&[
-        "segment",
-        input.to_str().unwrap(),
-        "-o",
-        frames.to_str().unwrap(),
-        "--model",
-        exported.to_str().unwrap(),
-    ]);
+    segment_bars_with(&exported, dir.path(), &[]);
     let card = run_ok(&["inspect", exported.to_str().unwrap()]).stdout;
     assert!(
         card.contains("init_from") && card.contains("selfie_segmentation.onnx"),
@@ -188,31 +179,7 @@ fn initializers(model: &ModelProto) -> Vec<(String, Vec<u8>, Vec<f32>)> {
 #[test]
 fn a_new_head_learns_on_a_frozen_body() {
     let dir = tempfile::tempdir().unwrap();
-    let model = imported_selfie(dir.path());
-    let data = dir.path().join("data");
-    three_class_data(&data, 10);
-    let run = dir.path().join("run");
-    let stdout = train(&[
-        "--data",
-        data.to_str().unwrap(),
-        "--classes",
-        "red,green,blue",
-        "--init-from",
-        model.to_str().unwrap(),
-        "--size",
-        "256",
-        "--freeze-body",
-        "1",
-        "--epochs",
-        "1",
-        "--batch",
-        "4",
-        "--stop-after",
-        "1",
-        "--no-cache",
-        "-o",
-        run.to_str().unwrap(),
-    ]);
+    let (model, run, stdout) = frozen_stage(dir.path(), "256", &[]);
     assert!(stdout.contains("new head (1 → 3 classes)"), "{stdout}");
 
     let changed = changed_by_the_run(&model, 3, Decoder::Head, &run);
@@ -227,6 +194,40 @@ fn a_new_head_learns_on_a_frozen_body() {
     let start = Pretrained::read(&model, 3, 0, Decoder::Head).unwrap();
     let start = start.model(&Device::flex()).unwrap().to_onnx();
     assert_eq!(initializers(&imported).len(), initializers(&start).len());
+}
+
+/// Imports the selfie model into `dir` and trains it with `extra` options on three-class data
+/// at `size`, for the frozen-body stage only (`--freeze-body 1 --stop-after 1`); returns the
+/// imported model, the run folder and what the run printed.
+fn frozen_stage(dir: &Path, size: &str, extra: &[&str]) -> (PathBuf, PathBuf, String) {
+    let model = imported_selfie(dir);
+    let data = dir.join("data");
+    three_class_data(&data, 10);
+    let run = dir.join("run");
+    let mut args = vec![
+        "--data",
+        data.to_str().unwrap(),
+        "--classes",
+        "red,green,blue",
+        "--init-from",
+        model.to_str().unwrap(),
+        "--size",
+        size,
+        "--freeze-body",
+        "1",
+        "--epochs",
+        "1",
+        "--batch",
+        "4",
+        "--stop-after",
+        "1",
+        "--no-cache",
+        "-o",
+        run.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let stdout = train(&args);
+    (model, run, stdout)
 }
 
 /// The initializers a run's last checkpoint holds changed against its start (the pretrained
@@ -270,33 +271,7 @@ fn changed_by_the_run(
 #[test]
 fn a_unet_decoder_on_the_body_learns_while_it_is_frozen_resumes_and_exports_with_parity() {
     let dir = tempfile::tempdir().unwrap();
-    let model = imported_selfie(dir.path());
-    let data = dir.path().join("data");
-    three_class_data(&data, 10);
-    let run = dir.path().join("run");
-    let stdout = train(&[
-        "--data",
-        data.to_str().unwrap(),
-        "--classes",
-        "red,green,blue",
-        "--init-from",
-        model.to_str().unwrap(),
-        "--decoder",
-        "unet",
-        "--size",
-        "128",
-        "--freeze-body",
-        "1",
-        "--epochs",
-        "1",
-        "--batch",
-        "4",
-        "--stop-after",
-        "1",
-        "--no-cache",
-        "-o",
-        run.to_str().unwrap(),
-    ]);
+    let (model, run, stdout) = frozen_stage(dir.path(), "128", &["--decoder", "unet"]);
     assert!(
         stdout.contains("new U-Net decoder (1 → 3 classes)"),
         "{stdout}"
@@ -327,14 +302,5 @@ fn a_unet_decoder_on_the_body_learns_while_it_is_frozen_resumes_and_exports_with
     );
     let card = run_ok(&["inspect", exported.to_str().unwrap()]).stdout;
     assert!(card.contains("U-Net decoder"), "{card}");
-    let frames = dir.path().join("frames");
-    let input = generated("bars.mkv");
-    run_ok(&[
-        "segment",
-        input.to_str().unwrap(),
-        "-o",
-        frames.to_str().unwrap(),
-        "--model",
-        exported.to_str().unwrap(),
-    ]);
+    segment_bars_with(&exported, dir.path(), &[]);
 }

@@ -168,6 +168,24 @@ pub struct Printed {
 }
 
 /// Runs `segstream` with `args` and asserts it succeeds without a panic.
+/// Segments the generated `bars.mkv` (60 frames) with `model` and `extra` options into PNG
+/// frames in `dir`/frames, asserting success; returns that folder.
+pub fn segment_bars_with(model: &Path, dir: &Path, extra: &[&str]) -> PathBuf {
+    let input = crate::media::generated("bars.mkv");
+    let frames = dir.join("frames");
+    let mut args = vec![
+        "segment",
+        input.to_str().unwrap(),
+        "-o",
+        frames.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    run_ok(&args);
+    frames
+}
+
 pub fn run_ok(args: &[&str]) -> Printed {
     let output = segstream(args);
     let text = describe(args, &output);

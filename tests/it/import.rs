@@ -1,7 +1,7 @@
 //! `segstream import`: foreign models rewritten into the contract (layout, logits, batch,
 //! card), checked against the original, and refused by name when they cannot be.
 
-use crate::helpers::{assert_fails, eval_json, import_model, run_ok};
+use crate::helpers::{assert_fails, eval_json, import_model, run_ok, segment_bars_with};
 use crate::media::{foreign_model, generated, shared};
 
 #[test]
@@ -41,20 +41,11 @@ fn mediapipe_models_import_score_as_published_and_segment_at_any_batch() {
         assert!((dice - published).abs() <= 0.002, "{file}: Dice {dice}");
     }
     let model = dir.path().join("selfie_segmentation.onnx");
-    let frames = dir.path().join("frames");
-    let input = generated("bars.mkv");
-    run_ok(&[
-        "segment",
-        input.to_str().unwrap(),
-        "-o",
-        frames.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--batch",
-        "3",
-        "--input-size",
-        "192x320",
-    ]);
+    let frames = segment_bars_with(
+        &model,
+        dir.path(),
+        &["--batch", "3", "--input-size", "192x320"],
+    );
     assert_eq!(std::fs::read_dir(&frames).unwrap().count(), 60);
     // Freed from its converted size, it scores the same at that size and runs at others.
     let at = |size: &str| {
