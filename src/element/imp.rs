@@ -384,8 +384,8 @@ impl Segstream {
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let received = Instant::now();
-        let (info, format) = {
-            let state = lock(&self.state);
+        let (info, format, late) = {
+            let mut state = lock(&self.state);
             state.flow?;
             let (Some(mode), false) = (state.mode.as_ref(), state.flushing) else {
                 return Err(gst::FlowError::Flushing);
@@ -399,9 +399,10 @@ impl Segstream {
                 return Err(gst::FlowError::NotNegotiated);
             };
             let format = output_format(mode, info.format());
-            (info, format)
+            (info, format, self.lateness(&mut state, &buffer))
         };
-        if self.too_late(&buffer) {
+        if let Some(message) = late {
+            let _ = self.obj().post_message(message);
             return Ok(gst::FlowSuccess::Ok);
         }
         // YUV in, RGBA out (a transparent cut-out): the frame is converted on the way in.
@@ -559,10 +560,9 @@ impl Segstream {
         gst::Pad::event_default(pad, Some(&*self.obj()), event)
     }
 
-    /// Whether `buffer` would reach the sink late (by the last QoS event): then it is counted
-    /// as dropped, and a QoS message says so.
-    fn too_late(&self, buffer: &gst::BufferRef) -> bool {
-        let mut state = lock(&self.state);
+    /// Counts `buffer` as taken, or, when it would reach the sink late (by the last QoS event),
+    /// as dropped: then the QoS message that says so, to be posted once `state` is unlocked.
+    fn lateness(&self, state: &mut State, buffer: &gst::BufferRef) -> Option<gst::Message> {
         let running_time = buffer
             .pts()
             .and_then(|pts| state.segment.to_running_time(pts));
@@ -572,17 +572,16 @@ impl Segstream {
         );
         if !late {
             state.qos.processed += 1;
-            return false;
+            return None;
         }
         state.qos.dropped += 1;
         let Qos {
             processed, dropped, ..
         } = state.qos;
+        gst::debug!(CAT, imp = self, "dropped a late frame ({dropped} so far)");
         let stream_time = buffer
             .pts()
             .and_then(|pts| state.segment.to_stream_time(pts));
-        drop(state);
-        gst::debug!(CAT, imp = self, "dropped a late frame ({dropped} so far)");
         let message = gst::message::Qos::builder(true)
             .running_time(running_time)
             .stream_time(stream_time)
@@ -594,8 +593,7 @@ impl Segstream {
             )
             .src(&*self.obj())
             .build();
-        let _ = self.obj().post_message(message);
-        true
+        Some(message)
     }
 
     /// Sends a serialized event now when nothing waits, else behind what waits.

@@ -14,7 +14,7 @@ use gstreamer_video as gst_video;
 use crate::imaging::{Background, Edge, Mode, Smoothing};
 use crate::infer::{DeviceChoice, SegmenterOptions};
 use crate::paths::{DEFAULT_MODEL, shipped_model};
-use crate::stream::{Batching, EngineConfig, FILE_SESSIONS, Policy};
+use crate::stream::{Batching, EngineConfig, Policy};
 use crate::{Error, Result};
 
 /// Frames per inference call for a file (a non-leaky element) when `batch` is 0.
@@ -363,42 +363,28 @@ impl Settings {
         .beside_video()
     }
 
-    /// How the shared stages batch.
+    /// How the shared stages batch: as the lane's settings say (inference calls side by side
+    /// on a file whose logits may come in any order, as `segment` runs files), but one session
+    /// for elements that share an engine, since a sharer may smooth and needs its logits in
+    /// order.
     pub fn batching(&self) -> Batching {
-        let batch_size = match (self.batch, self.leaky) {
-            (0, false) => FILE_BATCH,
-            (0, true) => LIVE_BATCH,
-            (n, _) => n as usize,
-        };
-        Batching {
-            batch_size,
-            max_wait: Duration::from_millis(u64::from(self.max_wait_ms)),
-            live: self.leaky,
-            // Inference calls side by side, as `segment` runs files, when this element has the
-            // engine to itself and takes logits in any order (its lane reorders them); elements
-            // sharing an engine may smooth, so theirs must come in order.
-            sessions: match self.model_instance.is_none()
-                && !self.leaky
-                && self.smooth == 0.0
-                && self.every <= 1
-            {
-                true => FILE_SESSIONS,
-                false => 1,
-            },
+        let mut batching = self.engine_config().batching();
+        if self.model_instance.is_some() {
+            batching.sessions = 1;
         }
+        batching
     }
 
     /// The settings of this element's lane.
     pub fn engine_config(&self) -> EngineConfig {
-        let batching = self.batching();
-        let in_order = self.leaky || self.smooth > 0.0;
-        EngineConfig {
-            batch_size: batching.batch_size,
-            max_wait: batching.max_wait,
-            workers: match in_order {
-                true => 1,
-                false => thread::available_parallelism().map_or(2, |n| n.get()),
+        let mut config = EngineConfig {
+            batch_size: match (self.batch, self.leaky) {
+                (0, false) => FILE_BATCH,
+                (0, true) => LIVE_BATCH,
+                (n, _) => n as usize,
             },
+            max_wait: Duration::from_millis(u64::from(self.max_wait_ms)),
+            workers: 1,
             threshold: self.threshold,
             policy: match self.leaky {
                 true => Policy::DropOldest,
@@ -410,7 +396,11 @@ impl Settings {
                 motion: self.smooth_motion,
             },
             patience: None,
+        };
+        if !config.in_order() {
+            config.workers = thread::available_parallelism().map_or(2, |n| n.get());
         }
+        config
     }
 
     /// How the compositors draw cut-out edges.

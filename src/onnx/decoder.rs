@@ -53,7 +53,7 @@ pub fn with_unet_decoder(
     }) {
         return Err("it has a U-Net decoder already: train it without --decoder".into());
     }
-    let model = with_new_head(model, classes, seed)?;
+    let mut model = with_new_head(model, classes, seed)?;
     let graph = model.graph.as_ref().expect("checked above");
     let chain = head_chain(&model).expect("with_new_head found the head");
     let head = *chain.last().expect("a chain ends at the head");
@@ -142,7 +142,6 @@ pub fn with_unet_decoder(
     builder.add(&coarse, &fine);
     let (nodes, initializers) = builder.into_parts(&output);
 
-    let mut model = model.clone();
     let graph = model.graph.as_mut().expect("checked above");
     // The head's path now ends in the sum's first term.
     graph.node[chain[0]].output = vec![coarse];

@@ -64,7 +64,7 @@ pub enum Policy {
 /// Inference sessions that run side by side for files on the CPU (see [`Batching::sessions`]):
 /// on 2 cores, people.onnx on solidWhiteRight took 4.2 ms of CPU a frame either way, and two
 /// calls at once gave 2.1 ms of wall time a frame against 4.2 on one session.
-pub const FILE_SESSIONS: usize = 2;
+const FILE_SESSIONS: usize = 2;
 
 /// Engine settings.
 #[derive(Debug, Clone)]

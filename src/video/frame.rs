@@ -99,38 +99,30 @@ impl Frame {
             }
         };
         let packed = geometry(format, info.width(), info.height(), info)?;
-        let plane = |plane: u32| {
+        let nv12 = info.format() == F::Nv12;
+        // Rows are appended in order; only the packed layout's padding, if any, is zeroed.
+        let mut pixels = Vec::with_capacity(packed.size());
+        for to in 0..packed.n_planes() {
+            // NV12 interleaves I420's U and V planes in its second plane, U first.
+            let (from, interleaved) = match (nv12, to) {
+                (true, 1 | 2) => (1, Some(to as usize - 1)),
+                _ => (to, None),
+            };
             let data = mapped
-                .plane_data(plane)
+                .plane_data(from)
                 .map_err(|e| Error::Pipeline(format!("cannot read a frame: {e}")))?;
-            Ok::<_, Error>((data, mapped.info().stride()[plane as usize] as usize))
-        };
-        let mut pixels = vec![0; packed.size()];
-        // Plane by plane, row by row: the source's strides to the default layout's.
-        let mut copy_plane = |to: u32, (data, stride): (&[u8], usize)| {
+            let from_stride = mapped.info().stride()[from as usize] as usize;
             let (row, rows) = plane_extent(&packed, to);
             for y in 0..rows {
-                let start = row_start(&packed, to, y);
-                pixels[start..start + row].copy_from_slice(&data[y * stride..][..row]);
-            }
-        };
-        if info.format() == F::Nv12 {
-            copy_plane(0, plane(0)?);
-            let (data, stride) = plane(1)?;
-            let (row, rows) = plane_extent(&packed, 1);
-            for y in 0..rows {
-                let pairs = data[y * stride..][..2 * row].chunks_exact(2);
-                let (u, v) = (row_start(&packed, 1, y), row_start(&packed, 2, y));
-                for (x, pair) in pairs.enumerate() {
-                    pixels[u + x] = pair[0];
-                    pixels[v + x] = pair[1];
+                pixels.resize(row_start(&packed, to, y), 0);
+                let source = &data[y * from_stride..];
+                match interleaved {
+                    Some(first) => pixels.extend(source[..2 * row].iter().skip(first).step_by(2)),
+                    None => pixels.extend_from_slice(&source[..row]),
                 }
             }
-        } else {
-            for p in 0..packed.n_planes() {
-                copy_plane(p, plane(p)?);
-            }
         }
+        pixels.resize(packed.size(), 0);
         if matches!(info.format(), F::Bgra | F::Bgrx) {
             swap_red_and_blue(&mut pixels);
         }

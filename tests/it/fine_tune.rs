@@ -88,7 +88,7 @@ fn fine_tuning_the_imported_selfie_model_lowers_validation_loss_and_keeps_its_di
     assert!(parity <= 1e-2, "parity {parity}");
 
     let exported = run.join("model.onnx");
-    segment_bars_with(&exported, dir.path(), &[]);
+    segment_bars_with(&exported, &dir.path().join("frames"), &[]);
     let card = run_ok(&["inspect", exported.to_str().unwrap()]).stdout;
     assert!(
         card.contains("init_from") && card.contains("selfie_segmentation.onnx"),
@@ -302,5 +302,5 @@ fn a_unet_decoder_on_the_body_learns_while_it_is_frozen_resumes_and_exports_with
     );
     let card = run_ok(&["inspect", exported.to_str().unwrap()]).stdout;
     assert!(card.contains("U-Net decoder"), "{card}");
-    segment_bars_with(&exported, dir.path(), &[]);
+    segment_bars_with(&exported, &dir.path().join("frames"), &[]);
 }

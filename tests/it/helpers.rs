@@ -169,10 +169,9 @@ pub struct Printed {
 
 /// Runs `segstream` with `args` and asserts it succeeds without a panic.
 /// Segments the generated `bars.mkv` (60 frames) with `model` and `extra` options into PNG
-/// frames in `dir`/frames, asserting success; returns that folder.
-pub fn segment_bars_with(model: &Path, dir: &Path, extra: &[&str]) -> PathBuf {
+/// frames in `frames`, asserting success.
+pub fn segment_bars_with(model: &Path, frames: &Path, extra: &[&str]) {
     let input = crate::media::generated("bars.mkv");
-    let frames = dir.join("frames");
     let mut args = vec![
         "segment",
         input.to_str().unwrap(),
@@ -183,7 +182,6 @@ pub fn segment_bars_with(model: &Path, dir: &Path, extra: &[&str]) -> PathBuf {
     ];
     args.extend(extra);
     run_ok(&args);
-    frames
 }
 
 pub fn run_ok(args: &[&str]) -> Printed {

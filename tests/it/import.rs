@@ -2,7 +2,7 @@
 //! card), checked against the original, and refused by name when they cannot be.
 
 use crate::helpers::{assert_fails, eval_json, import_model, run_ok, segment_bars_with};
-use crate::media::{foreign_model, generated, shared};
+use crate::media::{foreign_model, shared};
 
 #[test]
 fn mediapipe_models_import_score_as_published_and_segment_at_any_batch() {
@@ -41,9 +41,10 @@ fn mediapipe_models_import_score_as_published_and_segment_at_any_batch() {
         assert!((dice - published).abs() <= 0.002, "{file}: Dice {dice}");
     }
     let model = dir.path().join("selfie_segmentation.onnx");
-    let frames = segment_bars_with(
+    let frames = dir.path().join("frames");
+    segment_bars_with(
         &model,
-        dir.path(),
+        &frames,
         &["--batch", "3", "--input-size", "192x320"],
     );
     assert_eq!(std::fs::read_dir(&frames).unwrap().count(), 60);
@@ -189,7 +190,6 @@ fn what_import_cannot_adapt_is_refused_by_name() {
 #[test]
 fn a_model_with_a_fixed_batch_runs_at_any_batch_size() {
     let dir = tempfile::tempdir().unwrap();
-    let input = generated("bars.mkv");
     for (fixed, batch) in [(1, "4"), (4, "7")] {
         let model = dir.path().join(format!("fixed{fixed}.onnx"));
         let dims = [fixed, 3, 16, 16];
@@ -199,18 +199,7 @@ fn a_model_with_a_fixed_batch_runs_at_any_batch_size() {
         )
         .unwrap();
         let frames = dir.path().join(format!("frames{fixed}"));
-        run_ok(&[
-            "segment",
-            input.to_str().unwrap(),
-            "-o",
-            frames.to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
-            "--mode",
-            "mask",
-            "--batch",
-            batch,
-        ]);
+        segment_bars_with(&model, &frames, &["--mode", "mask", "--batch", batch]);
         assert_eq!(
             std::fs::read_dir(&frames).unwrap().count(),
             60,

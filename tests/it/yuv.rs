@@ -3,7 +3,7 @@
 
 use gstreamer as gst;
 use gstreamer_video as gst_video;
-use segstream::imaging::yuv::YuvMatrix;
+use segstream::imaging::yuv::{YuvMatrix, i420_to_rgba};
 use segstream::imaging::{Background, Compositor, LabelStyle, Mask, Mode, label_styles};
 use segstream::infer::ModelCard;
 use segstream::video::{Frame, FrameSource, OutputKind, Pulled};
@@ -46,20 +46,8 @@ fn to_rgba(frame: &Frame) -> Vec<u8> {
 /// I420 `frame` as packed RGBA by the standard conversion of its colorimetry (each chroma
 /// sample repeated over its 2×2 block), rounded.
 fn exact_rgba(frame: &Frame) -> Vec<u8> {
-    let layout = frame.i420_layout().unwrap();
-    let tables = YuvMatrix::new(&frame.info.colorimetry()).tables();
-    let [width, height] = layout.size;
-    let sample = |plane: usize, x: usize, y: usize| {
-        frame.pixels[layout.offsets[plane] + y * layout.strides[plane] + x]
-    };
-    (0..width * height)
-        .flat_map(|i| {
-            let (x, y) = (i % width, i / width);
-            let (u, v) = (sample(1, x / 2, y / 2), sample(2, x / 2, y / 2));
-            let [r, g, b] = tables.rgb(sample(0, x, y), u, v).map(|v| v.round() as u8);
-            [r, g, b, 255]
-        })
-        .collect()
+    let matrix = YuvMatrix::new(&frame.info.colorimetry());
+    i420_to_rgba(&frame.pixels, &frame.i420_layout().unwrap(), &matrix)
 }
 
 /// Label 1 where the picture is darker than mid-grey: a mask as ragged as the picture's own
