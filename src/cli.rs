@@ -127,6 +127,18 @@ pub struct RuntimeArgs {
     pub input_size: Option<[usize; 2]>,
 }
 
+/// The metrics endpoint of `segment`, `camera` and `bench`.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Serve live figures while running: Prometheus' text format on /metrics (per source
+    /// frames read, written and dropped, fps, latency, errors, reconnects; per stage latency
+    /// and queue depth; inference batch sizes) and /healthz (200 while every source delivers
+    /// frames, else 503). A port (on 127.0.0.1; 0: any free one, said at start), or
+    /// ADDRESS:PORT to serve other machines as well (e.g. 0.0.0.0:9100).
+    #[arg(long, value_name = "[ADDRESS:]PORT", value_parser = crate::telemetry::server::parse_address)]
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
 /// Where `segment`, `camera` and `bench` decode their input.
 #[derive(Debug, Args)]
 pub struct DecodingArgs {
@@ -257,6 +269,8 @@ pub struct SegmentArgs {
     #[arg(long, default_value_t = 4)]
     pub parallel: usize,
     #[command(flatten)]
+    pub metrics: MetricsArgs,
+    #[command(flatten)]
     pub decoding: DecodingArgs,
     #[command(flatten)]
     pub draw: DrawArgs,
@@ -327,6 +341,8 @@ pub struct CameraArgs {
     /// tiled into it.
     #[arg(long, conflicts_with = "output")]
     pub sink_pipeline: Option<String>,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     #[command(flatten)]
     pub decoding: DecodingArgs,
     #[command(flatten)]
@@ -459,6 +475,8 @@ pub struct BenchArgs {
     /// Compare N streams of the one clip served by one process against N processes.
     #[arg(long, default_value_t = 1)]
     pub streams: usize,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     #[command(flatten)]
     pub decoding: DecodingArgs,
     #[command(flatten)]

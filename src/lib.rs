@@ -9,6 +9,7 @@
 //! - [`dataset`], [`metrics`] and [`eval`]: labelled images, their scores, model evaluation;
 //! - [`element`]: the GStreamer plugin (`segstream` element), one more door into the engine;
 //! - [`label`]: the labelling page, which turns corrected frames into a dataset;
+//! - [`telemetry`]: live figures of a run for Prometheus, and the endpoint that serves them;
 //! - [`bench`]: decode, inference and end-to-end throughput, and N streams in one process
 //!   against N processes;
 //! - `train` (feature `train`): the U-Nets in burn, export, parity; `kernels` (feature
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod onnx;
 pub mod paths;
 pub mod stream;
+pub mod telemetry;
 #[cfg(feature = "train")]
 pub mod train;
 pub mod video;

@@ -362,6 +362,7 @@ fn end_to_end(
             stop: Arc::new(AtomicBool::new(false)),
             progress: ProgressBar::hidden(),
             ticker: None,
+            meter: crate::telemetry::source(&crate::paths::shown(&config.input)),
         },
     )?;
     Ok((

@@ -176,6 +176,7 @@ fn run_item(
         stop: Arc::clone(stop),
         progress: ProgressBar::hidden(),
         ticker: None,
+        meter: crate::telemetry::source(&shown(&item.input)),
     };
     let report = output::settle(Some(staged), door.run(engine))?;
     super::file_run::warn_if_truncated(&item.input, &info, &report);

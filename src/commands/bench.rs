@@ -21,6 +21,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let model = model_path(&args.model, DEFAULT_MODEL)?;
     choose_decoder(args.decoding.decoder)?;
+    let _metrics = super::serve_metrics(&args.metrics)?;
     if args.input.len() > 1 || args.streams > 1 {
         return run_streams(args, &model);
     }

@@ -31,6 +31,7 @@ pub fn run(args: &CameraArgs) -> anyhow::Result<u8> {
     let inputs = live_inputs(args)?;
     let config = engine_config(args, inputs.len())?;
     choose_decoder(args.decoding.decoder)?;
+    let _metrics = super::serve_metrics(&args.metrics)?;
     let outputs = live_outputs(args, inputs.len())?;
     for output in outputs.named() {
         if let LiveOutput::File(path, kind) = output {
@@ -234,6 +235,7 @@ fn open_feeds<'a>(
             stop: Arc::clone(stop),
             progress: ProgressBar::hidden(),
             ticker: ticker(args.stats_interval),
+            meter: crate::telemetry::source(&input.describe()),
         };
         feeds.push((input, door, staged, target));
     }

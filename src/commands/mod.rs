@@ -28,10 +28,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::cli::{Command, ModelArgs};
+use crate::cli::{Command, MetricsArgs, ModelArgs};
 use crate::infer::{DeviceChoice, ModelCard, Segmenter, SegmenterOptions};
 use crate::onnx::proto::ModelProto;
 use crate::paths::{shipped_model, shown};
+use crate::telemetry::server::MetricsServer;
 
 /// Exit code for usage errors (options that cannot work), as clap uses.
 pub const EXIT_USAGE: u8 = 2;
@@ -117,4 +118,21 @@ fn load_model(args: &ModelArgs, default: &str) -> anyhow::Result<Segmenter> {
         &model_path(args, default)?,
         &args.runtime.options().beside_video(),
     )?)
+}
+
+/// Starts the metrics endpoint `--metrics` asks for (before anything slow, so that a taken
+/// port fails at once) and says where it is; it serves until the returned server is dropped.
+///
+/// # Errors
+/// When the address cannot be bound.
+fn serve_metrics(args: &MetricsArgs) -> crate::Result<Option<MetricsServer>> {
+    let Some(address) = args.metrics else {
+        return Ok(None);
+    };
+    let server = MetricsServer::start(address)?;
+    eprintln!(
+        "metrics: http://{0}/metrics (health: http://{0}/healthz)",
+        server.address()
+    );
+    Ok(Some(server))
 }

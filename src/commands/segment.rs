@@ -11,6 +11,7 @@ use crate::cli::SegmentArgs;
 use crate::files::refuse_overwriting;
 use crate::paths::{DEFAULT_MODEL, shown};
 use crate::stream::{self, Door, EngineConfig};
+use crate::telemetry;
 use crate::video::{self, FrameSink, FrameSource, InputInfo, OutputKind, StagedOutput};
 
 use super::file_run::{default_batch, warn_if_truncated};
@@ -25,6 +26,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
         );
     }
     choose_decoder(args.decoding.decoder)?;
+    let _metrics = super::serve_metrics(&args.metrics)?;
     if batch::wanted(args) {
         return batch::run(args, &stop);
     }
@@ -92,6 +94,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
         stop,
         progress: progress.clone(),
         ticker: None,
+        meter: telemetry::source(&input.map_or_else(|| "--source-pipeline".into(), |p| shown(p))),
     };
     let outcome = stream::run(segmenter, door);
     progress.finish_and_clear();

@@ -13,6 +13,7 @@
 //! still holds is drained on a thread of its own and never pushed.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,8 @@ use super::settings::{INPUT_FORMATS, PROPERTIES, Settings, output_format};
 use crate::imaging::{Compositor, Edge, LabelStyle, Mode, label_styles};
 use crate::stream::lane::{self, LaneInput, LaneOutput, LaneWorkers};
 use crate::stream::{EngineConfig, Policy, Reorder};
+use crate::telemetry::server::{self, MetricsServer};
+use crate::telemetry::{self, SourceMeter};
 use crate::video::Frame;
 
 /// Input buffers a leaky element keeps for frames in flight. A live lane holds a few frames
@@ -113,6 +116,9 @@ struct State {
     /// Quality of service: the running time before which a frame would reach the sink late
     /// (from downstream's last QoS event), and the frames taken and dropped for it.
     qos: Qos,
+    /// This element's live figures, and the endpoint serving them (`metrics-port`).
+    meter: Option<Arc<SourceMeter>>,
+    metrics: Option<Arc<MetricsServer>>,
 }
 
 /// What quality of service knows: frames earlier than `earliest` (running time) are dropped
@@ -141,6 +147,8 @@ impl Default for State {
             latency: None,
             segment: gst::FormattedSegment::new(),
             qos: Qos::default(),
+            meter: None,
+            metrics: None,
         }
     }
 }
@@ -325,6 +333,9 @@ impl ElementImpl for Segstream {
         if transition == gst::StateChange::PausedToReady {
             let mut state = lock(&self.state);
             self.detach_lane(&mut state);
+            if let Some(meter) = &state.meter {
+                meter.end();
+            }
             *state = State::default();
         }
         Ok(success)
@@ -337,16 +348,21 @@ impl Segstream {
     fn start(&self) -> Result<(), gst::StateChangeError> {
         let settings = lock(&self.settings).clone();
         let edge = settings.edge();
-        let prepared = instances::acquire(&settings).and_then(|(engine, joined)| {
+        let port = u16::try_from(settings.metrics_port).unwrap_or(u16::MAX);
+        let metrics = (port != 0)
+            .then(|| server::shared_on_loopback(port))
+            .transpose();
+        let prepared = metrics.and_then(|metrics| {
+            let (engine, joined) = instances::acquire(&settings)?;
             let mode = settings.mode()?;
             let card = engine.engine().card();
             let cutout = matches!(mode, Mode::Cutout { .. });
             let styles = label_styles(card, &settings.classes, cutout)?;
             // Reads a background image now, so that a bad one fails the start.
             compositors(&mode, &styles, edge, 1)?;
-            Ok((engine, joined, mode, styles))
+            Ok((engine, joined, mode, styles, metrics))
         });
-        let (engine, joined, mode, styles) = prepared.map_err(|error| {
+        let (engine, joined, mode, styles, metrics) = prepared.map_err(|error| {
             gst::element_imp_error!(self, gst::LibraryError::Settings, ("{error}"));
             gst::StateChangeError
         })?;
@@ -375,6 +391,16 @@ impl Segstream {
         state.edge = edge;
         state.styles = styles;
         state.flow = Ok(gst::FlowSuccess::Ok);
+        if let Some(metrics) = &metrics {
+            gst::info!(
+                CAT,
+                imp = self,
+                "metrics on http://{}/metrics",
+                metrics.address()
+            );
+        }
+        state.meter = Some(telemetry::source(&self.obj().name()));
+        state.metrics = metrics;
         Ok(())
     }
 
@@ -399,7 +425,14 @@ impl Segstream {
                 return Err(gst::FlowError::NotNegotiated);
             };
             let format = output_format(mode, info.format());
-            (info, format, self.lateness(&mut state, &buffer))
+            let late = self.lateness(&mut state, &buffer);
+            if let Some(meter) = &state.meter {
+                meter.read.fetch_add(1, Ordering::Relaxed);
+                if late.is_some() {
+                    meter.drop_one();
+                }
+            }
+            (info, format, late)
         };
         if let Some(message) = late {
             let _ = self.obj().post_message(message);
@@ -475,12 +508,15 @@ impl Segstream {
 
     /// A new lane on the engine, drawing as the settings say.
     fn attach_lane(&self, state: &State) -> Result<Lane, gst::FlowError> {
-        let (Some(engine), Some(config), Some(mode)) = (&state.engine, &state.config, &state.mode)
+        let (Some(engine), Some(config), Some(mode), Some(meter)) =
+            (&state.engine, &state.config, &state.mode, &state.meter)
         else {
             return Err(gst::FlowError::Flushing);
         };
-        let attached = compositors(mode, &state.styles, state.edge, config.workers)
-            .and_then(|compositors| lane::attach(engine.engine(), config, compositors));
+        let attached =
+            compositors(mode, &state.styles, state.edge, config.workers).and_then(|compositors| {
+                lane::attach(engine.engine(), config, compositors, &meter.dropped)
+            });
         let (input, output, workers) = attached.map_err(|error| {
             gst::element_imp_error!(self, gst::StreamError::Failed, ("{error}"));
             gst::FlowError::Error
@@ -881,16 +917,21 @@ impl Segstream {
         let Some((input, format)) = input else {
             return Ok(());
         };
-        let (passthrough, classes) = {
+        let (passthrough, classes, meter) = {
             let state = lock(&self.state);
             let passthrough = matches!(state.mode, Some(Mode::Passthrough));
-            (passthrough, Arc::clone(&state.classes))
+            (passthrough, Arc::clone(&state.classes), state.meter.clone())
         };
+        // As the latency watch times it: before a synchronised sink holds the push.
+        let latency = frame.received.elapsed();
         let result = output::buffer_for(frame, input, format, passthrough, &classes)
             .and_then(|buffer| self.srcpad.push(buffer));
         if let Err(flow) = result {
             self.stop_on(flow);
             return Err(flow);
+        }
+        if let Some(meter) = meter {
+            meter.wrote(latency);
         }
         Ok(())
     }
@@ -945,6 +986,9 @@ impl Segstream {
         }
         let outcome = lane.workers.join();
         if engine_failed || outcome.is_err() {
+            if let Some(meter) = &lock(&self.state).meter {
+                meter.errors.fetch_add(1, Ordering::Relaxed);
+            }
             let reason = outcome.err().map_or_else(
                 || "the model failed on a batch".to_string(),
                 |error| error.to_string(),

@@ -103,6 +103,7 @@ pub struct Settings {
     pub every: u32,
     pub leaky: bool,
     pub model_instance: Option<String>,
+    pub metrics_port: u32,
 }
 
 impl Default for Settings {
@@ -125,6 +126,7 @@ impl Default for Settings {
             every: 1,
             leaky: false,
             model_instance: None,
+            metrics_port: 0,
         }
     }
 }
@@ -267,6 +269,18 @@ pub static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             )
             .mutable_ready()
             .build(),
+        glib::ParamSpecUInt::builder("metrics-port")
+            .nick("Metrics port")
+            .blurb(
+                "Serve live figures on 127.0.0.1:PORT while playing: Prometheus' text format on \
+                 /metrics (per element frames in, out and dropped, fps, latency, errors; per \
+                 stage latency and queue depth; inference batch sizes) and /healthz; elements \
+                 naming the same port share it; 0: none",
+            )
+            .maximum(u32::from(u16::MAX))
+            .default_value(defaults.metrics_port)
+            .mutable_ready()
+            .build(),
     ]
 });
 
@@ -302,6 +316,7 @@ impl Settings {
             "every" => self.every = unsigned().max(1),
             "leaky" => self.leaky = value.get().unwrap_or_default(),
             "model-instance" => self.model_instance = text().filter(|t| !t.is_empty()),
+            "metrics-port" => self.metrics_port = unsigned(),
             _ => {}
         }
     }
@@ -330,6 +345,7 @@ impl Settings {
             "smooth-motion" => self.smooth_motion.to_value(),
             "every" => self.every.to_value(),
             "leaky" => self.leaky.to_value(),
+            "metrics-port" => self.metrics_port.to_value(),
             _ => self.model_instance.to_value(),
         }
     }

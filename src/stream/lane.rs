@@ -66,8 +66,6 @@ pub struct LaneWorkers {
     pub source: SourceId,
     preprocess: Vec<JoinHandle<Result<StageStats>>>,
     postprocess: Vec<JoinHandle<Result<(StageStats, Flicker)>>>,
-    /// Frames dropped by this lane (live policy).
-    pub dropped: Arc<AtomicU64>,
     /// Raised when one of this lane's stages fails.
     pub abort: Arc<AtomicBool>,
 }
@@ -83,7 +81,8 @@ pub struct LaneStats {
 }
 
 /// Attaches a lane to `engine`: `config.workers` pre-processing workers and one
-/// post-processing worker per compositor.
+/// post-processing worker per compositor; the frames it drops (live policy) are added to
+/// `dropped`.
 ///
 /// # Errors
 /// [`Error::Config`] when a lane that must keep frames in order (live, smoothed) has more than
@@ -92,13 +91,13 @@ pub fn attach(
     engine: &Engine,
     config: &EngineConfig,
     compositors: Vec<Compositor>,
+    dropped: &Arc<AtomicU64>,
 ) -> Result<(LaneInput, LaneOutput, LaneWorkers)> {
     if config.in_order() && (config.workers != 1 || compositors.len() != 1) {
         return Err(Error::Config(
             "live runs and temporal smoothing need one pre- and one post-processing worker".into(),
         ));
     }
-    let dropped = Arc::new(AtomicU64::new(0));
     let depth = match config.policy {
         Policy::Block => config.batch_size.max(config.workers) + 1,
         Policy::DropOldest => 1,
@@ -106,9 +105,9 @@ pub fn attach(
     let (frames_tx, frames_rx) = bounded(depth);
     let (scores_tx, scores_rx) = bounded(depth);
     let (output_tx, output_rx) = bounded(depth);
-    let frames = Outlet::new(frames_tx, &frames_rx, config.policy, &dropped);
-    let scores = Outlet::new(scores_tx, &scores_rx, config.policy, &dropped);
-    let (source, work) = engine.attach(scores, config.every, &dropped);
+    let frames = Outlet::new(frames_tx, &frames_rx, config.policy, dropped);
+    let scores = Outlet::new(scores_tx, &scores_rx, config.policy, dropped);
+    let (source, work) = engine.attach(scores, config.every, dropped);
     let abort = Arc::new(AtomicBool::new(false));
 
     let remaining = Arc::new(AtomicUsize::new(config.workers));
@@ -145,7 +144,6 @@ pub fn attach(
             source,
             preprocess,
             postprocess,
-            dropped,
             abort,
         },
     ))

@@ -31,7 +31,7 @@ mod stages;
 mod stats;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,8 @@ use crate::{Error, Result};
 pub use latency::{Interval, LatencySummary, Ticker};
 pub use reorder::Reorder;
 pub use stats::{StageStats, StageSummary};
+
+use crate::telemetry::SourceMeter;
 
 /// What the engine does when a stage is slower than its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,11 +205,13 @@ impl Report {
     }
 }
 
-/// Counters one source's stages share while running.
-#[derive(Debug, Default)]
+/// Counters one source's stages share while running: its meter, and where this run's counts
+/// begin on it (a meter outlives a run when a source of the same name comes back).
+#[derive(Debug)]
 struct Counters {
-    read: AtomicU64,
-    dropped: Arc<AtomicU64>,
+    meter: Arc<SourceMeter>,
+    read_before: u64,
+    dropped_before: u64,
     /// Raised when a stage fails, so that a live source (whose outlet never sees the failure)
     /// stops reading.
     abort: Arc<AtomicBool>,
@@ -216,6 +220,32 @@ struct Counters {
 }
 
 impl Counters {
+    /// Counters for a run that starts now on `meter`, whose failures raise `abort` and
+    /// `engine_failed`.
+    fn new(
+        meter: Arc<SourceMeter>,
+        abort: Arc<AtomicBool>,
+        engine_failed: Arc<AtomicBool>,
+    ) -> Self {
+        Counters {
+            read_before: meter.read.load(Ordering::Relaxed),
+            dropped_before: meter.dropped.load(Ordering::Relaxed),
+            meter,
+            abort,
+            engine_failed,
+        }
+    }
+
+    /// Frames this run took from the source.
+    fn read(&self) -> u64 {
+        self.meter.read.load(Ordering::Relaxed) - self.read_before
+    }
+
+    /// Frames this run dropped.
+    fn dropped(&self) -> u64 {
+        self.meter.dropped.load(Ordering::Relaxed) - self.dropped_before
+    }
+
     /// Whether this source or the engine it feeds has failed.
     fn aborted(&self) -> bool {
         self.abort.load(Ordering::SeqCst) || self.engine_failed.load(Ordering::SeqCst)
@@ -260,6 +290,8 @@ pub struct Door {
     pub progress: ProgressBar,
     /// Figures every few seconds while running, when wanted.
     pub ticker: Option<Ticker>,
+    /// The source's live figures (see [`crate::telemetry::source`]).
+    pub meter: Arc<SourceMeter>,
 }
 
 /// A door whose threads run.
@@ -293,13 +325,14 @@ impl Door {
     /// Attaches a lane for this source to `engine` and starts reading and writing.
     fn open(self, engine: &Engine, started: Instant) -> Result<OpenDoor> {
         let in_order = self.config.in_order();
-        let (input, output, workers) = lane::attach(engine, &self.config, self.compositors)?;
-        let counters = Arc::new(Counters {
-            dropped: Arc::clone(&workers.dropped),
-            abort: Arc::clone(&workers.abort),
-            engine_failed: engine.failure_flag(),
-            ..Counters::default()
-        });
+        let dropped = Arc::clone(&self.meter.dropped);
+        let (input, output, workers) =
+            lane::attach(engine, &self.config, self.compositors, &dropped)?;
+        let counters = Arc::new(Counters::new(
+            self.meter,
+            Arc::clone(&workers.abort),
+            engine.failure_flag(),
+        ));
         let abort = Arc::clone(&counters.abort);
         let source = {
             let (shared, patience, stop) = (Arc::clone(&counters), self.config.patience, self.stop);
@@ -344,13 +377,17 @@ impl OpenDoor {
             .map_or(Ending::Finished, |end| end.ending.clone());
         let _ = self.ending_tx.send(ending.clone());
         let sink = join("sink", self.sink);
-        let (source_end, lane, sink) = (source_end?, lane?, sink?);
         let counters = &self.counters;
+        counters.meter.end();
+        if source_end.is_err() || lane.is_err() || sink.is_err() {
+            counters.meter.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let (source_end, lane, sink) = (source_end?, lane?, sink?);
         Ok(Report {
-            frames_read: counters.read.load(Ordering::Relaxed),
+            frames_read: counters.read(),
             frames_written: sink.written,
             input_span: source_end.span,
-            frames_dropped: counters.dropped.load(Ordering::Relaxed),
+            frames_dropped: counters.dropped(),
             ending,
             elapsed: Duration::ZERO,
             output_span: sink.span,

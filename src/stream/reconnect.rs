@@ -4,9 +4,12 @@
 //! delivered a frame is not retried: its error, or silence past [`Patience::first_frame`], is
 //! the run's error.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Patience;
+use crate::telemetry::SourceMeter;
 use crate::video::FrameSource;
 use crate::{Error, Result};
 
@@ -33,11 +36,13 @@ pub(super) struct Reconnect {
     last_attempt: Instant,
     seen_frame: bool,
     last_error: Option<String>,
+    /// Counts the failures and reconnections.
+    meter: Arc<SourceMeter>,
 }
 
 impl Reconnect {
-    /// Waits as long as `patience` says.
-    pub fn new(patience: Patience) -> Self {
+    /// Waits as long as `patience` says; failures and reconnections are counted on `meter`.
+    pub fn new(patience: Patience, meter: Arc<SourceMeter>) -> Self {
         let now = Instant::now();
         Reconnect {
             patience,
@@ -46,6 +51,7 @@ impl Reconnect {
             last_attempt: now,
             seen_frame: false,
             last_error: None,
+            meter,
         }
     }
 
@@ -71,6 +77,7 @@ impl Reconnect {
     /// in time.
     pub fn idle(&mut self, source: &mut FrameSource, error: Option<Error>) -> Result<Verdict> {
         if let Some(error) = error {
+            self.meter.errors.fetch_add(1, Ordering::Relaxed);
             if !self.seen_frame {
                 return Err(error);
             }
@@ -101,6 +108,7 @@ impl Reconnect {
                 silent.as_secs_f64()
             );
             self.last_attempt = Instant::now();
+            self.meter.reconnects.fetch_add(1, Ordering::Relaxed);
             if let Err(error) = source.restart() {
                 tracing::warn!("reconnecting failed: {error}");
                 self.last_error = Some(error.to_string());

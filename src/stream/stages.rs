@@ -1,5 +1,6 @@
 //! The engine's stages, one function each, and the items that travel between them.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,7 @@ use crate::Result;
 use crate::imaging::postprocess::changed_labels;
 use crate::imaging::{Compositor, Postprocessor, Preprocessor, Scaler};
 use crate::infer::{ModelCard, Segmenter};
+use crate::telemetry::{self, SourceMeter};
 use crate::video::{Frame, FrameOutput, FrameSource, Pulled};
 
 /// How often the source looks at the stop flag while waiting for a frame.
@@ -69,7 +71,7 @@ pub(super) fn read_source(
     patience: Option<Patience>,
 ) -> Result<SourceEnd> {
     let mut stats = StageStats::new("source");
-    let mut watch = patience.map(Reconnect::new);
+    let mut watch = patience.map(|patience| Reconnect::new(patience, Arc::clone(&counters.meter)));
     let mut timeline = Timeline::default();
     let ending = loop {
         if stop.load(Ordering::SeqCst) {
@@ -85,7 +87,7 @@ pub(super) fn read_source(
                     watch.frame_arrived();
                 }
                 stats.record(started, 1, frames_out.len());
-                counters.read.fetch_add(1, Ordering::Relaxed);
+                counters.meter.read.fetch_add(1, Ordering::Relaxed);
                 timeline.add(&frame);
                 if frames_out.send(*frame).is_err() {
                     break Ending::Finished; // downstream stopped; its stage reports why
@@ -331,6 +333,7 @@ pub(super) fn infer_batches(
         if logits.is_some() {
             // The infer stage counts the frames the model ran on, not those that reused logits.
             stats.record(started, due.len() as u64, batches_rx.len());
+            telemetry::inference_batch(due.len());
         }
         let mut rows = logits.iter().flat_map(|l| l.outer_iter());
         let deliveries: Vec<_> = {
@@ -453,6 +456,7 @@ struct Tally {
 
 /// What the sink stage has written: statistics, each frame's latency, first and last write.
 struct Written {
+    meter: Arc<SourceMeter>,
     stats: StageStats,
     latency: Vec<Duration>,
     first: Option<Instant>,
@@ -472,6 +476,7 @@ impl Written {
         sink.push(frame)?;
         let now = Instant::now();
         self.latency.push(now - received);
+        self.meter.wrote(now - received);
         self.first.get_or_insert(now);
         self.last = Some(now);
         self.stats.record(started, 1, depth);
@@ -490,6 +495,7 @@ impl SinkStage<'_> {
         ending_rx: &Receiver<Ending>,
     ) -> Result<SinkEnd> {
         let mut written = Written {
+            meter: Arc::clone(&self.counters.meter),
             stats: StageStats::new("sink"),
             latency: Vec::new(),
             first: None,
@@ -529,6 +535,7 @@ impl SinkStage<'_> {
             latency,
             first,
             last,
+            ..
         } = written;
         Ok(SinkEnd {
             stats,
@@ -549,8 +556,7 @@ impl SinkStage<'_> {
         if now < begun + ticker.every {
             return;
         }
-        let read = self.counters.read.load(Ordering::Relaxed);
-        let dropped = self.counters.dropped.load(Ordering::Relaxed);
+        let (read, dropped) = (self.counters.read(), self.counters.dropped());
         let seconds = (now - begun).as_secs_f64();
         let written = &latency[tally.first_latency..];
         let interval = Interval {

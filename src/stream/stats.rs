@@ -1,8 +1,11 @@
-//! Per-stage measurements: frames, busy time, per-item latency and the depth of the input queue.
+//! Per-stage measurements: frames, busy time, per-item latency and the depth of the input queue,
+//! kept for the run's report and recorded as they happen into the process's telemetry.
 
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+use crate::telemetry::{self, StageProbe};
 
 /// What one stage (all its workers together) did during a run.
 #[derive(Debug, Clone, Default)]
@@ -21,6 +24,8 @@ pub struct StageStats {
     cpu_frames: u64,
     /// This worker thread's CPU time at its first item.
     cpu_mark: Option<Duration>,
+    /// Where the live figures go.
+    probe: Option<StageProbe>,
 }
 
 impl StageStats {
@@ -28,6 +33,7 @@ impl StageStats {
     pub fn new(name: &'static str) -> Self {
         StageStats {
             name,
+            probe: Some(telemetry::stage(name)),
             ..Default::default()
         }
     }
@@ -41,6 +47,9 @@ impl StageStats {
         self.latencies.push(spent);
         self.queue_depth_sum += queue_depth as u64;
         self.queue_samples += 1;
+        if let Some(probe) = &self.probe {
+            probe.record(spent, queue_depth);
+        }
         if let Some(now) = thread_cpu_time() {
             match self.cpu_mark {
                 Some(mark) => {

@@ -111,7 +111,7 @@ impl LiveInput {
         match self {
             LiveInput::Camera { device, .. } => shown(device),
             LiveInput::Udp { address, port } => format!("udp://{address}:{port}"),
-            LiveInput::Rtsp(uri) => uri.clone(),
+            LiveInput::Rtsp(uri) => without_password(uri),
             LiveInput::Pipeline(_) => "--source-pipeline".into(),
         }
     }
@@ -374,9 +374,33 @@ fn check_device(device: &Path, what: &str) -> Result<()> {
     })
 }
 
+/// `uri` with the password of its user part (`rtsp://user:secret@host/…`) left out, for
+/// messages and metrics labels.
+fn without_password(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}@{host}{}", &rest[authority_end..])
+        }
+        None => uri.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_feeds_password_is_not_shown() {
+        let feed = LiveInput::from_uri("rtsp://admin:secret@10.0.0.2:554/live").unwrap();
+        assert_eq!(feed.describe(), "rtsp://admin@10.0.0.2:554/live");
+        let feed = LiveInput::from_uri("rtsp://cam/a@b").unwrap();
+        assert_eq!(feed.describe(), "rtsp://cam/a@b");
+    }
 
     #[test]
     fn source_uris_choose_the_template() {

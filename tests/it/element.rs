@@ -30,7 +30,7 @@ fn init() {
 
 /// A harness around a `segstream` element with `properties`, taking `format` frames of
 /// `frame`'s size.
-fn harness(properties: &[(&str, &str)], format: &str, frame: &Frame) -> Harness {
+pub fn harness(properties: &[(&str, &str)], format: &str, frame: &Frame) -> Harness {
     init();
     let element = gst::ElementFactory::make("segstream").build().unwrap();
     for (name, value) in properties {
@@ -47,7 +47,7 @@ fn harness(properties: &[(&str, &str)], format: &str, frame: &Frame) -> Harness 
 }
 
 /// `frame` as a buffer in `format` (RGBA or BGRx) with its timestamps.
-fn buffer(frame: &Frame, bgr: bool) -> gst::Buffer {
+pub fn buffer(frame: &Frame, bgr: bool) -> gst::Buffer {
     let mut pixels = frame.pixels.clone();
     if bgr {
         swap_red_and_blue(&mut pixels);
@@ -69,7 +69,7 @@ fn pull_to_eos(h: &mut Harness) -> Vec<gst::Buffer> {
 }
 
 /// The first `n` frames segstream's own source decodes from the people clip.
-fn people_frames(n: usize) -> Vec<Frame> {
+pub fn people_frames(n: usize) -> Vec<Frame> {
     let mut frames = Vec::new();
     decode(&generated("people.mkv"), |f| {
         if frames.len() < n {

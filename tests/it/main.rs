@@ -22,6 +22,7 @@ mod label_hostile;
 mod label_page;
 mod many;
 mod media;
+mod metrics;
 mod model_errors;
 mod outputs;
 #[cfg(feature = "train")]
