@@ -55,7 +55,9 @@ echo "   median wall-time ratio element/segment: I420 $(median "${yuv_ratios[@]}
 
 echo
 echo "2. latency the element adds, live 640x480 at 30 fps, leaky (300 frames; GStreamer's latency tracer,"
-echo "   source to sink, against the same pipeline with identity in its place)"
+echo "   source to sink pad, against the same pipeline with identity and with a bare queue in its place:"
+echo "   a sink that synchronises holds each push for the pipeline's latency, which any element with a"
+echo "   streaming thread of its own, a queue too, then measures)"
 live_latency() { # $1: the element under test; prints p50 p95 (ms) and the latency it reports
     GST_TRACERS="latency(flags=pipeline+reported)" GST_DEBUG="GST_TRACER:7" GST_DEBUG_NO_COLOR=1 \
         gst-launch-1.0 -q videotestsrc is-live=true num-buffers=300 pattern=ball ! \
@@ -69,9 +71,14 @@ live_latency() { # $1: the element under test; prints p50 p95 (ms) and the laten
     echo
 }
 read -r base50 base95 < <(live_latency identity)
+read -r queue50 queue95 < <(live_latency queue)
 read -r seg50 seg95 reported < <(live_latency "segstream leaky=true")
+infer_fps=$("$segstream" bench --input "$clip" --batch 1 --repeats 3 2>/dev/null | awk '$1 == "inference" { print $3 }')
 echo "   with identity:  p50 ${base50} ms, p95 ${base95} ms"
+echo "   with a queue:   p50 ${queue50} ms, p95 ${queue95} ms"
 echo "   with segstream: p50 ${seg50} ms, p95 ${seg95} ms (it reports ${reported:-?} ms to the latency query)"
+awk -v s="$seg95" -v q="$queue95" -v r="${reported:-0}" -v f="$infer_fps" 'BEGIN {
+    printf "   it adds p95 %.1f ms over the queue (reports %.1f ms); inference alone %.1f ms a frame (%s fps)\n", s - q, r, 1000 / f, f }'
 
 echo
 echo "3. two elements on one decoded stream (tee), fakesink sync=false"

@@ -62,9 +62,7 @@ pub(super) fn run(args: &SegmentArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<
     let segmenter = load_model(&args.model, DEFAULT_MODEL)?;
     let parallel = args.parallel.clamp(1, items.len().max(1));
     let config = EngineConfig {
-        batch_size: args
-            .batch
-            .unwrap_or(super::file_run::default_batch(segmenter.provider())),
+        batch_size: args.batch.unwrap_or(segmenter.provider().file_batch()),
         max_wait: Duration::from_millis(args.max_wait_ms),
         // Lanes run side by side: each takes its share of the cores, as its encoder does,
         // rather than one pre- and post-processing worker per core that only hold frames.

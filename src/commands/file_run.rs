@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use crate::infer::Provider;
 use crate::paths::shown;
 use crate::stream::Report;
 use crate::video::InputInfo;
@@ -31,14 +30,5 @@ pub(super) fn warn_if_truncated(input: &Path, info: &InputInfo, report: &Report)
             shown(input),
             report.frames_read
         );
-    }
-}
-
-/// Frames per inference call when `--batch` is not given: 1 on the CPU, where larger batches
-/// are no faster and hold more memory; 8 under CUDA.
-pub(super) fn default_batch(provider: Provider) -> usize {
-    match provider {
-        Provider::Cpu => 1,
-        Provider::Cuda => 8,
     }
 }

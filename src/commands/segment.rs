@@ -14,7 +14,7 @@ use crate::stream::{self, Door, EngineConfig};
 use crate::telemetry;
 use crate::video::{self, FrameSink, FrameSource, InputInfo, OutputKind, StagedOutput};
 
-use super::file_run::{default_batch, warn_if_truncated};
+use super::file_run::warn_if_truncated;
 use super::{EXIT_INTERRUPTED, batch, choose_decoder, draw, interrupt, load_model, output, report};
 
 pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
@@ -79,7 +79,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<u8> {
     source.start().context("starting the input")?;
 
     let progress = progress_bar(input_info.as_ref().and_then(InputInfo::expected_frames));
-    let batch_size = args.batch.unwrap_or(default_batch(segmenter.provider()));
+    let batch_size = args.batch.unwrap_or(segmenter.provider().file_batch());
     let door = Door {
         source,
         sink: Box::new(sink),

@@ -859,16 +859,16 @@ impl Segstream {
 
     /// Pushes `frame` (once the frames before it are out) after what waits before it.
     fn deliver(&self, frame: Frame) {
-        // Timed when the engine hands the frame over, not after the push: a synchronised sink
-        // holds the push until the reported latency has passed.
-        let now = Instant::now();
+        // Timed up to composition (see `latency`): a synchronised sink holds each push until the
+        // reported latency has passed, and the frames behind it wait for that.
+        let taken = frame.composed.unwrap_or_else(Instant::now) - frame.received;
         let ready = {
             let mut state = lock(&self.state);
-            let raised = state
+            let changed = state
                 .latency
                 .as_mut()
-                .is_some_and(|watch| watch.record(now - frame.received));
-            if raised {
+                .is_some_and(|watch| watch.record(taken));
+            if changed {
                 // The pipeline asks every element again and sets the larger latency.
                 let element = self.obj();
                 let _ =
@@ -922,8 +922,8 @@ impl Segstream {
             let passthrough = matches!(state.mode, Some(Mode::Passthrough));
             (passthrough, Arc::clone(&state.classes), state.meter.clone())
         };
-        // As the latency watch times it: before a synchronised sink holds the push.
-        let latency = frame.received.elapsed();
+        // As the latency watch times it: up to composition, not waiting for downstream.
+        let latency = frame.composed.unwrap_or_else(Instant::now) - frame.received;
         let result = output::buffer_for(frame, input, format, passthrough, &classes)
             .and_then(|buffer| self.srcpad.push(buffer));
         if let Err(flow) = result {

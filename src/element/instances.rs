@@ -20,6 +20,8 @@ struct EngineKey {
     model: PathBuf,
     options: SegmenterOptions,
     batching: Batching,
+    /// Whether the batch is the provider's (none set): see [`Settings::batch_from_provider`].
+    batch_from_provider: bool,
 }
 
 impl EngineKey {
@@ -79,6 +81,7 @@ pub fn acquire(settings: &Settings) -> Result<(Arc<SharedEngine>, bool)> {
         model: model.canonicalize().unwrap_or_else(|_| model.clone()),
         options: settings.segmenter_options(),
         batching: settings.batching(),
+        batch_from_provider: settings.batch_from_provider(),
     };
     let Some(name) = &settings.model_instance else {
         return Ok((Arc::new(start(key, false)?), false));
@@ -105,8 +108,14 @@ pub fn acquire(settings: &Settings) -> Result<(Arc<SharedEngine>, bool)> {
 /// Loads the model, times one batch of the size frames will mostly come in, and starts the
 /// engine (`shared`: for elements of a model-instance).
 fn start(key: EngineKey, shared: bool) -> Result<SharedEngine> {
-    let batching = key.batching;
     let mut segmenter = Segmenter::load(&key.model, &key.options)?;
+    let batching = Batching {
+        batch_size: match key.batch_from_provider {
+            true => segmenter.provider().file_batch(),
+            false => key.batching.batch_size,
+        },
+        ..key.batching
+    };
     // A live batch holds one frame per element: time one frame.
     let timed = if batching.live {
         1

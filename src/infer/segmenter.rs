@@ -38,6 +38,18 @@ pub enum Provider {
     Cuda,
 }
 
+impl Provider {
+    /// Frames per inference call on a file when none is asked for: 1 on the CPU, where larger
+    /// batches are no faster (batches of 4 cost the element 8 % more CPU than single frames on
+    /// 2 cores) and hold more memory; 8 under CUDA.
+    pub fn file_batch(self) -> usize {
+        match self {
+            Provider::Cpu => 1,
+            Provider::Cuda => 8,
+        }
+    }
+}
+
 impl std::fmt::Display for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -418,6 +418,7 @@ pub(super) fn postprocess_scores(
         // The mask travels on with its labels; the coverage was only for composing.
         mask.coverage = None;
         frame.mask = Some(mask);
+        frame.composed = Some(Instant::now());
         if output_tx.send(frame).is_err() {
             break;
         }

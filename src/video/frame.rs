@@ -32,6 +32,9 @@ pub struct Frame {
     pub received: Instant,
     /// The labels post-processing found (none before it).
     pub mask: Option<Mask>,
+    /// When post-processing finished the frame (none before it): with `received`, the time
+    /// the engine took, whatever then holds the frame back downstream.
+    pub composed: Option<Instant>,
 }
 
 impl Frame {
@@ -71,6 +74,7 @@ impl Frame {
             pixels,
             received: self.received,
             mask: None,
+            composed: None,
         }
     }
 
@@ -135,6 +139,7 @@ impl Frame {
             pixels,
             received,
             mask: None,
+            composed: None,
         })
     }
 
