@@ -28,11 +28,12 @@ impl EngineKey {
     /// What a message shows of the key.
     fn describe(&self) -> String {
         format!(
-            "{} ({:?}, batch {}, leaky {})",
+            "{} ({:?}, batch {}, leaky {}, {} inference calls side by side)",
             shown(&self.model),
             self.options.device,
             self.batching.batch_size,
-            self.batching.live
+            self.batching.live,
+            self.batching.sessions
         )
     }
 }
@@ -92,7 +93,8 @@ pub fn acquire(settings: &Settings) -> Result<(Arc<SharedEngine>, bool)> {
         if running.key != key {
             return Err(Error::Config(format!(
                 "model-instance '{name}' runs {}; this element asks for {}: elements sharing an \
-                 instance need the same model, provider, threads, batch, max-wait-ms and leaky",
+                 instance need the same model, provider, threads, batch, max-wait-ms and leaky, and \
+                 all or none of them smoothing or using every (which run one call at a time)",
                 running.key.describe(),
                 key.describe(),
             )));

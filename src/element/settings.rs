@@ -364,9 +364,8 @@ impl Settings {
     }
 
     /// How ONNX Runtime opens the model: half the cores beside decoding and encoding, as
-    /// `segment` does, except for a shared `model-instance`, whose one session serves every
-    /// sharer and gets a thread per core (two streams on 2 cores: 3.10–3.16 s against 3.40–3.69 s
-    /// on one thread).
+    /// `segment` does, except for a `model-instance` that runs one session for every sharer
+    /// (live, smoothed, `every`), which gets a thread per core.
     pub fn segmenter_options(&self) -> SegmenterOptions {
         let options = SegmenterOptions {
             device: match self.provider {
@@ -377,22 +376,18 @@ impl Settings {
             threads: self.threads as usize,
             ..SegmenterOptions::default()
         };
-        match self.model_instance {
-            Some(_) => options,
-            None => options.beside_video(),
+        match (&self.model_instance, self.batching().sessions) {
+            (Some(_), 1) => options,
+            _ => options.beside_video(),
         }
     }
 
     /// How the shared stages batch: as the lane's settings say (inference calls side by side
-    /// on a file whose logits may come in any order, as `segment` runs files), but one session
-    /// for elements that share an engine, since a sharer may smooth and needs its logits in
-    /// order.
+    /// on a file whose logits may come in any order, as `segment` runs files). Elements that
+    /// share a `model-instance` must agree on it, so a sharer that smooths or uses `every`
+    /// (and needs its logits in order) cannot join one whose sharers do neither.
     pub fn batching(&self) -> Batching {
-        let mut batching = self.engine_config().batching();
-        if self.model_instance.is_some() {
-            batching.sessions = 1;
-        }
-        batching
+        self.engine_config().batching()
     }
 
     /// Whether the engine takes the provider's batch for files, none being set.

@@ -746,3 +746,30 @@ fn a_leaky_element_whose_downstream_takes_nothing_keeps_its_memory_flat() {
         "memory grew from {settled} MB to {later} MB with downstream full"
     );
 }
+
+#[test]
+fn sharers_that_need_their_logits_in_order_share_only_with_others_that_do() {
+    init();
+    let element = |properties: &[(&str, &str)]| {
+        let element = gst::ElementFactory::make("segstream").build().unwrap();
+        for (name, value) in properties {
+            element.set_property_from_str(name, value);
+        }
+        element
+    };
+    let first = element(&[("model-instance", "order-test")]);
+    let smoothing = element(&[("model-instance", "order-test"), ("smooth", "0.5")]);
+    let masking = element(&[("model-instance", "order-test"), ("mode", "mask")]);
+    assert!(first.set_state(gst::State::Paused).is_ok());
+    assert!(
+        smoothing.set_state(gst::State::Paused).is_err(),
+        "a smoothing sharer cannot join an instance that infers side by side"
+    );
+    assert!(
+        masking.set_state(gst::State::Paused).is_ok(),
+        "drawing settings may differ between sharers"
+    );
+    for element in [&first, &smoothing, &masking] {
+        element.set_state(gst::State::Null).unwrap();
+    }
+}
