@@ -861,7 +861,7 @@ impl Segstream {
     fn deliver(&self, frame: Frame) {
         // Timed up to composition (see `latency`): a synchronised sink holds each push until the
         // reported latency has passed, and the frames behind it wait for that.
-        let taken = frame.composed.unwrap_or_else(Instant::now) - frame.received;
+        let taken = frame.engine_time();
         let ready = {
             let mut state = lock(&self.state);
             let changed = state
@@ -923,7 +923,7 @@ impl Segstream {
             (passthrough, Arc::clone(&state.classes), state.meter.clone())
         };
         // As the latency watch times it: up to composition, not waiting for downstream.
-        let latency = frame.composed.unwrap_or_else(Instant::now) - frame.received;
+        let latency = frame.engine_time();
         let result = output::buffer_for(frame, input, format, passthrough, &classes)
             .and_then(|buffer| self.srcpad.push(buffer));
         if let Err(flow) = result {

@@ -123,10 +123,10 @@ impl SourceMeter {
     fn state(&self, now: Instant) -> SourceState {
         let last = lock(&self.recent).back().copied();
         let status = match (self.ended(), last) {
-            (true, _) => "ended",
-            (false, None) => "starting",
-            (false, Some(at)) if now.duration_since(at) <= STALE_AFTER => "delivering",
-            (false, Some(_)) => "stalled",
+            (true, _) => Status::Ended,
+            (false, None) => Status::Starting,
+            (false, Some(at)) if now.duration_since(at) <= STALE_AFTER => Status::Delivering,
+            (false, Some(_)) => Status::Stalled,
         };
         SourceState {
             source: self.name.clone(),
@@ -147,12 +147,25 @@ fn forget_before(recent: &mut VecDeque<Instant>, now: Instant) {
     }
 }
 
+/// What a source is doing, as `/healthz` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    /// No frame written yet.
+    Starting,
+    /// A frame written within [`STALE_AFTER`].
+    Delivering,
+    /// None written for [`STALE_AFTER`].
+    Stalled,
+    /// The source ended; it no longer counts for health.
+    Ended,
+}
+
 /// One source's line in `/healthz`.
 #[derive(Debug, Serialize)]
 struct SourceState {
     source: String,
-    /// starting (no frame yet), delivering, stalled (none for [`STALE_AFTER`]) or ended.
-    status: &'static str,
+    status: Status,
     frames_written: u64,
     seconds_since_last_frame: Option<f64>,
 }
@@ -280,8 +293,11 @@ pub fn health() -> Health {
         .iter()
         .map(|meter| meter.state(now))
         .collect();
-    let running: Vec<&SourceState> = sources.iter().filter(|s| s.status != "ended").collect();
-    let healthy = !running.is_empty() && running.iter().all(|s| s.status == "delivering");
+    let running: Vec<&SourceState> = sources
+        .iter()
+        .filter(|s| s.status != Status::Ended)
+        .collect();
+    let healthy = !running.is_empty() && running.iter().all(|s| s.status == Status::Delivering);
     Health { healthy, sources }
 }
 
@@ -334,7 +350,7 @@ impl Collector for Sources {
         let mut family = encoder.encode_descriptor("source_up", help, None, MetricType::Gauge)?;
         for meter in &sources {
             let labels = [("source", meter.name.as_str())];
-            let up = i64::from(meter.state(now).status == "delivering");
+            let up = i64::from(meter.state(now).status == Status::Delivering);
             ConstGauge::new(up).encode(family.encode_family(&labels)?)?;
         }
         let help = "From the source handing a frame over to the output taking it";

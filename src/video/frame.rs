@@ -1,6 +1,6 @@
 //! [`Frame`]: one decoded picture as it travels through the engine.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer_video as gst_video;
@@ -38,6 +38,12 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// How long the engine took with the frame: from its arrival until post-processing finished
+    /// it (until now, before that), whatever then holds it back downstream.
+    pub fn engine_time(&self) -> Duration {
+        self.composed.unwrap_or_else(Instant::now) - self.received
+    }
+
     /// Width in pixels.
     pub fn width(&self) -> usize {
         self.info.width() as usize
