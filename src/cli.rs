@@ -755,6 +755,11 @@ pub struct TrainArgs {
     /// about new footage; CamVid's val/ shares its drive with train/.
     #[arg(long, conflicts_with = "fold")]
     pub hold_out: Option<String>,
+    /// Which images train: train (the validation images stay out), or all (the validation
+    /// images too: the final fit once a recipe was chosen on held-out data; the validation
+    /// figures are then on images it trained on, so the last epoch is kept).
+    #[arg(long, default_value = "train", value_parser = ["train", "all"], conflicts_with_all = ["hold_out", "fold"])]
+    pub train_on: String,
     /// Data-loading threads.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,

@@ -36,9 +36,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
     println!("device: {}", device.name);
     let learner = Learner::new(config, &run, command)?.on(device.device);
     let data = learner.data();
+    let seen = if learner.config().train_on_all {
+        " (trained on too: --train-on all)"
+    } else {
+        ""
+    };
     for source in &data.sources {
         println!(
-            "data: {} ({} layout): {} training / {} validation images",
+            "data: {} ({} layout): {} training / {} validation images{seen}",
             source.source,
             source.layout,
             source.train.len(),
@@ -68,7 +73,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
             println!(
                 "wrote {} ({} epoch {}: {}) in {:.0} s; parity burn vs ONNX Runtime: max |Δ| = {:.2e}",
                 shown(&done.model),
-                args.keep,
+                if learner.config().keep_last {
+                    "last"
+                } else {
+                    "best"
+                },
                 done.best.epoch,
                 headline(&done.best.scores),
                 done.seconds,
@@ -138,7 +147,8 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         group_by: args.group_by.clone(),
         seed: args.seed,
         fold: args.fold,
-        keep_last: args.keep == "last",
+        keep_last: args.keep == "last" || args.train_on == "all",
+        train_on_all: args.train_on == "all",
         workers: args.workers,
         augment: None,
         limit: args.limit,

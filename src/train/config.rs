@@ -53,6 +53,10 @@ pub struct TrainConfig {
     /// on every other image of the folders, their validation folders included.
     #[serde(default)]
     pub hold_out: Option<String>,
+    /// Train on the validation images too (the final fit); they are still scored, as images
+    /// the model saw.
+    #[serde(default)]
+    pub train_on_all: bool,
     /// Export the last epoch's weights instead of the best by the validation score.
     #[serde(default)]
     pub keep_last: bool,
@@ -193,6 +197,10 @@ impl TrainConfig {
                         self.fold,
                     )?,
                 };
+                if self.train_on_all {
+                    train.extend(valid.iter().cloned());
+                    train.sort_by(|a, b| a.image.cmp(&b.image));
+                }
                 if let Some(limit) = self.limit {
                     train.truncate(limit);
                     valid.truncate(limit.div_ceil(4));

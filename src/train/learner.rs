@@ -171,6 +171,11 @@ impl Learner {
         &self.data
     }
 
+    /// The run's configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
     /// Trains from the start (or from the run's checkpoint when `resume`), until done or
     /// stopped.
     ///
@@ -578,6 +583,7 @@ impl Learner {
             "seed": self.config.seed,
             "fold": self.config.fold,
             "hold_out": self.config.hold_out,
+            "validation_trained_on": self.config.train_on_all,
             "kept": if self.config.keep_last { "last epoch" } else { "best epoch" },
             "init_from": self.pretrained.as_ref().map(|p| serde_json::json!({
                 "file": p.path.display().to_string(),

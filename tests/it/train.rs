@@ -48,6 +48,7 @@ fn config(limit: usize, size: usize, epochs: usize) -> TrainConfig {
         decoder: Default::default(),
         median_frequency: false,
         hold_out: None,
+        train_on_all: false,
     }
 }
 
@@ -213,6 +214,33 @@ fn a_run_on_vulkan_matches_the_cpu_and_resumes_there() {
 const VULKAN_TOLERANCE: f64 = 1e-4;
 
 #[test]
+fn the_final_fit_trains_on_the_validation_images_too() {
+    let mut held_apart = config(0, 64, 1);
+    held_apart.limit = None;
+    held_apart.data = vec![DataSource::from(shared("camvid"))];
+    held_apart.classes = None;
+    let apart = held_apart.prepare().unwrap();
+    let (train, valid) = (&apart.sources[0].train, &apart.sources[0].valid);
+    assert!(valid.iter().all(|pair| !train.contains(pair)));
+    let all = TrainConfig {
+        train_on_all: true,
+        ..held_apart
+    }
+    .prepare()
+    .unwrap();
+    let everything = &all.sources[0].train;
+    assert_eq!(everything.len(), train.len() + valid.len());
+    assert!(
+        valid
+            .iter()
+            .chain(train)
+            .all(|pair| everything.contains(pair))
+    );
+    // Still scored on them, as images it saw.
+    assert_eq!(&all.sources[0].valid, valid);
+}
+
+#[test]
 fn train_cli_rejects_bad_options_and_data() {
     let run = tempfile::tempdir().unwrap();
     let out = run.path().to_str().unwrap();
@@ -234,6 +262,20 @@ fn train_cli_rejects_bad_options_and_data() {
             "not a folder",
         ),
         (vec!["train", "--resume", "/nonexistent/run"], "config.json"),
+        (
+            vec![
+                "train",
+                "--data",
+                data,
+                "-o",
+                out,
+                "--train-on",
+                "all",
+                "--fold",
+                "1",
+            ],
+            "cannot be used with",
+        ),
     ] {
         let output = segstream(&args);
         let text = describe(&args, &output);
