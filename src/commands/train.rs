@@ -73,11 +73,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<u8> {
             println!(
                 "wrote {} ({} epoch {}: {}) in {:.0} s; parity burn vs ONNX Runtime: max |Δ| = {:.2e}",
                 shown(&done.model),
-                if learner.config().keep_last {
-                    "last"
-                } else {
-                    "best"
-                },
+                learner.config().kept(),
                 done.best.epoch,
                 headline(&done.best.scores),
                 done.seconds,

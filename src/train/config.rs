@@ -88,6 +88,11 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// Which epoch's weights the run exports: the last, or the best by the validation score.
+    pub fn kept(&self) -> &'static str {
+        if self.keep_last { "last" } else { "best" }
+    }
+
     /// Checks the settings against each other.
     ///
     /// # Errors

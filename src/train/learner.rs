@@ -584,7 +584,7 @@ impl Learner {
             "fold": self.config.fold,
             "hold_out": self.config.hold_out,
             "validation_trained_on": self.config.train_on_all,
-            "kept": if self.config.keep_last { "last epoch" } else { "best epoch" },
+            "kept": format!("{} epoch", self.config.kept()),
             "init_from": self.pretrained.as_ref().map(|p| serde_json::json!({
                 "file": p.path.display().to_string(),
                 // Where the weights first came from, carried through fine-tunes of fine-tunes.
