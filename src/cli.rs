@@ -752,7 +752,8 @@ pub struct TrainArgs {
     /// Validate on one group only and train on all the rest, the folder's validation folder
     /// included: a CamVid sequence (the name's prefix: 0001TP, 0006R0, 0016E5, …), a Carvana
     /// car, or a --group-by group. A sequence the model never saw a frame of tells the truth
-    /// about new footage; CamVid's val/ shares its drive with train/.
+    /// about new footage; CamVid's val/ shares its drive with train/. Beside a folder
+    /// without groups (portraits), that folder keeps its own split.
     #[arg(long, conflicts_with = "fold")]
     pub hold_out: Option<String>,
     /// Which images train: train (the validation images stay out), or all (the validation

@@ -31,6 +31,18 @@ pub enum Layout {
     CamVid,
 }
 
+impl Layout {
+    /// The regex naming an image's group in this layout (a CamVid sequence, a Carvana car), or
+    /// `None` where each image stands alone.
+    pub fn groups(self) -> Option<&'static str> {
+        match self {
+            Layout::CamVid => Some(CAMVID_GROUP),
+            Layout::Carvana => Some(CARVANA_GROUP),
+            Layout::Generic => None,
+        }
+    }
+}
+
 impl FromStr for Layout {
     type Err = Error;
 
@@ -175,12 +187,10 @@ impl Dataset {
     /// [`Error::Config`] for a layout without groups and no `group_by`, or a group the folder
     /// does not have (naming those it has).
     pub fn hold_out(&self, group_by: Option<&Regex>, held: &str) -> Result<(Vec<Pair>, Vec<Pair>)> {
-        let built_in = match self.layout {
-            Layout::CamVid => Some(CAMVID_GROUP),
-            Layout::Carvana => Some(CARVANA_GROUP),
-            Layout::Generic => None,
-        }
-        .map(|pattern| Regex::new(pattern).expect("a valid built-in regex"));
+        let built_in = self
+            .layout
+            .groups()
+            .map(|pattern| Regex::new(pattern).expect("a valid built-in regex"));
         let Some(group_by) = group_by.or(built_in.as_ref()) else {
             return Err(Error::Config(format!(
                 "--hold-out {held}: {} has no groups of its own: say with --group-by REGEX \

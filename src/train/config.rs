@@ -188,12 +188,29 @@ impl TrainConfig {
             .ok_or_else(|| Error::Config("no --data".into()))?;
         let classes = self.model_classes(first.layout)?;
         let group = self.group_regex()?;
+        // Among several folders, a held-out group is taken from those that have groups (a
+        // CamVid sequence beside a folder of portraits); the others keep their own split.
+        let holds_out = |layout: Layout| {
+            self.hold_out
+                .as_ref()
+                .filter(|_| self.data.len() == 1 || group.is_some() || layout.groups().is_some())
+        };
+        if let Some(held) = &self.hold_out
+            && !datasets
+                .iter()
+                .any(|dataset| holds_out(dataset.layout).is_some())
+        {
+            return Err(Error::Config(format!(
+                "--hold-out {held}: none of the --data folders has groups of its own: say \
+                 with --group-by REGEX what names an image's group"
+            )));
+        }
         let sources = self
             .data
             .iter()
             .zip(datasets)
             .map(|(source, dataset)| {
-                let (mut train, mut valid) = match &self.hold_out {
+                let (mut train, mut valid) = match holds_out(dataset.layout) {
                     Some(held) => dataset.hold_out(group.as_ref(), held)?,
                     None => dataset.train_valid(
                         self.valid_frac,

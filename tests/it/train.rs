@@ -241,6 +241,38 @@ fn the_final_fit_trains_on_the_validation_images_too() {
 }
 
 #[test]
+fn a_held_out_sequence_beside_portraits_leaves_the_portraits_their_own_split() {
+    let mut mixed = config(0, 64, 1);
+    mixed.limit = None;
+    mixed.data = vec![
+        DataSource::from(shared("human_seg")),
+        format!("{}:Pedestrian=person", shared("camvid").display())
+            .parse()
+            .unwrap(),
+    ];
+    mixed.hold_out = Some("0006R0".into());
+    let prepared = mixed.prepare().unwrap();
+    let (portraits, street) = (&prepared.sources[0], &prepared.sources[1]);
+    let own = config(0, 64, 1);
+    let own = TrainConfig { limit: None, ..own }.prepare().unwrap();
+    assert_eq!(
+        portraits.valid, own.sources[0].valid,
+        "human_seg's usual split"
+    );
+    let sequence = |pair: &segstream::dataset::Pair| pair.name().starts_with("0006R0_");
+    assert!(!street.valid.is_empty() && street.valid.iter().all(sequence));
+    assert!(!street.train.iter().any(sequence));
+
+    // Folders none of which has groups: nothing to hold out, said as such.
+    mixed.data = vec![DataSource::from(shared("human_seg")); 2];
+    let error = mixed.prepare().unwrap_err().to_string();
+    assert!(
+        error.contains("none of the --data folders has groups"),
+        "{error}"
+    );
+}
+
+#[test]
 fn train_cli_rejects_bad_options_and_data() {
     let run = tempfile::tempdir().unwrap();
     let out = run.path().to_str().unwrap();
