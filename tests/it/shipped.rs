@@ -96,6 +96,27 @@ fn the_camvid_unet_model_carries_its_decoder_and_labels_every_class() {
 }
 
 #[test]
+fn the_street_people_model_finds_walkers_of_a_sequence_it_never_saw_and_keeps_portraits() {
+    let model = shipped("people-street.onnx");
+    // Trained with 0006R0 held out: these 101 frames are new footage to it.
+    let streets = format!(
+        "{}:Pedestrian=person,Bicyclist=ignore",
+        shared("camvid").display()
+    );
+    let json = eval_json(&model, Path::new(&streets), &["--hold-out", "0006R0"]);
+    println!("people-street on 0006R0: {json}");
+    assert_eq!(json["images"], 101, "{json}");
+    // models/README.md: IoU 0.335.
+    let iou = json["iou"].as_f64().unwrap();
+    assert!(iou > 0.3, "held-out pedestrian IoU {iou}");
+    // human_seg's 47 validation portraits: Dice 0.896 (people.onnx 0.919).
+    let json = eval_json(&model, &shared("human_seg"), &[]);
+    assert_eq!(json["images"], 47, "{json}");
+    let dice = json["dice"].as_f64().unwrap();
+    assert!(dice > 0.88, "human_seg validation Dice {dice}");
+}
+
+#[test]
 fn the_small_camvid_model_labels_the_large_classes() {
     let json = eval_json(&shipped("camvid-small.onnx"), &shared("camvid"), &[]);
     println!("camvid-small: {json}");
