@@ -143,7 +143,7 @@ fn config_from(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
         group_by: args.group_by.clone(),
         seed: args.seed,
         fold: args.fold,
-        keep_last: args.keep == "last" || args.train_on == "all",
+        keep_last: args.keep == "last",
         train_on_all: args.train_on == "all",
         workers: args.workers,
         augment: None,

@@ -88,9 +88,15 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// Whether the run exports its last epoch: asked for, or implied by `train_on_all` (whose
+    /// validation images trained too, so they cannot choose an epoch).
+    pub fn keeps_last(&self) -> bool {
+        self.keep_last || self.train_on_all
+    }
+
     /// Which epoch's weights the run exports: the last, or the best by the validation score.
     pub fn kept(&self) -> &'static str {
-        if self.keep_last { "last" } else { "best" }
+        if self.keeps_last() { "last" } else { "best" }
     }
 
     /// Checks the settings against each other.

@@ -343,7 +343,7 @@ impl Learner {
                 };
                 println!("{}", record.summary(total_epochs));
                 state.seconds += record.seconds;
-                if self.config.keep_last
+                if self.config.keeps_last()
                     || state
                         .best
                         .is_none_or(|b| record.scores.headline() > b.score)
@@ -556,7 +556,7 @@ impl Learner {
         }
     }
 
-    /// Exports the kept epoch's weights (the best, or with `keep_last` the last) and checks
+    /// Exports the kept epoch's weights (the best, or the last: [`TrainConfig::keeps_last`]) and checks
     /// parity.
     fn finish(&self, state: &TrainingState) -> Result<Finished> {
         let best = state

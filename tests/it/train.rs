@@ -222,12 +222,13 @@ fn the_final_fit_trains_on_the_validation_images_too() {
     let apart = held_apart.prepare().unwrap();
     let (train, valid) = (&apart.sources[0].train, &apart.sources[0].valid);
     assert!(valid.iter().all(|pair| !train.contains(pair)));
-    let all = TrainConfig {
+    let final_fit = TrainConfig {
         train_on_all: true,
         ..held_apart
-    }
-    .prepare()
-    .unwrap();
+    };
+    // Its validation images trained too, so they cannot choose the epoch.
+    assert_eq!(final_fit.kept(), "last");
+    let all = final_fit.prepare().unwrap();
     let everything = &all.sources[0].train;
     assert_eq!(everything.len(), train.len() + valid.len());
     assert!(
