@@ -18,7 +18,7 @@ use crate::imaging::postprocess::changed_labels;
 use crate::imaging::smoothing::picture_change;
 use crate::imaging::{Edge, Postprocessor, Preprocessor, Scaler, Smoothing};
 use crate::infer::Segmenter;
-use crate::metrics::{BoundaryCounts, Confusion, IGNORE, Scores, band_width};
+use crate::metrics::{BoundaryCounts, Confusion, IGNORE, ObjectCounts, Scores, band_width};
 use crate::video::{FrameSource, probe_file};
 use crate::{Error, Result};
 
@@ -54,6 +54,8 @@ pub struct Evaluation {
     pub total: Confusion,
     /// The boundary bands of every image.
     pub boundary: BoundaryCounts,
+    /// Objects found and false regions, binary models only.
+    pub objects: Option<ObjectCounts>,
     /// Per image, in input order.
     pub images: Vec<ImageScore>,
     /// Wall time, decoding included.
@@ -172,6 +174,7 @@ impl<'a> Evaluator<'a> {
         let labels = self.classes.label_count();
         let mut total = Confusion::new(labels);
         let mut boundary = BoundaryCounts::new(labels);
+        let mut objects = self.classes.is_binary().then(ObjectCounts::default);
         // Binary models are scored on the object's boundary, multi-class ones on every class's.
         let scored: Vec<u8> = match self.classes.is_binary() {
             true => vec![1],
@@ -199,6 +202,9 @@ impl<'a> Evaluator<'a> {
                 let d = band_width(prediction.size);
                 edges.add(&prediction.truth, &prediction.predicted, width, d, &scored);
                 boundary.merge(&edges);
+                if let Some(objects) = &mut objects {
+                    objects.add(&prediction.truth, &prediction.predicted, width);
+                }
                 images.push(ImageScore {
                     name: pair.name(),
                     pair: pair.clone(),
@@ -211,6 +217,7 @@ impl<'a> Evaluator<'a> {
         Ok(Evaluation {
             total,
             boundary,
+            objects,
             images,
             seconds: started.elapsed().as_secs_f64(),
         })

@@ -14,6 +14,7 @@ use crate::eval::{
 };
 use crate::imaging::{Edge, LabelColors, Scaler, SheetRow, Smoothing};
 use crate::infer::Segmenter;
+use crate::metrics::{FOUND_SHARE, MIN_PIXELS, ObjectCounts};
 use crate::paths::shown;
 
 /// Images listed as the worst (and shown as the best) in reports.
@@ -189,6 +190,7 @@ fn summary_json(
     if classes.is_binary() {
         summary["dice"] = json!(scores.dice);
         summary["iou"] = json!(scores.iou);
+        summary["objects"] = json!(evaluation.objects);
     } else {
         summary["mean_iou"] = json!(scores.mean_iou);
         summary["per_class_iou"] = classes
@@ -220,6 +222,9 @@ fn table(classes: &ClassSet, evaluation: &Evaluation, resolution: &str) -> Strin
     if let (Some(dice), Some(iou)) = (scores.dice, scores.iou) {
         let _ = writeln!(out, "dice            {dice:.4}\niou             {iou:.4}");
     }
+    if let Some(objects) = &evaluation.objects {
+        out.push_str(&objects_lines(objects));
+    }
     if let Some(miou) = scores.mean_iou {
         let _ = writeln!(out, "mean IoU        {miou:.4}");
         for (name, iou) in classes.names.iter().zip(&scores.per_class_iou) {
@@ -239,6 +244,29 @@ fn table(classes: &ClassSet, evaluation: &Evaluation, resolution: &str) -> Strin
         evaluation.seconds
     );
     out
+}
+
+/// Objects found by height and false regions, two lines.
+fn objects_lines(objects: &ObjectCounts) -> String {
+    let (found, total) = objects.found_of_total();
+    let heights: Vec<String> = objects
+        .by_height
+        .iter()
+        .map(|c| {
+            let span = match c.max_height {
+                Some(max) => format!("{}-{max}", c.min_height),
+                None => format!("{}+", c.min_height),
+            };
+            format!("{span} px {}/{}", c.found, c.total)
+        })
+        .collect();
+    format!(
+        "objects found   {found} of {total} (at least {:.0} % of each masked; by height: {})\n\
+         false regions   {} (predicted regions of {MIN_PIXELS}+ px on no object)\n",
+        FOUND_SHARE * 100.0,
+        heights.join(", "),
+        objects.false_regions
+    )
 }
 
 fn per_image_csv(images: &[ImageScore]) -> String {

@@ -1,11 +1,14 @@
 //! Segmentation metrics from a confusion matrix: pixel accuracy, Dice, IoU per class and mean
-//! IoU. Labels are class indices; [`IGNORE`] marks pixels that count nowhere.
+//! IoU; the boundary's IoU ([`boundary`]) and objects found or invented ([`objects`]). Labels
+//! are class indices; [`IGNORE`] marks pixels that count nowhere.
 //!
 //! Uses nothing of the crate.
 
 mod boundary;
+mod objects;
 
 pub use boundary::{BoundaryCounts, band_width};
+pub use objects::{FOUND_SHARE, HeightClass, MIN_PIXELS, ObjectCounts};
 
 use serde::{Deserialize, Serialize};
 

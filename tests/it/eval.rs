@@ -84,6 +84,33 @@ fn a_model_that_misses_part_of_the_object_scores_what_hand_counting_gives() {
     // first column: 54 of 92 + 76 − 54.
     close("boundary_iou", 54.0 / 114.0);
     assert!((json["per_image"]["median"].as_f64().unwrap() - 0.8).abs() < 1e-9);
+    // Each image's object is 24 rows tall and two thirds of it is masked: found.
+    let objects = &json["objects"];
+    assert_eq!(objects["by_height"][1]["min_height"], 16, "{objects}");
+    assert_eq!(
+        (
+            &objects["by_height"][1]["found"],
+            &objects["by_height"][1]["total"]
+        ),
+        (&3.into(), &3.into()),
+        "{objects}"
+    );
+    assert_eq!(objects["false_regions"], 0);
+}
+
+#[test]
+fn a_mask_where_there_is_no_object_counts_as_a_false_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    dataset(&data, 0);
+    let model = red_detector(dir.path(), [H as usize, W as usize]);
+    let json = eval_json(&model, &data, &["--split", "all"]);
+    let objects = &json["objects"];
+    assert_eq!(objects["false_regions"], 3, "{objects}");
+    let totals: Vec<u64> = (0..4)
+        .map(|i| objects["by_height"][i]["total"].as_u64().unwrap())
+        .collect();
+    assert_eq!(totals, [0; 4], "{objects}");
 }
 
 #[test]
