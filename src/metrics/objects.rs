@@ -86,15 +86,6 @@ impl ObjectCounts {
         }
     }
 
-    /// Adds every count of `other`.
-    pub fn merge(&mut self, other: &ObjectCounts) {
-        for (a, b) in self.by_height.iter_mut().zip(&other.by_height) {
-            a.found += b.found;
-            a.total += b.total;
-        }
-        self.false_regions += other.false_regions;
-    }
-
     /// Objects found and present, over every height.
     pub fn found_of_total(&self) -> (u64, u64) {
         self.by_height
@@ -193,10 +184,9 @@ mod tests {
         );
         assert_eq!(counts.by_height[3].max_height, None);
 
-        let mut twice = ObjectCounts::default();
-        twice.merge(&counts);
-        twice.merge(&counts);
-        assert_eq!((twice.found_of_total(), twice.false_regions), ((4, 6), 2));
+        // A second image adds to the counts.
+        counts.add(&truth, &predicted, width);
+        assert_eq!((counts.found_of_total(), counts.false_regions), ((4, 6), 2));
     }
 
     #[test]
